@@ -1,0 +1,152 @@
+"""Enumerations of the domain (``StrEnum`` so they serialise as their value)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Side(StrEnum):
+    """Order or fill side."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell."""
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(StrEnum):
+    """Order type. The engine plans market orders; limit is for venues and reconciliation."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    """Lifecycle of an order.
+
+    ``PENDING_SUBMIT`` is recorded before the request is sent. ``DENIED`` means refused locally
+    (filters or risk) and never sent. ``UNKNOWN`` means the outcome of a submit is not known and
+    must be resolved by a lookup by client order id, never by re-sending.
+    """
+
+    PENDING_SUBMIT = "pending_submit"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when no further fill can arrive for the order (filled, canceled, expired, rejected, denied)."""
+        return self in _TERMINAL
+
+    @property
+    def is_open(self) -> bool:
+        """True while the order may still fill (accepted, partially filled, pending submit, unknown)."""
+        return not self.is_terminal
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED, OrderStatus.DENIED}
+)
+
+
+class Timeframe(StrEnum):
+    """Candle timeframe. ``ms`` gives its length in milliseconds."""
+
+    M1 = "1m"
+    M3 = "3m"
+    M5 = "5m"
+    M15 = "15m"
+    M30 = "30m"
+    H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
+
+    @property
+    def ms(self) -> int:
+        """Length of one candle in milliseconds."""
+        return _TF_MS[self.value]
+
+    @classmethod
+    def parse(cls, value: str) -> Timeframe:
+        """Return the timeframe for ``value`` (e.g. ``"4h"``).
+
+        Raises
+        ------
+        ValueError
+            If ``value`` is not a supported timeframe; the message lists the supported ones.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(
+                f"timeframe must be one of {[t.value for t in cls]}, was {value!r}"
+            ) from None
+
+
+_TF_MS = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "4h": 14_400_000,
+    "1d": 86_400_000,
+}
+
+
+class StreamState(StrEnum):
+    """State of a trend stream."""
+
+    IN = "in"
+    OUT = "out"
+
+
+class TradingState(StrEnum):
+    """Risk state of the whole engine: ACTIVE trades normally, REDUCING only lowers exposure, HALTED sends nothing."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class PositionEventType(StrEnum):
+    """Kind of a position event (STRATEGY.md §6)."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+    SCALE_IN = "scale_in"
+    SCALE_OUT = "scale_out"
+    PARTIAL_TAKE_PROFIT = "partial_take_profit"
+    BREAKEVEN = "breakeven"
+    STOP_SET = "stop_set"
+    TRAILING_STOP_UPDATE = "trailing_stop_update"
+    TRAILING_SCALE_OUT = "trailing_scale_out"
+    TRAILING_SCALE_IN = "trailing_scale_in"
+    STOP_EXIT = "stop_exit"
+    TAKE_PROFIT_EXIT = "take_profit_exit"
+    TIME_EXIT = "time_exit"
+    EARLY_EXIT = "early_exit"
+    MANAGEMENT_SCALE_OUT = "management_scale_out"
+    MANAGEMENT_RELOAD = "management_reload"
+    MANAGEMENT_QUIT = "management_quit"
+    REBALANCE_BUY = "rebalance_buy"
+    REBALANCE_SELL = "rebalance_sell"
+    RISK_BLOCK = "risk_block"
+    DAILY_LOSS_HALT = "daily_loss_halt"
+    TRADING_RESUMED = "trading_resumed"
+    ORDER_DENIED = "order_denied"
+    ORDER_REJECTED = "order_rejected"
+    FEED_STALE = "feed_stale"
+    FEED_RECOVERED = "feed_recovered"
+    RECONCILE_ADJUSTMENT = "reconcile_adjustment"
+    RECONCILE_MISMATCH = "reconcile_mismatch"
