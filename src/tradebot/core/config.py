@@ -1,0 +1,69 @@
+"""Frozen configuration of the engine, built once by ``app.bootstrap`` from the settings.
+
+Each part is owned by the package that uses it (``StreamConfig`` by signals, ``AllocationConfig`` by
+the portfolio, ``PlannerConfig`` by execution, ``ManagementConfig`` / ``RiskLimits`` by management);
+this module only bundles them with the engine-wide values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tradebot.core.domain import Timeframe
+from tradebot.core.execution.planner import PlannerConfig
+from tradebot.core.management import ManagementConfig, RiskLimits
+from tradebot.core.portfolio.rebalancer import AllocationConfig
+from tradebot.core.signals.stream import StreamConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Everything the engine needs besides the instruments.
+
+    Attributes
+    ----------
+    run_id
+        Id of the run; prefixes client order ids and position ids.
+    quote
+        Quote currency of the portfolio (``"USDT"``).
+    assets
+        ccxt symbol → base asset, in the order candles of equal time are processed,
+        e.g. ``{"BTC/USDT": "BTC", "ETH/USDT": "ETH", "SOL/USDT": "SOL"}``.
+    base_timeframe
+        Timeframe of the input candles (1m live; 1m…1h in backtests).
+    streams
+        One :class:`StreamConfig` per stream timeframe; every asset gets one stream per entry.
+    initial_cash
+        Starting quote balance for a fresh ledger (quote currency).
+    rebalance_timeframe
+        Clock of rebalance checks, equity snapshots, risk checks and period rules (default 1h).
+    allocation, planner, management, risk
+        Configs of the rebalancer, the planner, the overlay and the risk limits.
+    """
+
+    run_id: str
+    quote: str
+    assets: Mapping[str, str]
+    base_timeframe: Timeframe
+    streams: tuple[StreamConfig, ...]
+    initial_cash: Decimal
+    rebalance_timeframe: Timeframe = Timeframe.H1
+    allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    management: ManagementConfig = field(default_factory=ManagementConfig.disabled)
+    risk: RiskLimits = field(default_factory=RiskLimits)
+
+    def __post_init__(self) -> None:
+        if not self.assets:
+            raise ValueError("assets must name at least one symbol, was {}")
+        if not self.streams:
+            raise ValueError("streams must hold at least one stream config, was ()")
+        if self.initial_cash < 0:
+            raise ValueError(f"initial_cash must be >= 0, was {self.initial_cash!r}")
+        if self.rebalance_timeframe.ms % self.base_timeframe.ms:
+            raise ValueError(
+                f"rebalance_timeframe {self.rebalance_timeframe} must be a multiple of base timeframe "
+                f"{self.base_timeframe}"
+            )

@@ -1,0 +1,548 @@
+"""The engine: one synchronous state machine for every mode (backtest, paper, testnet, live).
+
+``Engine.handle(event) -> list[command]`` applies one input event and returns what to do:
+:class:`~tradebot.core.domain.PlaceOrder` / :class:`~tradebot.core.domain.CancelOrder` for the venue
+and records (``PositionEvent``, ``OrderRecord``, ``Fill``, ``TradeRecord``, ``EquitySnapshot``,
+``StreamSignal``) for the event store. It never does I/O and never reads a clock: time comes from the
+events (a candle's close time, a fill's time).
+
+Flow of one closed base candle (the hot path, kept lean):
+
+1. the mark of its symbol is updated; if a position is open, MAE/MFE and the overlay's stop rules run;
+2. the signal book aggregates it; closed 1h/4h/1d candles update the trend streams;
+3. on the rebalance clock (each ``rebalance_timeframe`` close, once every symbol has reached it) the
+   engine snapshots equity, applies the risk limits, computes targets (rebalancer × overlay
+   multiplier), and the planner turns them into child orders (sells first; buys after the sells fill).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from tradebot.core.config import EngineConfig
+from tradebot.core.domain import (
+    ZERO,
+    Candle,
+    CancelOrder,
+    ClientOrderId,
+    EquitySnapshot,
+    FeedStatus,
+    Fill,
+    Instrument,
+    Order,
+    OrderRecord,
+    OrderStatus,
+    OrderUpdate,
+    PlaceOrder,
+    PositionEvent,
+    PositionEventType,
+    Side,
+    StreamSignal,
+    Symbol,
+    Timeframe,
+    TradingState,
+    position_event_id,
+    stream_id,
+    to_decimal,
+)
+from tradebot.core.engine_parts import EngineStats, Overlay
+from tradebot.core.execution.planner import plan_rebalance
+from tradebot.core.portfolio.ledger import Ledger
+from tradebot.core.portfolio.rebalancer import compute_targets
+from tradebot.core.signals.book import SignalBook
+
+_EMPTY: tuple = ()
+_ORDER_COMMANDS = (PlaceOrder, CancelOrder)
+
+
+class Engine:
+    """The trading state machine shared by every driver.
+
+    Parameters
+    ----------
+    config
+        Frozen engine configuration.
+    instruments
+        Precision and filters per symbol (must cover every symbol of ``config.assets``).
+
+    Raises
+    ------
+    ValueError
+        If an instrument is missing for a configured symbol.
+    """
+
+    def __init__(self, config: EngineConfig, instruments: Mapping[str, Instrument]) -> None:
+        missing = [s for s in config.assets if s not in instruments]
+        if missing:
+            raise ValueError(f"instruments missing for symbols {missing}")
+        self.config = config
+        self.instruments = dict(instruments)
+        self.symbols: tuple[Symbol, ...] = tuple(Symbol(s) for s in config.assets)
+        timeframes = tuple(sc.timeframe for sc in config.streams)
+        self.streams_by_symbol = {
+            s: tuple(stream_id(config.assets[s], tf) for tf in timeframes) for s in self.symbols
+        }
+        self.book = SignalBook(dict(config.assets), config.base_timeframe, config.streams,
+                               extra_timeframes=(config.rebalance_timeframe,))
+        self.ledger = Ledger(
+            config.quote, config.initial_cash, self.symbols, self.streams_by_symbol, run_id=config.run_id
+        )
+        self.overlay = Overlay(config, self.symbols)
+        self.orders: dict[ClientOrderId, Order] = {}
+        self.in_flight: set[ClientOrderId] = set()
+        self.stats = EngineStats(self.symbols, [sid for v in self.streams_by_symbol.values() for sid in v])
+        self._mark: dict[str, float] = dict.fromkeys(self.symbols, 0.0)
+        self._time: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        self._stale: set[str] = set()
+        self._open: set[str] = set()
+        self._base_ms = config.base_timeframe.ms
+        self._clock_ms = config.rebalance_timeframe.ms
+        self._due_ms: int | None = None
+        self._replan = False
+        self._force: set[str] = set()
+        self._intent_seq = 1
+        self._event_seq = 0
+        self.last_time_ms = 0
+
+    # ------------------------------------------------------------------ inputs
+    def handle(self, event: object) -> list:
+        """Apply one input event and return the commands and records it causes.
+
+        Parameters
+        ----------
+        event
+            A closed base :class:`Candle`, a :class:`Fill`, an :class:`OrderUpdate` or a
+            :class:`FeedStatus`.
+
+        Returns
+        -------
+        list
+            ``PlaceOrder`` / ``CancelOrder`` commands for the venue and records for the store, in
+            the order they must be acted on. May be an empty (shared, read-only) sequence.
+
+        Raises
+        ------
+        TypeError
+            For an event type the engine does not know.
+        """
+        kind = type(event)
+        if kind is Candle:
+            return self.on_candle(event)  # type: ignore[arg-type]
+        if kind is Fill:
+            return self.on_fill(event)  # type: ignore[arg-type]
+        if kind is OrderUpdate:
+            return self.on_order_update(event)  # type: ignore[arg-type]
+        if kind is FeedStatus:
+            return self.on_feed_status(event)  # type: ignore[arg-type]
+        raise TypeError(f"engine cannot handle event of type {kind.__name__}: {event!r}")
+
+    def warm_up(self, candles: Iterable[Candle]) -> list[StreamSignal]:
+        """Warm the streams from native candles of their own timeframes (before trading starts).
+
+        Returns the streams' state after warm-up (one signal per stream) for the record.
+        """
+        return self.book.warm_up(candles)
+
+    def on_candle(self, candle: Candle) -> list:
+        """Apply one closed base candle (hot path). See :meth:`handle`."""
+        sym = candle.symbol
+        t = candle.open_time_ms + self._base_ms
+        self._mark[sym] = candle.close
+        self._time[sym] = t
+        self.last_time_ms = t
+        out: list | None = None
+        if sym in self._open:
+            self.ledger.on_bar(sym, candle.high, candle.low)
+            actions = self.overlay.on_bar(sym, t, candle)
+            if actions:
+                out = self._apply_actions(sym, actions, t)
+        signals = self.book.on_candle(candle)
+        if signals:
+            out = self._on_signals(sym, signals, t, out)
+        if t % self._clock_ms == 0 or signals:
+            if self._due_ms is None or t > self._due_ms:
+                self._due_ms = t
+        if self._due_ms is not None and self._caught_up(self._due_ms):
+            due = self._due_ms
+            self._due_ms = None
+            out = out if out is not None else []
+            out.extend(self._on_clock(due))
+        elif self._force and not self.in_flight:
+            out = out if out is not None else []
+            out.extend(self._plan(t, reason="overlay"))
+        return out if out is not None else _EMPTY  # type: ignore[return-value]
+
+    def on_fill(self, fill: Fill) -> list:
+        """Apply one execution: order state, ledger (exactly once), trade lifecycle, overlay state."""
+        order = self.orders.get(ClientOrderId(fill.client_order_id))
+        out: list = []
+        if order is not None:
+            if fill.trade_id in order.fill_ids:
+                return out
+            order.apply_fill(fill)
+        result = self.ledger.apply(fill)
+        if result is None:
+            return out
+        out.append(fill)
+        if order is not None:
+            out.append(self._order_record(order, fill.ts_ms))
+        sym = fill.symbol
+        self.stats.on_fill(fill)
+        out.extend(self._on_position_change(sym, fill, result))
+        if order is not None and order.status.is_terminal:
+            out.extend(self._order_done(order, fill.ts_ms))
+        return out
+
+    def on_order_update(self, update: OrderUpdate) -> list:
+        """Apply a venue status report (accepted, rejected, canceled, expired)."""
+        order = self.orders.get(update.client_order_id)
+        if order is None:
+            return []
+        if update.exchange_order_id and order.exchange_order_id is None:
+            order.exchange_order_id = update.exchange_order_id
+        if not order.transition(update.status):
+            return []
+        out: list = [self._order_record(order, update.ts_ms, update.reason)]
+        if update.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED) or (
+            update.status is OrderStatus.CANCELED and order.filled_qty < order.qty
+        ):
+            out.append(
+                self._event(
+                    PositionEventType.ORDER_REJECTED,
+                    order.symbol,
+                    update.ts_ms,
+                    f"{order.side} {order.qty} {order.symbol} {update.status}: {update.reason or 'no reason'}",
+                    f"order {order.client_order_id} {update.status}",
+                    client_order_ids=(order.client_order_id,),
+                )
+            )
+        if order.status.is_terminal:
+            out.extend(self._order_done(order, update.ts_ms, replan=update.status is OrderStatus.FILLED))
+        return out
+
+    def on_feed_status(self, status: FeedStatus) -> list:
+        """Block (stale) or unblock (recovered) new entries on a symbol."""
+        if status.stale == (status.symbol in self._stale):
+            return []
+        if status.stale:
+            self._stale.add(status.symbol)
+            kind = PositionEventType.FEED_STALE
+            action = "new entries and increases blocked"
+        else:
+            self._stale.discard(status.symbol)
+            kind = PositionEventType.FEED_RECOVERED
+            action = "entries allowed again"
+        return [self._event(kind, status.symbol, status.ts_ms, status.reason or str(kind), action)]
+
+    def finish(self) -> list:
+        """Close the books at the last event time: final equity snapshot and open trades' records."""
+        t = self.last_time_ms
+        marks = self._marks_decimal()
+        out: list = [self._snapshot(t, marks)]
+        out.extend(self.ledger.open_trade_records())
+        return out
+
+    # ------------------------------------------------------------------ clock and planning
+    def _caught_up(self, due_ms: int) -> bool:
+        times = self._time
+        stale = self._stale
+        return all(times[s] >= due_ms for s in self.symbols if s not in stale)
+
+    def _marks_decimal(self) -> dict[Symbol, Decimal]:
+        return {s: to_decimal(self._mark[s]) for s in self.symbols if self._mark[s] > 0}
+
+    def _snapshot(self, t: int, marks: Mapping[Symbol, Decimal]) -> EquitySnapshot:
+        equity = self.ledger.equity(marks)
+        positions = {s: self.ledger.qty(s) for s in self.symbols}
+        self.stats.on_equity(t, float(equity), any(q != 0 for q in positions.values()))
+        return EquitySnapshot(
+            time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=dict(marks)
+        )
+
+    def _on_clock(self, t: int) -> list:
+        marks = self._marks_decimal()
+        if len(marks) < len(self.symbols):
+            return []
+        snap = self._snapshot(t, marks)
+        out: list = [snap]
+        for sym in self.symbols:
+            candle = self.book.last_closed(sym, self.config.rebalance_timeframe)
+            if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
+                out.extend(self._apply_actions(sym, self.overlay.on_period(sym, candle, self.book), t))
+        events, _state = self.overlay.on_equity(t, snap.equity, self.ledger, self.symbols)
+        out.extend(self._risk_events(events, t))
+        if self.in_flight:
+            self._replan = True
+            return out
+        out.extend(self._plan(t, reason="rebalance", marks=marks, equity=snap.equity))
+        return out
+
+    def _plan(self, t: int, *, reason: str, marks: Mapping[Symbol, Decimal] | None = None,
+              equity: Decimal | None = None) -> list:
+        self._replan = False
+        marks = marks if marks is not None else self._marks_decimal()
+        if len(marks) < len(self.symbols):
+            return []
+        equity = equity if equity is not None else self.ledger.equity(marks)
+        views = self.book.states()
+        vol = self.book.volatility(self.config.rebalance_timeframe)
+        alloc = compute_targets(self.config.allocation, views, equity, marks, vol)
+        holdings = {s: self.ledger.qty(s) for s in self.symbols}
+        targets, multipliers, risk_events, blocked = self.overlay.managed_targets(
+            t, alloc.asset_notional, holdings, marks, equity, self._stale
+        )
+        out: list = self._risk_events(risk_events, t)
+        force = frozenset(self._force)
+        self._force.clear()
+        plan = plan_rebalance(
+            targets=targets,
+            holdings=holdings,
+            marks=marks,
+            cash=self.ledger.cash,
+            equity=equity,
+            instruments=self.instruments,
+            config=self.config.planner,
+            run_id=self.config.run_id,
+            next_intent_seq=self._intent_seq,
+            time_ms=t,
+            reason=reason,
+            blocked_increase=frozenset(blocked),
+            force=force,
+        )
+        self._intent_seq = plan.next_intent_seq
+        if plan.deferred_buys:
+            self._replan = True
+        traded = {o.symbol for o in plan.orders}
+        for sym in self.symbols:
+            if sym in traded or self.stats.streams_changed(sym):
+                self._set_stream_targets(sym, alloc.stream_notional, multipliers[sym], targets[sym],
+                                         alloc.asset_notional[sym], marks[sym])
+        out.extend(self._emit_plan(plan, t, marks))
+        return out
+
+    def _set_stream_targets(self, sym: Symbol, stream_notional: Mapping[str, Decimal], m: Decimal,
+                            managed: Decimal, raw: Decimal, mark: Decimal) -> None:
+        scale = managed / raw if raw > 0 else ZERO
+        units = {
+            sid: (stream_notional.get(sid, ZERO) * scale / mark) for sid in self.streams_by_symbol[sym]
+        }
+        self.ledger.set_stream_targets(sym, units, mark)
+
+    def _emit_plan(self, plan, t: int, marks: Mapping[Symbol, Decimal]) -> list:
+        out: list = []
+        children: dict[str, list[PlaceOrder]] = {}
+        for cmd in plan.orders:
+            order = Order(
+                client_order_id=cmd.client_order_id,
+                symbol=cmd.symbol,
+                side=cmd.side,
+                qty=cmd.qty,
+                order_type=cmd.order_type,
+                limit_price=cmd.limit_price,
+                reason=cmd.reason,
+                created_ms=t,
+            )
+            self.orders[cmd.client_order_id] = order
+            self.in_flight.add(cmd.client_order_id)
+            children.setdefault(cmd.intent_id, []).append(cmd)
+            out.append(self._order_record(order, t, ref_price=cmd.ref_price, intent_id=cmd.intent_id))
+            out.append(cmd)
+        for intent in plan.intents:
+            kids = children.get(intent.intent_id, [])
+            qty = self.ledger.qty(intent.symbol)
+            after = qty + intent.qty if intent.side is Side.BUY else qty - intent.qty
+            kind = PositionEventType.REBALANCE_BUY if intent.side is Side.BUY else PositionEventType.REBALANCE_SELL
+            out.append(
+                self._event(
+                    kind,
+                    intent.symbol,
+                    t,
+                    intent.reason,
+                    f"{intent.side} {intent.qty} {intent.symbol} in {len(kids)} order(s)",
+                    size_before=qty,
+                    size_after=after,
+                    client_order_ids=tuple(k.client_order_id for k in kids),
+                    indicators={"streams_in": self.stats.streams_in(intent.symbol)},
+                )
+            )
+        for denial in plan.denied:
+            out.append(
+                self._event(
+                    PositionEventType.ORDER_DENIED,
+                    denial.symbol,
+                    t,
+                    denial.reason,
+                    f"{denial.side} {denial.qty} {denial.symbol} not sent",
+                )
+            )
+        return out
+
+    def _order_done(self, order: Order, t: int, *, replan: bool = True) -> list:
+        self.in_flight.discard(order.client_order_id)
+        if not self.in_flight and self._replan and replan:
+            return self._plan(t, reason="rebalance")
+        return []
+
+    # ------------------------------------------------------------------ signals, overlay, fills
+    def _on_signals(self, sym: str, signals: list[StreamSignal], t: int, out: list | None) -> list:
+        out = out if out is not None else []
+        changed = False
+        for sig in signals:
+            if sig.flipped:
+                changed = True
+                self.stats.on_flip(sig)
+                out.append(sig)
+        if changed:
+            self.stats.mark_streams_changed(Symbol(sym))
+            out.extend(self._apply_actions(Symbol(sym), self.overlay.on_streams(sym, self.book), t))
+        return out
+
+    def _apply_actions(self, sym: Symbol, actions, t: int) -> list:
+        out: list = []
+        for action in actions:
+            if action.urgent:
+                self._force.add(sym)
+            qty = self.ledger.qty(sym)
+            out.append(
+                self._event(
+                    action.event_type,
+                    sym,
+                    action.time_ms,
+                    action.trigger_reason,
+                    f"multiplier {action.multiplier_before:.4f} -> {action.multiplier_after:.4f}",
+                    price=to_decimal(action.price) if action.price else None,
+                    size_before=qty,
+                    size_after=qty * to_decimal(round(action.multiplier_after / action.multiplier_before, 8))
+                    if action.multiplier_before
+                    else qty,
+                    indicators=action.indicators,
+                    r_multiple=action.r_multiple,
+                    profit_pct=action.profit_pct,
+                    amount=self._saved(sym, action),
+                )
+            )
+        return out
+
+    def _saved(self, sym: Symbol, action) -> Decimal | None:
+        per_unit = getattr(action, "amount_saved_or_gained_per_unit", None)
+        if per_unit is None:
+            return None
+        return (to_decimal(per_unit) * self.ledger.qty(sym)).quantize(Decimal("0.00000001"))
+
+    def _risk_events(self, events, t: int) -> list:
+        out: list = []
+        for ev in events:
+            if ev.event_type in (PositionEventType.DAILY_LOSS_HALT,):
+                self._force.update(self.symbols)
+            out.append(
+                self._event(
+                    ev.event_type,
+                    Symbol(ev.symbol or self.symbols[0]),
+                    t,
+                    ev.trigger_reason,
+                    ev.action_taken,
+                    indicators=dict(ev.indicators),
+                )
+            )
+        return out
+
+    def _on_position_change(self, sym: Symbol, fill: Fill, result) -> list:
+        out: list = []
+        before, after = result.qty_before, result.qty_after
+        if before == 0 and after != 0:
+            self._open.add(sym)
+            atr = self.book.atr(sym, self.config.rebalance_timeframe)
+            actions = self.overlay.on_open(sym, fill, atr)
+            risk = self.overlay.initial_risk(sym)
+            if risk:
+                self.ledger.set_initial_risk(sym, to_decimal(risk))
+            out.append(self._event(PositionEventType.ENTRY, sym, fill.ts_ms, fill.client_order_id,
+                                   f"{fill.side} {fill.qty} @ {fill.price}", price=fill.price,
+                                   size_before=before, size_after=after,
+                                   client_order_ids=(fill.client_order_id,)))
+            out.extend(self._apply_actions(sym, actions, fill.ts_ms))
+        elif after == 0 and before != 0:
+            self._open.discard(sym)
+            self.overlay.on_close(sym, fill.ts_ms)
+            out.append(self._event(PositionEventType.EXIT, sym, fill.ts_ms, fill.client_order_id,
+                                   f"{fill.side} {fill.qty} @ {fill.price}", price=fill.price,
+                                   size_before=before, size_after=after,
+                                   client_order_ids=(fill.client_order_id,)))
+        else:
+            self.overlay.on_fill(sym, fill, after)
+        if result.trade_record is not None:
+            out.append(result.trade_record)
+        return out
+
+    # ------------------------------------------------------------------ records
+    def _event(self, kind: PositionEventType, sym: Symbol, t: int, reason: str, action: str, *,
+               price: Decimal | None = None, size_before: Decimal | None = None,
+               size_after: Decimal | None = None, client_order_ids: tuple[str, ...] = (),
+               indicators: dict | None = None, r_multiple: float | None = None,
+               profit_pct: float | None = None, amount: Decimal | None = None) -> PositionEvent:
+        self._event_seq += 1
+        qty = self.ledger.qty(sym)
+        mark = price if price is not None else to_decimal(self._mark.get(sym) or 0)
+        avg = self.ledger.avg_entry(sym)
+        if profit_pct is None and qty and avg:
+            profit_pct = float((mark - avg) / avg * 100)
+        self.stats.on_event(kind, amount)
+        return PositionEvent(
+            event_id=position_event_id(self.config.run_id, self._event_seq),
+            seq=self._event_seq,
+            position_id=self.ledger.position_id(sym),
+            event_type=kind,
+            symbol=sym,
+            event_time_ms=t,
+            price=mark,
+            size_before=qty if size_before is None else size_before,
+            size_after=qty if size_after is None else size_after,
+            trigger_reason=reason,
+            action_taken=action,
+            profit_pct=profit_pct,
+            r_multiple=r_multiple,
+            indicators=indicators or {},
+            amount_saved_or_gained=amount,
+            client_order_ids=client_order_ids,
+        )
+
+    @staticmethod
+    def _order_record(order: Order, t: int, reason: str = "", *, ref_price: Decimal = ZERO,
+                      intent_id: str = "") -> OrderRecord:
+        return OrderRecord(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            qty=order.qty,
+            status=order.status,
+            filled_qty=order.filled_qty,
+            avg_fill_price=order.avg_fill_price,
+            fees_quote=order.fees_quote,
+            reason=order.reason,
+            intent_id=intent_id or order.client_order_id.rsplit("-", 1)[0],
+            created_ms=order.created_ms,
+            updated_ms=t,
+            ref_price=ref_price,
+            exchange_order_id=order.exchange_order_id,
+            status_reason=reason,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def trading_state(self) -> TradingState:
+        """The risk state (ACTIVE / REDUCING / HALTED)."""
+        return self.overlay.trading_state
+
+    def stream_timeframes(self) -> tuple[Timeframe, ...]:
+        """Timeframes of the configured streams."""
+        return tuple(sc.timeframe for sc in self.config.streams)
+
+    @staticmethod
+    def split(commands: Iterable[object]) -> tuple[list, list]:
+        """Split engine output into (venue commands, records)."""
+        orders, records = [], []
+        for c in commands:
+            (orders if isinstance(c, _ORDER_COMMANDS) else records).append(c)
+        return orders, records

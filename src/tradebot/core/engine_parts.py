@@ -1,0 +1,205 @@
+"""Helpers of the engine: run statistics and the glue between the engine and the overlay.
+
+Kept apart from ``engine.py`` so the state machine stays readable. Pure, like the rest of the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from tradebot.core.config import EngineConfig
+from tradebot.core.domain import (
+    ZERO,
+    Candle,
+    Fill,
+    PositionEventType,
+    StreamSignal,
+    StreamState,
+    Symbol,
+    Timeframe,
+    TradingState,
+    to_decimal,
+)
+from tradebot.core.management import PositionManager, RiskManager
+
+
+class EngineStats:
+    """Counters the reports need: fills, fees, turnover, stream time-in and flips, event counts.
+
+    All money in quote currency (``Decimal``); times in ms UTC.
+    """
+
+    def __init__(self, symbols: Iterable[str], streams: Iterable[str]) -> None:
+        self.n_fills = 0
+        self.fees_quote = ZERO
+        self.traded_notional = ZERO
+        self.traded_notional_by_symbol: dict[str, Decimal] = dict.fromkeys(symbols, ZERO)
+        self.fees_by_symbol: dict[str, Decimal] = dict.fromkeys(symbols, ZERO)
+        self.flips: dict[str, int] = dict.fromkeys(streams, 0)
+        self.in_since: dict[str, int | None] = dict.fromkeys(streams, None)
+        self.in_ms: dict[str, int] = dict.fromkeys(streams, 0)
+        self.state: dict[str, StreamState] = dict.fromkeys(streams, StreamState.OUT)
+        self.event_counts: dict[str, int] = {}
+        self.event_amounts: dict[str, Decimal] = {}
+        self.equity_curve: list[tuple[int, float]] = []
+        self.exposure_ms = 0
+        self._last_equity_ms: int | None = None
+        self._last_exposed = False
+        self._changed: set[str] = set()
+
+    def on_fill(self, fill: Fill) -> None:
+        """Count one applied fill."""
+        self.n_fills += 1
+        self.fees_quote += fill.fee_quote
+        self.traded_notional += fill.notional
+        self.traded_notional_by_symbol[fill.symbol] = self.traded_notional_by_symbol.get(fill.symbol, ZERO) + fill.notional
+        self.fees_by_symbol[fill.symbol] = self.fees_by_symbol.get(fill.symbol, ZERO) + fill.fee_quote
+
+    def on_flip(self, sig: StreamSignal) -> None:
+        """Record a stream flip at ``sig.time_ms`` (time-in accounting)."""
+        sid = sig.stream
+        self.flips[sid] = self.flips.get(sid, 0) + 1
+        if sig.state is StreamState.IN:
+            self.in_since[sid] = sig.time_ms
+        else:
+            since = self.in_since.get(sid)
+            if since is not None:
+                self.in_ms[sid] = self.in_ms.get(sid, 0) + sig.time_ms - since
+            self.in_since[sid] = None
+        self.state[sid] = sig.state
+
+    def time_in_ms(self, sid: str, until_ms: int) -> int:
+        """Total time stream ``sid`` was ``in`` up to ``until_ms``."""
+        since = self.in_since.get(sid)
+        return self.in_ms.get(sid, 0) + (until_ms - since if since is not None else 0)
+
+    def mark_streams_changed(self, sym: Symbol) -> None:
+        """Note that a stream of ``sym`` flipped since the last plan (attribution must be updated)."""
+        self._changed.add(sym)
+
+    def streams_changed(self, sym: Symbol) -> bool:
+        """Return and clear the "a stream flipped" flag of ``sym``."""
+        if sym in self._changed:
+            self._changed.discard(sym)
+            return True
+        return False
+
+    def streams_in(self, sym: str) -> int:
+        """Number of streams of ``sym``'s asset that are in (by stream id prefix)."""
+        asset = sym.split("/")[0]
+        return sum(1 for sid, st in self.state.items() if st is StreamState.IN and sid.startswith(asset + ":"))
+
+    def on_event(self, kind: PositionEventType, amount: Decimal | None) -> None:
+        """Count a position event and sum its measured amount."""
+        self.event_counts[kind.value] = self.event_counts.get(kind.value, 0) + 1
+        if amount is not None:
+            self.event_amounts[kind.value] = self.event_amounts.get(kind.value, ZERO) + amount
+
+    def on_equity(self, t: int, equity: float, exposed: bool) -> None:
+        """Append an equity sample and accumulate exposure time (time with any position open)."""
+        if self.equity_curve and self.equity_curve[-1][0] == t:
+            self.equity_curve[-1] = (t, equity)
+        else:
+            self.equity_curve.append((t, equity))
+        if self._last_equity_ms is not None and self._last_exposed:
+            self.exposure_ms += t - self._last_equity_ms
+        self._last_equity_ms = t
+        self._last_exposed = exposed
+
+
+class Overlay:
+    """The engine's view of the management overlay and the risk limits, per symbol.
+
+    Wraps one :class:`PositionManager` per symbol and one :class:`RiskManager`; converts between the
+    engine's Decimal world and the overlay's float maths.
+    """
+
+    def __init__(self, config: EngineConfig, symbols: Iterable[Symbol]) -> None:
+        self.config = config
+        self.managers = {s: PositionManager(s, config.management) for s in symbols}
+        self.risk = RiskManager(config.risk)
+        self._period_tf = config.rebalance_timeframe
+
+    @property
+    def trading_state(self) -> TradingState:
+        """Current risk state."""
+        return self.risk.trading_state
+
+    def on_bar(self, sym: str, t: int, candle: Candle):
+        """Per base candle while a position is open: stop, breakeven, ladder, trail."""
+        return self.managers[sym].on_bar(
+            time_ms=t, open=candle.open, high=candle.high, low=candle.low, close=candle.close
+        )
+
+    def on_period(self, sym: str, candle: Candle, book) -> tuple:
+        """On each rebalance-clock candle close: slower rules (scale-in, time stop, early exits)."""
+        return self.managers[sym].on_period(candle, book.atr(sym, self._period_tf))
+
+    def on_streams(self, sym: str, book) -> tuple:
+        """A stream of ``sym`` flipped: tell the manager how many are in (re-entry lock)."""
+        asset = self.config.assets[sym]
+        in_count = sum(1 for v in book.states() if v.asset == asset and v.state is StreamState.IN)
+        return self.managers[sym].on_streams(in_count) or ()
+
+    def on_equity(self, t: int, equity: Decimal, ledger, symbols) -> tuple[list, TradingState]:
+        """Daily-loss accounting on the equity sample (includes unrealized PnL and paid fees)."""
+        events = self.risk.on_equity(t, float(equity))
+        return list(events), self.risk.trading_state
+
+    def managed_targets(
+        self,
+        t: int,
+        asset_notional: Mapping[Symbol, Decimal],
+        holdings: Mapping[Symbol, Decimal],
+        marks: Mapping[Symbol, Decimal],
+        equity: Decimal,
+        stale: set[str],
+    ) -> tuple[dict[Symbol, Decimal], dict[Symbol, Decimal], list, set[str]]:
+        """Return (managed targets, multipliers, risk events, symbols blocked from increasing)."""
+        targets: dict[Symbol, Decimal] = {}
+        multipliers: dict[Symbol, Decimal] = {}
+        for sym, raw in asset_notional.items():
+            mgr = self.managers[sym]
+            m = ZERO if mgr.locked else to_decimal(round(mgr.multiplier, 6))
+            multipliers[sym] = m
+            targets[sym] = (raw * m).quantize(Decimal("0.00000001"))
+        holdings_notional = {s: holdings[s] * marks[s] for s in holdings}
+        clipped, events = self.risk.apply_limits(targets, holdings_notional, equity, t, stale=frozenset(stale))
+        blocked = set(stale)
+        if self.risk.trading_state is not TradingState.ACTIVE:
+            blocked.update(asset_notional)
+        return dict(clipped), multipliers, list(events), blocked
+
+    def on_open(self, sym: str, fill: Fill, atr: float | None):
+        """A position lifecycle opened with ``fill``."""
+        return self.managers[sym].on_open(
+            time_ms=fill.ts_ms, entry_price=float(fill.price), qty=float(fill.qty), atr=atr
+        )
+
+    def on_fill(self, sym: str, fill: Fill, qty_after: Decimal) -> None:
+        """A fill changed an open position."""
+        self.managers[sym].on_fill(
+            time_ms=fill.ts_ms, side=fill.side, qty=float(fill.qty), price=float(fill.price),
+            position_qty_after=float(qty_after),
+        )
+
+    def on_close(self, sym: str, t: int) -> None:
+        """The position of ``sym`` is flat again."""
+        self.managers[sym].on_close(time_ms=t)
+
+    def initial_risk(self, sym: str) -> float | None:
+        """R per unit of the open position (entry − initial stop), or None."""
+        return self.managers[sym].initial_risk
+
+    def state(self) -> dict:
+        """JSON-able state of every manager and the risk manager (for resume)."""
+        return {
+            "managers": {s: m.state() for s, m in self.managers.items()},
+            "risk": self.risk.state(),
+        }
+
+
+def period_timeframe(config: EngineConfig) -> Timeframe:
+    """The timeframe of the engine's clock (rebalance checks, period rules)."""
+    return config.rebalance_timeframe
