@@ -1,0 +1,37 @@
+# Every target does its own set-up: a virtualenv in .venv with tradebot and its pinned dependencies.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo backtest test lint bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: backtest the shipped 46-day real sample (BTC/ETH/SOL 1m candles) and print the summary
+demo: $(STAMP)
+	$(BIN)/tradebot backtest --data data/sample --db sqlite+aiosqlite:///demo.db --out out
+
+## test: lint, import contracts and the whole test suite (PostgreSQL tests need 127.0.0.1:5432)
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
+
+## bench: full 5m backtest over the shared real data; prints candles/s and peak memory
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_backtest.py --data ../shared/data --timeframe 5m
+
+clean:
+	rm -rf $(VENV) out demo.db .pytest_cache .ruff_cache

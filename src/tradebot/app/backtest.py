@@ -1,0 +1,301 @@
+"""The backtest driver: stored candles → the one Engine → simulated venue → event store → report.
+
+The hot loop is synchronous (no ``await`` per candle): candles are processed in chunks, and between
+chunks the loop yields to the batching store writer and refreshes the progress bar. The engine is the
+same object the daemon drives; only the adapters differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from tradebot import __version__
+from tradebot.adapters.feeds.replay import discover, load_candles, merge_by_time, pick_base_timeframe
+from tradebot.adapters.venues.simulated import SimulatedExchange
+from tradebot.app.instruments import default_instruments
+from tradebot.app.settings import Settings, build_engine_config, redacted_dump
+from tradebot.app.summary import build_run_summary
+from tradebot.core.domain import (
+    Candle,
+    Fill,
+    OrderStatus,
+    OrderUpdate,
+    PlaceOrder,
+    Symbol,
+    Timeframe,
+    TradeRecord,
+)
+from tradebot.core.engine import Engine
+from tradebot.errors import DataError
+
+log = structlog.get_logger("tradebot.backtest")
+
+CHUNK = 25_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BacktestOptions:
+    """What to replay and where to write.
+
+    Attributes
+    ----------
+    data_dir
+        Folder with ``binance_<SYM>USDT_<tf>.csv.gz`` files.
+    timeframe
+        Base timeframe; ``None`` picks the finest one available for every asset.
+    symbols
+        ccxt symbols (``"BTC/USDT"``); ``None`` uses the settings' symbols.
+    start_ms, end_ms
+        Replay window, ms UTC (``start <= open_time < end``); ``None`` = all data.
+    db_url
+        SQLAlchemy async URL, or ``None`` to skip the database (benchmarks).
+    out_dir
+        Where the JSON summary and the equity chart go (``None`` = nowhere).
+    run_id
+        Run id; default a fresh ``bt-<uuid>``.
+    """
+
+    data_dir: Path
+    timeframe: Timeframe | None = None
+    symbols: tuple[str, ...] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    db_url: str | None = None
+    out_dir: Path | None = None
+    run_id: str | None = None
+    label: str = ""
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    """Outcome of a backtest: the summary dict (see ``app.report``) and the raw material."""
+
+    summary: dict[str, Any]
+    engine: Engine
+    trades: list[TradeRecord] = field(default_factory=list)
+    n_candles: int = 0
+    elapsed_s: float = 0.0
+    engine_s: float = 0.0
+
+
+@dataclass(slots=True)
+class LoadedData:
+    """Candles ready to replay: base candles per symbol and native warm-up candles."""
+
+    base: Timeframe
+    candles: dict[Symbol, list[Candle]]
+    warmup: list[Candle]
+    gaps: dict[Symbol, list[tuple[int, int]]]
+
+    @property
+    def n_candles(self) -> int:
+        """Total base candles over all symbols."""
+        return sum(len(v) for v in self.candles.values())
+
+
+def load_data(settings: Settings, options: BacktestOptions) -> LoadedData:
+    """Load base candles and native warm-up candles for the run.
+
+    Raises
+    ------
+    DataError
+        If the folder has no files for a symbol, the timeframe is missing, a file is malformed, or the
+        window holds no candles.
+    """
+    symbols = options.symbols or settings.symbols
+    files = discover(options.data_dir)
+    assets = [s.split("/")[0] for s in symbols]
+    for asset, sym in zip(assets, symbols, strict=True):
+        if not any(a == asset for a, _tf in files):
+            raise DataError(f"no candle files for symbol {sym!r} in {str(options.data_dir)!r}")
+    base = pick_base_timeframe(files, assets, options.timeframe)
+    candles: dict[Symbol, list[Candle]] = {}
+    gaps: dict[Symbol, list[tuple[int, int]]] = {}
+    for asset, sym in zip(assets, symbols, strict=True):
+        result = load_candles(files[(asset, base)], sym, base, options.start_ms, options.end_ms)
+        if not result.candles:
+            raise DataError(f"no {base} candles for {sym} in the requested window in {files[(asset, base)]}")
+        candles[Symbol(sym)] = result.candles
+        gaps[Symbol(sym)] = list(result.gaps)
+    first_open = min(c[0].open_time_ms for c in candles.values())
+    warmup: list[Candle] = []
+    stream_tfs = {Timeframe(s.timeframe) for s in settings.streams} | {Timeframe(settings.rebalance_timeframe)}
+    lookback = max(s.slow for s in settings.streams) * 3
+    for asset, sym in zip(assets, symbols, strict=True):
+        for tf in sorted(stream_tfs, key=lambda t: t.ms):
+            path = files.get((asset, tf))
+            if path is None:
+                continue
+            start = first_open - lookback * tf.ms
+            native = load_candles(path, sym, tf, start, first_open - tf.ms + 1).candles
+            warmup.extend(native)
+    return LoadedData(base=base, candles=candles, warmup=warmup, gaps=gaps)
+
+
+class Dispatcher:
+    """Routes engine output: orders to the simulated exchange (and its answers back), records to a list."""
+
+    def __init__(self, engine: Engine, exchange: SimulatedExchange) -> None:
+        self.engine = engine
+        self.exchange = exchange
+        self.records: list[object] = []
+        self.n_orders = 0
+
+    def dispatch(self, commands: Sequence[object]) -> None:
+        """Act on engine output (recursively for the engine's answers to venue reports)."""
+        records = self.records
+        for cmd in commands:
+            if type(cmd) is PlaceOrder:
+                self.n_orders += 1
+                report = self.exchange.submit(cmd, cmd.created_ms)
+                update = OrderUpdate(
+                    client_order_id=cmd.client_order_id,
+                    symbol=cmd.symbol,
+                    status=report.status,
+                    ts_ms=cmd.created_ms,
+                    exchange_order_id=report.exchange_order_id,
+                    reason=report.reason,
+                )
+                if report.status is not OrderStatus.PENDING_SUBMIT:
+                    self.dispatch(self.engine.on_order_update(update))
+            else:
+                records.append(cmd)
+
+    def on_venue_events(self, events: Sequence[object]) -> None:
+        """Feed fills and order updates from the simulated exchange to the engine."""
+        engine = self.engine
+        for ev in events:
+            if type(ev) is Fill:
+                self.dispatch(engine.on_fill(ev))
+            else:
+                self.dispatch(engine.on_order_update(ev))
+
+
+async def run_backtest(settings: Settings, options: BacktestOptions,
+                       progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+    """Run one backtest end to end and return its result (summary included).
+
+    Writes the run, orders, fills, trades, position events, stream signals and the equity curve to
+    ``options.db_url`` when given. A failure marks the run ``failed`` (never ``completed``) and re-raises.
+
+    Raises
+    ------
+    DataError
+        For missing or malformed data.
+    ConfigError
+        For an invalid configuration.
+    """
+    started = time.perf_counter()
+    data = load_data(settings, options)
+    run_id = options.run_id or f"bt-{uuid.uuid4().hex[:12]}"
+    config = build_engine_config(settings, run_id=run_id, base_timeframe=data.base)
+    symbols = tuple(data.candles)
+    instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    engine = Engine(config, instruments)
+    warm_signals = engine.warm_up(data.warmup)
+    exchange = SimulatedExchange(
+        instruments=instruments,
+        balances={settings.quote: settings.backtest.initial_cash},
+        slippage_bps=settings.backtest.slippage_bps,
+        max_volume_fraction=settings.backtest.max_volume_fraction,
+    )
+    stream = list(merge_by_time(data.candles))
+    total = len(stream)
+    log.info("backtest_started", run_id=run_id, base_timeframe=str(data.base), candles=total,
+             symbols=list(symbols), gaps={s: len(g) for s, g in data.gaps.items()})
+    store = writer = None
+    if options.db_url:
+        from tradebot.app.storage import open_store_and_writer
+
+        store, writer = await open_store_and_writer(options.db_url)
+        await store.start_run(run_id=run_id, mode="backtest", config=redacted_dump(settings),
+                              version=__version__, started_ms=stream[0].open_time_ms)
+        await writer.put(list(warm_signals))
+    trades: list[TradeRecord] = []
+    pending_writes: list[list[object]] = []
+
+    def on_chunk(done: int, records: list[object]) -> None:
+        trades.extend(r for r in records if type(r) is TradeRecord)
+        if writer is not None:
+            pending_writes.append(records)
+        if progress is not None:
+            progress(done, total)
+
+    try:
+        t0 = time.perf_counter()
+        dispatcher = await _replay_async(engine, exchange, stream, on_chunk, writer, pending_writes)
+        final = dispatcher.records + engine.finish()
+        engine_s = time.perf_counter() - t0
+        trades.extend(r for r in final if type(r) is TradeRecord)
+        summary = build_run_summary(
+            engine=engine, trades=trades, n_orders=dispatcher.n_orders, run_id=run_id,
+            base=data.base, n_candles=total, gaps=data.gaps, label=options.label,
+        )
+        if writer is not None and store is not None:
+            await writer.put(final)
+            await writer.close()
+            await store.finish_run(run_id=run_id, status="completed", summary=summary,
+                                   finished_ms=engine.last_time_ms)
+    except BaseException:
+        if writer is not None and store is not None:
+            try:
+                await writer.close()
+            finally:
+                await store.finish_run(run_id=run_id, status="failed", summary={},
+                                       finished_ms=engine.last_time_ms)
+                await store.close()
+        raise
+    if store is not None:
+        await store.close()
+    elapsed = time.perf_counter() - started
+    log.info("backtest_finished", run_id=run_id, candles=total, elapsed_s=round(elapsed, 3))
+    return BacktestResult(summary=summary, engine=engine, trades=_final_trades(trades), n_candles=total,
+                          elapsed_s=elapsed, engine_s=engine_s)
+
+
+async def _replay_async(engine, exchange, stream, on_chunk, writer, pending_writes) -> Dispatcher:
+    # Run the synchronous replay chunk by chunk, yielding to the writer between chunks.
+    d = Dispatcher(engine, exchange)
+    n = len(stream)
+    for lo in range(0, n, CHUNK):
+        sub = replay_into(d, stream, lo, min(lo + CHUNK, n))
+        on_chunk(min(lo + CHUNK, n), sub)
+        if writer is not None:
+            while pending_writes:
+                await writer.put(pending_writes.pop(0))
+        await asyncio.sleep(0)
+    return d
+
+
+def replay_into(d: Dispatcher, stream: Sequence[Candle], lo: int, hi: int) -> list[object]:
+    """Replay ``stream[lo:hi]`` through the dispatcher's engine; return the records produced."""
+    on_candle = d.engine.on_candle
+    venue_candle = d.exchange.on_candle
+    dispatch = d.dispatch
+    venue_events = d.on_venue_events
+    for i in range(lo, hi):
+        candle = stream[i]
+        events = venue_candle(candle)
+        if events:
+            venue_events(events)
+        out = on_candle(candle)
+        if out:
+            dispatch(out)
+    records, d.records = d.records, []
+    return records
+
+
+def _final_trades(trades: list[TradeRecord]) -> list[TradeRecord]:
+    # Keep the last record of each position (a trade is re-recorded as it changes).
+    last: dict[str, TradeRecord] = {}
+    for t in trades:
+        last[t.position_id] = t
+    return list(last.values())

@@ -1,0 +1,169 @@
+"""Implementations of the CLI commands (the CLI only parses arguments)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tradebot.app.backtest import BacktestOptions, BacktestResult, run_backtest
+from tradebot.app.logging import bind_run, configure_logging
+from tradebot.app.report import render_comparison, render_summary, write_equity_chart, write_summary_json
+from tradebot.app.settings import Settings, load_settings
+from tradebot.core.domain import Timeframe, ms_to_datetime
+
+
+def _console() -> Console:
+    return Console(width=max(120, Console().width))
+
+
+class _Progress:
+    """Progress of a long job: a rich bar on a terminal, a line every ~10 % otherwise."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self.console = console
+        self.label = label
+        self.tty = console.is_terminal
+        self._bar: Progress | None = None
+        self._task = None
+        self._last_pct = -10
+
+    def __enter__(self) -> _Progress:
+        if self.tty:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("candles"), TimeElapsedColumn(), console=self.console)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+            return
+        pct = int(done * 100 / total) if total else 100
+        if pct >= self._last_pct + 10 or done == total:
+            self._last_pct = pct
+            print(f"{self.label}: {done:,}/{total:,} candles ({pct}%)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _options(args: Any, settings: Settings, label: str = "") -> BacktestOptions:
+    db_url = None if args.no_db else (args.db or settings.database_url.get_secret_value())
+    return BacktestOptions(
+        data_dir=args.data,
+        timeframe=Timeframe.parse(args.timeframe) if args.timeframe else None,
+        symbols=args.symbols,
+        start_ms=args.start,
+        end_ms=args.end,
+        db_url=db_url,
+        out_dir=args.out,
+        label=label,
+    )
+
+
+def _run_one(settings: Settings, options: BacktestOptions, console: Console, label: str) -> BacktestResult:
+    with _Progress(console, f"backtest {label}".strip()) as progress:
+        return asyncio.run(run_backtest(settings, options, progress=progress))
+
+
+def cmd_backtest(args: Any) -> int:
+    """``tradebot backtest``: one run (or ``--compare`` several) with a summary at the end."""
+    console = _console()
+    if args.compare:
+        configure_logging(level="warning")
+        results = []
+        for path in args.compare:
+            settings = load_settings(path)
+            label = Path(path).stem
+            result = _run_one(settings, _options(args, settings, label), console, label)
+            _write_outputs(result, args.out, console, quiet=True)
+            results.append((label, result.summary))
+        render_comparison(results, console)
+        return 0
+    settings = load_settings(args.config)
+    configure_logging(level="warning" if settings.log_level == "info" else settings.log_level,
+                      fmt=settings.log_format)
+    options = _options(args, settings)
+    result = _run_one(settings, options, console, "")
+    bind_run(run_id=result.summary["run"]["run_id"], mode="backtest")
+    render_summary(result.summary, console)
+    _write_outputs(result, args.out, console)
+    console.print(
+        f"{result.n_candles:,} candles in {result.elapsed_s:.1f} s "
+        f"(engine {result.n_candles / max(result.engine_s, 1e-9):,.0f} candles/s)"
+    )
+    return 0
+
+
+def _write_outputs(result: BacktestResult, out: Path | None, console: Console, quiet: bool = False) -> None:
+    if out is None:
+        return
+    run_id = result.summary["run"]["run_id"]
+    folder = out / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    write_summary_json(result.summary, folder / "summary.json")
+    write_equity_chart(result.engine.stats.equity_curve, folder / "equity.png")
+    if not quiet:
+        console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
+
+
+def cmd_db_upgrade(args: Any) -> int:
+    """``tradebot db upgrade``: migrate the database to the newest revision."""
+    from tradebot.adapters.store.migrate import upgrade
+
+    url = args.db or load_settings().database_url.get_secret_value()
+    asyncio.run(upgrade(url))
+    print("database upgraded to head")
+    return 0
+
+
+def cmd_runs(args: Any) -> int:
+    """``tradebot runs``: list stored runs."""
+    from tradebot.app.storage import list_runs
+
+    url = args.db or load_settings().database_url.get_secret_value()
+    runs = asyncio.run(list_runs(url))
+    table = Table("run id", "mode", "status", "started (UTC)", "final equity")
+    for r in runs:
+        table.add_row(r["run_id"], r["mode"], r["status"], str(r.get("started_at") or ""),
+                      str((r.get("summary") or {}).get("final_equity", "")))
+    _console().print(table)
+    return 0
+
+
+def cmd_events(args: Any) -> int:
+    """``tradebot events``: the position events of a run, filterable by symbol, type and time."""
+    from tradebot.app.storage import query_events
+
+    url = args.db or load_settings().database_url.get_secret_value()
+    types = tuple(t.strip() for t in args.types.split(",")) if args.types else None
+    run_id, rows = asyncio.run(query_events(url, run_id=args.run, symbols=args.symbol, types=types,
+                                            start_ms=args.start, end_ms=args.end, limit=args.limit))
+    table = Table("time (UTC)", "symbol", "type", "price", "size before → after", "profit %", "R",
+                  "trigger", "action", title=f"position events of run {run_id} ({len(rows)} shown)")
+    for e in rows:
+        t = e["event_time"]
+        when = t.strftime("%Y-%m-%d %H:%M") if hasattr(t, "strftime") else str(ms_to_datetime(int(t)))
+        pct = e.get("profit_pct")
+        r = e.get("r_multiple")
+        table.add_row(when, e["symbol"], e["event_type"], f"{e['price']}",
+                      f"{e.get('size_before')} → {e.get('size_after')}",
+                      "" if pct is None else f"{pct:+.2f}", "" if r is None else f"{r:+.2f}",
+                      str(e.get("trigger_reason", ""))[:60], str(e.get("action_taken", ""))[:50])
+    _console().print(table)
+    return 0
+
+
+def cmd_exchange_sim(args: Any) -> int:
+    """``tradebot exchange-sim``: serve the local exchange simulator until interrupted."""
+    from tradebot.exchange_sim.server import main as sim_main
+
+    return asyncio.run(sim_main(data_dir=args.data, speed=args.speed, port=args.port)) or 0

@@ -1,0 +1,103 @@
+"""structlog configuration: console output on a terminal, JSON lines elsewhere, secrets redacted.
+
+Event names are stable snake_case (``candle_closed``, ``order_submitted``); values go in keyword
+arguments with units in the key (``qty_base``, ``notional_quote``, ``latency_ms``). ``bind_run`` binds
+run id, mode and venue once per run so every line carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+REDACTED = "**********"
+_SECRET_KEYS = re.compile(r"(secret|password|passwd|api_?key|token|private_?key|signature)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<at>@)", re.IGNORECASE)
+_known_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Remember secret values (API keys, passwords) so that they are masked wherever they appear."""
+    for v in values:
+        if v and len(v) >= 4:
+            _known_secrets.add(v)
+
+
+def redact_text(text: str) -> str:
+    """Mask registered secrets and URL passwords (``scheme://user:***@host``) in ``text``."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{REDACTED}{m['at']}", text)
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if _SECRET_KEYS.search(key) and value not in (None, "", False):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(key, v) for v in value)
+    if isinstance(value, BaseException):
+        return redact_text(repr(value))
+    return value
+
+
+def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask secret-looking keys, registered secret values and URL passwords."""
+    return {k: _redact_value(k, v) for k, v in event_dict.items()}
+
+
+def _redact_rendered(_logger: Any, _method: str, rendered: str) -> str:
+    # Last line of defence: the rendered line (tracebacks included) is scanned once more.
+    return redact_text(rendered)
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    """Configure structlog (and the stdlib root logger) for the process.
+
+    Parameters
+    ----------
+    level
+        ``debug`` / ``info`` / ``warning`` / ``error``.
+    fmt
+        ``console`` (coloured, human), ``json`` (one JSON object per line) or ``auto`` (console on a
+        TTY, JSON otherwise).
+    stream
+        Where to write (default ``sys.stderr``).
+    """
+    stream = stream or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=True) if use_console else structlog.processors.JSONRenderer()
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        redact_processor,
+    ]
+    if not use_console:
+        processors.append(structlog.processors.format_exc_info)
+    processors += [renderer, _redact_rendered]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=level.upper(), stream=stream, format="%(levelname)s %(name)s %(message)s")
+
+
+def bind_run(**values: Any) -> None:
+    """Bind values (run_id, mode, venue) to every following log line of this context."""
+    structlog.contextvars.bind_contextvars(**values)

@@ -1,0 +1,242 @@
+"""Settings of tradebot: pydantic-settings at the edge, frozen core configs inward.
+
+Sources, highest priority first: explicit overrides (CLI flags) → environment variables
+(``TRADEBOT_`` prefix, nested with ``__``, e.g. ``TRADEBOT_ALLOCATION__POLICY=slots``) → ``.env`` →
+the TOML file given with ``--config`` / ``TRADEBOT_CONFIG_FILE`` → the defaults below. ``config/default.toml``
+documents every key with its default.
+
+:func:`load_settings` validates everything and raises :class:`~tradebot.errors.ConfigError` naming the
+field and value; :func:`build_engine_config` turns settings into the frozen
+:class:`~tradebot.core.config.EngineConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tradebot.core.config import EngineConfig
+from tradebot.core.domain import Timeframe
+from tradebot.core.execution.planner import PlannerConfig
+from tradebot.core.management import ManagementConfig, RiskLimits
+from tradebot.core.portfolio.rebalancer import AllocationConfig
+from tradebot.core.signals.stream import StreamConfig
+from tradebot.errors import ConfigError
+
+DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamSettings(_Section):
+    """One trend stream timeframe (every symbol gets one stream per entry)."""
+
+    timeframe: Literal["1h", "4h", "1d"]
+    fast: int = Field(20, ge=1, description="fast EMA period, candles")
+    slow: int = Field(50, ge=2, description="slow EMA period, candles")
+    band: float = Field(0.0, ge=0.0, lt=0.5, description="hysteresis band, fraction of the slow EMA")
+    atr_period: int = Field(14, ge=1, description="ATR period for confidence, candles")
+    confidence_atr_mult: float = Field(1.0, gt=0.0, description="EMA spread (in ATR/close) that gives confidence 1")
+
+
+class AllocationSettings(_Section):
+    """Rebalancer policy (STRATEGY.md §2)."""
+
+    policy: Literal["slots", "pooled", "inverse_vol"] = "pooled"
+    invest_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    confidence_weighting: bool = False
+    min_confidence_weight: float = Field(0.5, ge=0.0)
+    max_confidence_weight: float = Field(1.5, ge=0.0)
+    max_asset_fraction: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class PlannerSettings(_Section):
+    """Order planning: rebalance band, order size limits."""
+
+    band_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="no trade under this fraction of equity")
+    max_order_notional: Decimal | None = Field(Decimal("50000"), gt=0, description="quote currency; slices above")
+    min_order_notional: Decimal = Field(Decimal("10"), ge=0, description="quote currency")
+    cash_buffer_fraction: float = Field(0.002, ge=0.0, lt=0.5)
+
+
+class BacktestSettings(_Section):
+    """Simulated venue and replay options."""
+
+    initial_cash: Decimal = Field(Decimal("10000"), gt=0, description="quote currency")
+    slippage_bps: float = Field(5.0, ge=0.0, le=1000.0)
+    taker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=Decimal("0.1"), description="fraction")
+    max_volume_fraction: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class Settings(BaseSettings):
+    """All of tradebot's settings. See ``config/default.toml`` and ``.env.example``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEBOT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+    )
+
+    mode: Literal["backtest", "paper", "testnet", "live"] = "paper"
+    venue: Literal["binance", "deribit"] = "binance"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///tradebot.db")
+    quote: str = "USDT"
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    rebalance_timeframe: Literal["1h", "4h", "1d"] = "1h"
+    streams: tuple[StreamSettings, ...] = (
+        StreamSettings(timeframe="1h"),
+        StreamSettings(timeframe="4h"),
+        StreamSettings(timeframe="1d"),
+    )
+    allocation: AllocationSettings = AllocationSettings()
+    planner: PlannerSettings = PlannerSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    management: dict[str, Any] = Field(default_factory=lambda: {"enabled": False})
+    risk: dict[str, Any] = Field(default_factory=dict)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for sym in value:
+            if sym.count("/") != 1 or not all(sym.split("/")):
+                raise ValueError(f"symbol must look like 'BTC/USDT', was {sym!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"symbols must be unique, were {list(value)!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        toml_file = getattr(settings_cls, "_toml_file", None)
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings.
+
+    Parameters
+    ----------
+    config_file
+        A TOML file (see ``config/default.toml``); ``None`` uses ``TRADEBOT_CONFIG_FILE`` if set.
+    overrides
+        Highest-priority values (from CLI flags), by field name.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing or not valid TOML, or any value is invalid; the message names each
+        field (dotted path) and the value given.
+    """
+    path = config_file or os.environ.get("TRADEBOT_CONFIG_FILE")
+    toml_path: Path | None = None
+    if path:
+        toml_path = Path(path)
+        if not toml_path.is_file():
+            raise ConfigError(f"config file {str(toml_path)!r} does not exist")
+        try:
+            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(toml_path)!r} is not valid TOML: {exc}") from None
+    cls = type("FileSettings", (Settings,), {"_toml_file": toml_path})
+    try:
+        settings = cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, toml_path)) from None
+    build_engine_config(settings, run_id="validate", base_timeframe=Timeframe.H1)
+    return settings
+
+
+def _format_validation(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where}:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        lines.append(f"  {field}: {err['msg']}, was {value!r}")
+    return "\n".join(lines)
+
+
+def build_engine_config(settings: Settings, *, run_id: str, base_timeframe: Timeframe) -> EngineConfig:
+    """Convert validated settings into the frozen engine configuration.
+
+    Raises
+    ------
+    ConfigError
+        If a core config refuses a value (e.g. fast >= slow, an unknown management key).
+    """
+    try:
+        streams = tuple(
+            StreamConfig(
+                timeframe=Timeframe(s.timeframe),
+                fast=s.fast,
+                slow=s.slow,
+                band=s.band,
+                atr_period=s.atr_period,
+                confidence_atr_mult=s.confidence_atr_mult,
+            )
+            for s in settings.streams
+        )
+        timeframes = [s.timeframe for s in streams]
+        if len(set(timeframes)) != len(timeframes):
+            raise ValueError(f"streams: each timeframe may appear once, were {[t.value for t in timeframes]}")
+        a = settings.allocation
+        p = settings.planner
+        return EngineConfig(
+            run_id=run_id,
+            quote=settings.quote,
+            assets={s: s.split("/")[0] for s in settings.symbols},
+            base_timeframe=base_timeframe,
+            streams=streams,
+            initial_cash=settings.backtest.initial_cash,
+            rebalance_timeframe=Timeframe(settings.rebalance_timeframe),
+            allocation=AllocationConfig(
+                policy=a.policy,
+                invest_fraction=a.invest_fraction,
+                confidence_weighting=a.confidence_weighting,
+                min_confidence_weight=a.min_confidence_weight,
+                max_confidence_weight=a.max_confidence_weight,
+                max_asset_fraction=a.max_asset_fraction,
+            ),
+            planner=PlannerConfig(
+                band_fraction=p.band_fraction,
+                max_order_notional=p.max_order_notional,
+                min_order_notional=p.min_order_notional,
+                cash_buffer_fraction=p.cash_buffer_fraction,
+            ),
+            management=ManagementConfig.from_dict(dict(settings.management)),
+            risk=RiskLimits.from_dict(dict(settings.risk)),
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def redacted_dump(settings: Settings) -> dict[str, Any]:
+    """Return the settings as a JSON-able dict with every secret replaced by ``"**********"``."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,45 @@
+"""Small async helpers over the event store for the app and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradebot.adapters.store.event_store import BatchingWriter, SqlEventStore
+from tradebot.adapters.store.migrate import ensure_schema
+
+
+async def open_store_and_writer(url: str) -> tuple[SqlEventStore, BatchingWriter]:
+    """Migrate ``url`` to head if needed, open the store and start its batching writer."""
+    await ensure_schema(url)
+    store = SqlEventStore(url)
+    await store.open()
+    writer = BatchingWriter(store)
+    await writer.__aenter__()
+    return store, writer
+
+
+async def list_runs(url: str) -> list[dict[str, Any]]:
+    """Return the stored runs, newest first."""
+    async with SqlEventStore(url) as store:
+        return list(await store.list_runs())
+
+
+async def query_events(url: str, *, run_id: str | None, symbols: tuple[str, ...] | None,
+                       types: tuple[str, ...] | None, start_ms: int | None, end_ms: int | None,
+                       limit: int) -> tuple[str, list[dict[str, Any]]]:
+    """Return (run id, position events as dicts) filtered by symbols, types and time.
+
+    ``run_id=None`` selects the latest run.
+    """
+    async with SqlEventStore(url) as store:
+        if run_id is None:
+            runs = await store.list_runs()
+            if not runs:
+                return "-", []
+            run_id = runs[0]["run_id"]
+        rows: list[dict[str, Any]] = []
+        for sym in symbols or (None,):
+            rows.extend(await store.position_events(run_id, symbol=sym, event_types=types,
+                                                    start_ms=start_ms, end_ms=end_ms))
+        rows.sort(key=lambda r: r["seq"])
+        return run_id, rows[:limit]

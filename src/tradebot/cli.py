@@ -1,0 +1,132 @@
+"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | …``.
+
+Thin: parse → load settings → call an app function → print. Errors that a user can fix
+(:class:`ConfigError`, :class:`DataError`) are printed as one clear message with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tradebot import __version__
+from tradebot.errors import ConfigError, DataError, TradebotError
+
+DEFAULT_DATA = Path("data/sample")
+
+
+def _utc_ms(value: str) -> int:
+    """Parse ``YYYY-MM-DD`` or an ISO datetime (naive = UTC) into ms UTC."""
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a UTC date like 2024-01-31, was {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _symbols(value: str) -> tuple[str, ...]:
+    out = []
+    for part in value.split(","):
+        part = part.strip().upper()
+        if not part:
+            continue
+        if "/" not in part:
+            part = part[:-4] + "/USDT" if part.endswith("USDT") and len(part) > 4 else part + "/USDT"
+        out.append(part)
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected symbols like BTC,ETH or BTC/USDT, was {value!r}")
+    return tuple(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``tradebot`` command."""
+    p = argparse.ArgumentParser(prog="tradebot", description="Trend-stream portfolio trading bot.")
+    p.add_argument("--version", action="version", version=f"tradebot {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    bt = sub.add_parser("backtest", help="replay stored candles through the engine")
+    bt.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of candle files (default data/sample)")
+    bt.add_argument("--timeframe", help="base timeframe (1m, 3m, 5m, 15m, 1h); default: finest available")
+    bt.add_argument("--symbols", type=_symbols, help="e.g. BTC,ETH,SOL or BTC/USDT,ETH/USDT")
+    bt.add_argument("--start", type=_utc_ms, help="first UTC date, e.g. 2023-01-01")
+    bt.add_argument("--end", type=_utc_ms, help="end UTC date (exclusive)")
+    bt.add_argument("--config", type=Path, help="TOML configuration file")
+    bt.add_argument("--compare", type=Path, nargs="+", metavar="CONFIG",
+                    help="run several configurations on the same data and compare them")
+    bt.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL or sqlite file)")
+    bt.add_argument("--no-db", action="store_true", help="do not write to a database")
+    bt.add_argument("--out", type=Path, default=Path("out"), help="folder for summary JSON and chart")
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="run the migrations to the newest revision")
+    up.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
+
+    ev = sub.add_parser("events", help="list the position events of a run")
+    ev.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
+    ev.add_argument("--run", help="run id (default: the latest run)")
+    ev.add_argument("--symbol", type=_symbols, help="filter by symbol(s)")
+    ev.add_argument("--type", dest="types", help="comma-separated event types, e.g. stop_exit,early_exit")
+    ev.add_argument("--start", type=_utc_ms, help="from this UTC date/time")
+    ev.add_argument("--end", type=_utc_ms, help="until this UTC date/time (exclusive)")
+    ev.add_argument("--limit", type=int, default=200, help="at most this many rows (default 200)")
+
+    runs = sub.add_parser("runs", help="list stored runs")
+    runs.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
+
+    sim = sub.add_parser("exchange-sim", help="serve the local exchange simulator on 127.0.0.1")
+    sim.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    sim.add_argument("--speed", type=float, default=60.0, help="replay speed-up (default 60x)")
+    sim.add_argument("--port", type=int, default=0, help="HTTP/WS port (default: any free port)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tradebot`` command; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    from tradebot.app.logging import configure_logging
+
+    try:
+        if args.command == "backtest":
+            from tradebot.app.commands import cmd_backtest
+
+            return cmd_backtest(args)
+        if args.command == "db":
+            configure_logging()
+            from tradebot.app.commands import cmd_db_upgrade
+
+            return cmd_db_upgrade(args)
+        if args.command == "events":
+            from tradebot.app.commands import cmd_events
+
+            return cmd_events(args)
+        if args.command == "runs":
+            from tradebot.app.commands import cmd_runs
+
+            return cmd_runs(args)
+        if args.command == "exchange-sim":
+            configure_logging()
+            from tradebot.app.commands import cmd_exchange_sim
+
+            return cmd_exchange_sim(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TradebotError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_async(coro) -> object:
+    """Run a coroutine to completion (the CLI's single entry into asyncio)."""
+    return asyncio.run(coro)
