@@ -1,0 +1,87 @@
+"""Database URLs and async engines of the event store (asyncpg for PostgreSQL, aiosqlite for SQLite)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tradebot.errors import ConfigError
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tradebot.db"
+
+#: How long a SQLite writer waits for a lock before failing, ms.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+def parse_database_url(url: str | URL) -> URL:
+    """Return ``url`` as a SQLAlchemy URL with its async driver.
+
+    ``sqlite:///x.db`` becomes ``sqlite+aiosqlite:///x.db``; ``postgresql://…`` and
+    ``postgres://…`` become ``postgresql+asyncpg://…``.
+
+    Raises
+    ------
+    ConfigError
+        If the URL cannot be parsed, names a backend other than SQLite or PostgreSQL, or a
+        driver other than aiosqlite / asyncpg. The message hides any password.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"database url is not a valid SQLAlchemy URL, was {_safe(url)!r}") from e
+    backend = (
+        "postgresql" if parsed.get_backend_name() in ("postgres", "postgresql") else parsed.get_backend_name()
+    )
+    driver = _ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise ConfigError(
+            f"database url must be sqlite+aiosqlite:// or postgresql+asyncpg://, was {_safe(parsed)!r}"
+        )
+    given = parsed.get_driver_name()
+    if "+" in parsed.drivername and given != driver:
+        raise ConfigError(f"database url must use the async driver {backend}+{driver}, was {_safe(parsed)!r}")
+    return parsed.set(drivername=f"{backend}+{driver}")
+
+
+def _safe(url: str | URL) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable url>"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def create_engine(url: str | URL, *, sqlite_pragmas: bool = True, **kwargs: Any) -> AsyncEngine:
+    """Return an async engine for ``url`` (see :func:`parse_database_url`).
+
+    On SQLite every new connection gets WAL journaling, a busy timeout of
+    :data:`SQLITE_BUSY_TIMEOUT_MS` and enforced foreign keys (``synchronous`` stays FULL, so a
+    committed batch survives a power loss), unless ``sqlite_pragmas`` is False (migrations run
+    without them: batch table rebuilds must not cascade).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`parse_database_url`.
+    """
+    parsed = parse_database_url(url)
+    engine = create_async_engine(parsed, **kwargs)
+    if sqlite_pragmas and parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine

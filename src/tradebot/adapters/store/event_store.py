@@ -1,0 +1,438 @@
+"""SQL implementation of :class:`tradebot.ports.EventStore` (SQLAlchemy Core on an async engine).
+
+Writes are idempotent batches, one transaction per :meth:`SqlEventStore.write` call:
+``INSERT … ON CONFLICT DO NOTHING`` for the append-only tables (fills, position events, equity
+snapshots, stream signals, ML predictions) and upserts for orders (by client order id, never
+going back to an older ``updated_ms``) and trades (by position id). The dialect's own ``insert``
+(SQLite or PostgreSQL) is chosen once at :meth:`~SqlEventStore.open`. Reads return the domain
+records that were written (``==``), so state can be rebuilt by replay.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Select, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tradebot.adapters.store import migrate
+from tradebot.adapters.store.engine import create_engine, parse_database_url
+from tradebot.adapters.store.records import (
+    MlPositionPrediction,
+    equity_from_row,
+    fill_from_row,
+    jsonable,
+    ms_to_utc,
+    order_from_row,
+    position_event_from_row,
+    prediction_from_row,
+    signal_from_row,
+    to_row,
+    trade_from_row,
+)
+from tradebot.adapters.store.tables import (
+    EngineStateRow,
+    EquitySnapshotRow,
+    FillRow,
+    MlPositionPredictionRow,
+    OrderRow,
+    PositionEventRow,
+    Run,
+    StreamSignalRow,
+    TradeRow,
+)
+from tradebot.core.domain import (
+    EquitySnapshot,
+    Fill,
+    OrderRecord,
+    PositionEvent,
+    PositionEventType,
+    StreamSignal,
+    TradeRecord,
+)
+from tradebot.errors import ConfigError
+
+_RUNS: Table = Run.__table__  # type: ignore[assignment]
+_ORDERS: Table = OrderRow.__table__  # type: ignore[assignment]
+_TRADES: Table = TradeRow.__table__  # type: ignore[assignment]
+_STATE: Table = EngineStateRow.__table__  # type: ignore[assignment]
+_APPEND_ONLY: tuple[Table, ...] = tuple(
+    t.__table__  # type: ignore[misc]
+    for t in (FillRow, PositionEventRow, MlPositionPredictionRow, EquitySnapshotRow, StreamSignalRow)
+)
+# Parents before children (ml_position_predictions → position_events).
+_WRITE_ORDER: tuple[Table, ...] = (_ORDERS, _TRADES, *_APPEND_ONLY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunInfo:
+    """One ``runs`` row: ``status`` is running / completed / failed; times are ms UTC."""
+
+    run_id: str
+    mode: str
+    status: str
+    config: dict[str, Any]
+    version: str
+    started_ms: int
+    finished_ms: int | None
+    summary: dict[str, Any] | None
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqlEventStore:
+    """Event store on PostgreSQL (asyncpg) or SQLite (aiosqlite).
+
+    Use ``async with SqlEventStore(url) as store:`` (or :meth:`open` / :meth:`close`); a closed
+    store cannot be reopened. The schema must be at the Alembic head (``tradebot db upgrade``);
+    :meth:`open` checks it unless ``verify_schema`` is False.
+
+    Parameters
+    ----------
+    url
+        ``sqlite+aiosqlite:///tradebot.db`` or ``postgresql+asyncpg://user@host/db``.
+    verify_schema
+        Refuse to open a database that is not at the head revision.
+    engine_options
+        Extra keyword arguments of ``create_async_engine`` (pool sizes, ``echo``).
+
+    Raises
+    ------
+    ConfigError
+        If the URL is invalid (at construction) or the schema is not at head (at :meth:`open`).
+    """
+
+    def __init__(self, url: str | URL, *, verify_schema: bool = True, **engine_options: Any) -> None:
+        self._url = parse_database_url(url)
+        self._verify_schema = verify_schema
+        self._engine_options = engine_options
+        self._engine_or_none: AsyncEngine | None = None
+        self._state = _State.UNOPENED
+        self._statements: dict[Table, Any] = {}
+        self._run_id: str | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the engine, check the schema revision and prepare the dialect's statements.
+
+        Raises
+        ------
+        RuntimeError
+            If the store was already opened.
+        ConfigError
+            If the database is not at the head revision (run ``tradebot db upgrade``).
+        """
+        if self._state is not _State.UNOPENED:
+            raise RuntimeError(f"SqlEventStore can be opened once, state was {self._state.value!r}")
+        if self._verify_schema and not await migrate.check_current(self._url):
+            current = await migrate.current_revision(self._url)
+            raise ConfigError(
+                f"database {self._url.render_as_string(hide_password=True)!r} is at revision {current!r}, "
+                f"not at head {migrate.head_revision()!r}: run `tradebot db upgrade`"
+            )
+        self._engine_or_none = create_engine(self._url, **self._engine_options)
+        self._statements = self._prepare(self._engine_or_none.dialect.name)
+        self._state = _State.OPEN
+
+    async def close(self) -> None:
+        """Release the connections. Idempotent."""
+        if self._engine_or_none is not None:
+            await self._engine_or_none.dispose()
+            self._engine_or_none = None
+        self._state = _State.CLOSED
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._url.get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The async engine (for tests and audits). Raises ``RuntimeError`` unless open."""
+        if self._engine_or_none is None:
+            raise RuntimeError(f"SqlEventStore is not open, state was {self._state.value!r}")
+        return self._engine_or_none
+
+    @staticmethod
+    def _prepare(dialect: str) -> dict[Table, Any]:
+        if dialect == "sqlite":
+            insert: Any = sqlite.insert
+        elif dialect == "postgresql":
+            insert = postgresql.insert
+        else:  # parse_database_url admits only these two
+            raise ConfigError(f"event store supports sqlite and postgresql, was {dialect!r}")
+        statements: dict[Table, Any] = {t: insert(t).on_conflict_do_nothing() for t in _APPEND_ONLY}
+        orders = insert(_ORDERS)
+        keep = {"client_order_id", "run_id", "created_at", "created_ms"}
+        statements[_ORDERS] = orders.on_conflict_do_update(
+            index_elements=["client_order_id"],
+            set_={c.name: orders.excluded[c.name] for c in _ORDERS.columns if c.name not in keep},
+            where=_ORDERS.c.updated_ms <= orders.excluded.updated_ms,
+        )
+        trades = insert(_TRADES)
+        statements[_TRADES] = trades.on_conflict_do_update(
+            index_elements=["position_id"],
+            set_={
+                c.name: trades.excluded[c.name]
+                for c in _TRADES.columns
+                if c.name not in ("position_id", "run_id")
+            },
+        )
+        runs = insert(_RUNS)
+        statements[_RUNS] = runs.on_conflict_do_update(
+            index_elements=["run_id"],
+            set_={
+                "mode": runs.excluded.mode, "config": runs.excluded.config, "version": runs.excluded.version,
+                "status": "running", "finished_at": None, "finished_ms": None, "summary": None,
+            },
+        )  # fmt: skip
+        state = insert(_STATE)
+        statements[_STATE] = state.on_conflict_do_update(
+            index_elements=["run_id"],
+            set_={"updated_at": state.excluded.updated_at, "updated_ms": state.excluded.updated_ms,
+                  "state": state.excluded.state},
+        )  # fmt: skip
+        return statements
+
+    # ---- runs ----------------------------------------------------------------------------------
+
+    def bind_run(self, run_id: str) -> None:
+        """Attribute later :meth:`write` calls without ``run_id`` to ``run_id`` (set by :meth:`start_run`)."""
+        self._run_id = run_id
+
+    async def start_run(
+        self, *, run_id: str, mode: str, config: dict[str, Any], version: str, started_ms: int
+    ) -> None:
+        """Record run ``run_id`` as running and bind it for :meth:`write`.
+
+        Starting a run id that exists again (a daemon restart resuming its run) keeps its
+        ``started_ms``, replaces mode, config and version, and clears the finish fields.
+        ``config`` is stored as JSON (Decimals as strings).
+        """
+        row = {
+            "run_id": run_id, "mode": mode, "status": "running", "config": jsonable(config),
+            "version": version, "started_at": ms_to_utc(started_ms), "started_ms": started_ms,
+            "finished_at": None, "finished_ms": None, "summary": None,
+        }  # fmt: skip
+        async with self.engine.begin() as conn:
+            await conn.execute(self._statements[_RUNS], row)
+        self._run_id = run_id
+
+    async def finish_run(
+        self, *, run_id: str, status: str, summary: dict[str, Any], finished_ms: int
+    ) -> None:
+        """Mark run ``run_id`` ``completed`` or ``failed`` with its ``summary`` (JSON) at ``finished_ms``.
+
+        Raises
+        ------
+        ValueError
+            If ``status`` is not ``completed`` / ``failed`` or the run was never started.
+        """
+        if status not in ("completed", "failed"):
+            raise ValueError(f"finish_run: status must be 'completed' or 'failed', was {status!r}")
+        stmt = (
+            update(_RUNS)
+            .where(_RUNS.c.run_id == run_id)
+            .values(status=status, summary=jsonable(summary), finished_ms=finished_ms,
+                    finished_at=ms_to_utc(finished_ms))
+        )  # fmt: skip
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        if result.rowcount != 1:
+            raise ValueError(f"finish_run: run_id was never started, was {run_id!r}")
+
+    async def get_run(self, run_id: str) -> RunInfo | None:
+        """Return run ``run_id``, or ``None`` if unknown."""
+        rows = await self._fetch(select(_RUNS).where(_RUNS.c.run_id == run_id))
+        return _run_info(rows[0]) if rows else None
+
+    async def list_runs(self) -> list[RunInfo]:
+        """Return every run, oldest start first."""
+        rows = await self._fetch(select(_RUNS).order_by(_RUNS.c.started_ms, _RUNS.c.run_id))
+        return [_run_info(r) for r in rows]
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    async def write(self, records: Sequence[object], *, run_id: str | None = None) -> None:
+        """Persist ``records`` idempotently in one transaction.
+
+        Parameters
+        ----------
+        records
+            PositionEvent, OrderRecord, Fill, TradeRecord, EquitySnapshot, StreamSignal or
+            MlPositionPrediction, in engine order. Duplicates by unique key (a fill's
+            (venue, symbol, trade id), an event's (run, seq) or id, a snapshot's (run, ts), a
+            signal's (run, stream, ts)) are ignored; orders and trades are upserted.
+        run_id
+            Run the records belong to; default the run of :meth:`start_run` / :meth:`bind_run`.
+
+        Raises
+        ------
+        TypeError
+            If a record has another type (nothing is written).
+        RuntimeError
+            If no run is given or bound, or the store is not open.
+        """
+        run = run_id or self._run_id
+        if run is None:
+            raise RuntimeError("SqlEventStore.write: no run; call start_run()/bind_run() or pass run_id")
+        grouped: dict[Table, list[dict[str, Any]]] = {}
+        for record in records:
+            table, row = to_row(record, run)
+            grouped.setdefault(table, []).append(row)
+        if not grouped:
+            return
+        async with self.engine.begin() as conn:
+            for table in _WRITE_ORDER:
+                rows = grouped.get(table)
+                if rows:
+                    await conn.execute(self._statements[table], _last_per_key(table, rows))
+
+    async def save_engine_state(
+        self, run_id: str, state: dict[str, Any], *, updated_ms: int | None = None
+    ) -> None:
+        """Store (replace) the engine state of run ``run_id`` for resume.
+
+        ``state`` must be strict JSON data (encode Decimals as strings); ``updated_ms`` defaults
+        to the wall clock.
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is not JSON-serialisable (the message names the reason).
+        """
+        try:
+            json.dumps(state, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"save_engine_state: state of run {run_id!r} is not strict JSON: {e}") from e
+        ms = _now_ms() if updated_ms is None else updated_ms
+        row = {"run_id": run_id, "updated_at": ms_to_utc(ms), "updated_ms": ms, "state": state}
+        async with self.engine.begin() as conn:
+            await conn.execute(self._statements[_STATE], row)
+
+    async def load_engine_state(self, run_id: str) -> dict[str, Any] | None:
+        """Return the last saved engine state of run ``run_id``, or ``None``."""
+        rows = await self._fetch(select(_STATE.c.state).where(_STATE.c.run_id == run_id))
+        return rows[0]["state"] if rows else None
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def position_events(
+        self,
+        run_id: str,
+        symbol: str | None = None,
+        event_types: Iterable[PositionEventType | str] | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[PositionEvent]:
+        """Return the position events of ``run_id`` in ``seq`` order.
+
+        Filters: ``symbol``; ``event_types``; event time ``start_ms <= t < end_ms`` (ms UTC).
+        """
+        t = PositionEventRow.__table__.c
+        stmt = select(PositionEventRow.__table__).where(t.run_id == run_id)
+        if symbol is not None:
+            stmt = stmt.where(t.symbol == symbol)
+        if event_types is not None:
+            stmt = stmt.where(t.event_type.in_([PositionEventType(e).value for e in event_types]))
+        if start_ms is not None:
+            stmt = stmt.where(t.event_time >= ms_to_utc(start_ms))
+        if end_ms is not None:
+            stmt = stmt.where(t.event_time < ms_to_utc(end_ms))
+        return [position_event_from_row(r) for r in await self._fetch(stmt.order_by(t.seq))]
+
+    async def orders(self, run_id: str) -> list[OrderRecord]:
+        """Return the latest state of every order of ``run_id``, by creation time then id."""
+        c = _ORDERS.c
+        stmt = select(_ORDERS).where(c.run_id == run_id).order_by(c.created_ms, c.client_order_id)
+        return [order_from_row(r) for r in await self._fetch(stmt)]
+
+    async def fills(self, run_id: str) -> list[Fill]:
+        """Return the fills of ``run_id`` by fill time, then insertion order."""
+        c = FillRow.__table__.c
+        stmt = select(FillRow.__table__).where(c.run_id == run_id).order_by(c.ts_ms, c.id)
+        return [fill_from_row(r) for r in await self._fetch(stmt)]
+
+    async def trades(self, run_id: str) -> list[TradeRecord]:
+        """Return the trades (position lifecycles) of ``run_id`` by open time, then position id."""
+        c = _TRADES.c
+        stmt = select(_TRADES).where(c.run_id == run_id).order_by(c.opened_ms, c.position_id)
+        return [trade_from_row(r) for r in await self._fetch(stmt)]
+
+    async def equity_curve(self, run_id: str) -> list[EquitySnapshot]:
+        """Return the equity snapshots of ``run_id`` in time order."""
+        c = EquitySnapshotRow.__table__.c
+        stmt = select(EquitySnapshotRow.__table__).where(c.run_id == run_id).order_by(c.ts)
+        return [equity_from_row(r) for r in await self._fetch(stmt)]
+
+    async def stream_signals(self, run_id: str, stream: str | None = None) -> list[StreamSignal]:
+        """Return the stream signals of ``run_id`` (optionally one ``stream``) by time, then stream."""
+        c = StreamSignalRow.__table__.c
+        stmt = select(StreamSignalRow.__table__).where(c.run_id == run_id)
+        if stream is not None:
+            stmt = stmt.where(c.stream == stream)
+        return [signal_from_row(r) for r in await self._fetch(stmt.order_by(c.ts, c.stream))]
+
+    async def ml_predictions(self, run_id: str) -> list[MlPositionPrediction]:
+        """Return the ML predictions recorded for ``run_id`` by creation time, then id."""
+        c = MlPositionPredictionRow.__table__.c
+        stmt = (
+            select(MlPositionPredictionRow.__table__).where(c.run_id == run_id).order_by(c.created_at, c.id)
+        )
+        return [prediction_from_row(r) for r in await self._fetch(stmt)]
+
+    async def _fetch(self, stmt: Select[Any]) -> list[Any]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(stmt)
+            return list(result.mappings())
+
+
+def _run_info(m: Any) -> RunInfo:
+    return RunInfo(
+        run_id=m["run_id"], mode=m["mode"], status=m["status"], config=m["config"],
+        version=m["version"], started_ms=m["started_ms"], finished_ms=m["finished_ms"],
+        summary=m["summary"],
+    )  # fmt: skip
+
+
+def _last_per_key(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # One upsert statement must not touch a row twice (PostgreSQL refuses): keep one row per key,
+    # the last one, except that an order never goes back to an older updated_ms.
+    if table is _ORDERS:
+        key = "client_order_id"
+    elif table is _TRADES:
+        key = "position_id"
+    else:
+        return rows
+    last: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        seen = last.get(row[key])
+        if seen is None or table is not _ORDERS or row["updated_ms"] >= seen["updated_ms"]:
+            last[row[key]] = row
+    return list(last.values())
