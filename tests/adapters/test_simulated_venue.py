@@ -233,6 +233,12 @@ def test_cancel_removes_from_queue_and_unknown_cancel_raises():
         ex.cancel(ClientOrderId("r-1-1"), T0 + 2)
 
 
+def test_constructor_accepts_a_mapping_of_instruments():
+    ex = SimulatedExchange({BTC: spot_instrument("BTC")}, {"USDT": D("1")}, slippage_bps=2.5)
+    assert list(ex.instruments) == [BTC]
+    assert ex.slippage_bps == D("2.5")
+
+
 def test_constructor_validates():
     with pytest.raises(ValueError, match="slippage_bps must be >= 0, was -1"):
         exchange(slippage_bps=-1)

@@ -72,7 +72,8 @@ class SimulatedExchange:
     Parameters
     ----------
     instruments
-        The tradable instruments (precision, filters, ``taker_fee``).
+        The tradable instruments (precision, filters, ``taker_fee``): a mapping symbol → instrument
+        or an iterable of instruments.
     balances
         Initial balance per asset code, e.g. ``{"USDT": Decimal("10000")}`` (missing assets are 0).
     slippage_bps
@@ -91,7 +92,7 @@ class SimulatedExchange:
 
     def __init__(
         self,
-        instruments: Iterable[Instrument],
+        instruments: Mapping[Symbol, Instrument] | Iterable[Instrument],
         balances: Mapping[str, Decimal],
         *,
         slippage_bps: Decimal | int | str = 5,
@@ -99,7 +100,8 @@ class SimulatedExchange:
         name: str = "simulated",
     ) -> None:
         self.name = name
-        self.instruments: dict[Symbol, Instrument] = {i.symbol: i for i in instruments}
+        values = instruments.values() if isinstance(instruments, Mapping) else instruments
+        self.instruments: dict[Symbol, Instrument] = {i.symbol: i for i in values}
         self.slippage_bps = to_decimal(slippage_bps, field="slippage_bps")
         if self.slippage_bps < 0:
             raise ValueError(f"slippage_bps must be >= 0, was {slippage_bps!r}")
