@@ -1,0 +1,494 @@
+"""The ledger: cash, positions, PnL and fees per asset and per stream (STRATEGY.md §5).
+
+:meth:`Ledger.apply` is the only way a quantity or an average entry changes (besides the
+internal crossing of stream units in :meth:`Ledger.set_stream_targets`, which moves no asset
+quantity). Fills are deduplicated by ``(venue, symbol, trade_id)``.
+
+Accounting per asset (average cost, sign-aware, long → flat → short supported):
+
+* ``cash −= side × qty × price + fee_quote`` for every fill;
+* realized PnL on the reducing part: ``(price − avg_entry) × qty`` (``(avg − price) × qty`` short);
+* unrealized ``(mark − avg_entry) × qty``; net profit = realized − fees;
+* ``equity(marks) = cash + Σ qty × mark``.
+
+Exact invariants (no rounding tolerance), with ``cost_basis = avg_entry × qty`` (signed):
+``realized − fees − cost_basis == cash − initial_cash`` summed over the assets, i.e. realized PnL
+plus the cost of the open position (``−cost_basis`` of cash still tied up) equals the net cash flow
+minus fees; ``Σ stream units == asset qty``; ``Σ stream total PnL == asset total PnL`` at any mark.
+
+Per-stream attribution: each stream owns virtual units of its asset, with its own average cost.
+:meth:`Ledger.set_stream_targets` first crosses units between the asset's streams at the mark
+(no fee), then records what each stream still needs as a *pending delta*. A fill is allocated to
+the streams whose pending delta has its sign, pro rata to ``|delta|`` and capped by it; what is
+left (a stop exit, a reconciliation adjustment, rounding to the venue's step) reduces the streams
+holding the opposite sign pro rata to their units, and any further remainder (e.g. a buy with
+nothing pending) goes to the per-asset bucket stream ``f"{asset}:unassigned"``. The bucket is an
+ordinary stream with target 0 unless the caller sets one, so its units are crossed to (or sold
+for) the real streams at the next rebalance. Fees are split over the allocated streams pro rata to
+quantity. Ties and rounding are deterministic: streams are served in construction order, the
+bucket last, and the last one gets the rounding remainder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Any
+
+from tradebot.core.domain import ZERO, Fill, TradeRecord
+from tradebot.core.portfolio.book import LEDGER_CONTEXT, QUANTUM, PositionBook, allocate, sign, split
+from tradebot.core.portfolio.trades import TradeTracker
+from tradebot.errors import InvariantViolation
+
+SNAPSHOT_VERSION = "1"
+
+
+def unassigned_stream_id(asset: str) -> str:
+    """Return the id of ``asset``'s bucket stream for fills no stream asked for, ``"<asset>:unassigned"``."""
+    return f"{asset}:unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPnl:
+    """PnL of one stream's virtual units (or, from :meth:`Ledger.asset_pnl`, of a whole asset).
+
+    Attributes
+    ----------
+    units
+        Signed quantity in base units.
+    avg_entry
+        Average entry price in quote currency (quantum 1e-12), 0 when flat.
+    realized, fees, unrealized
+        Quote currency; unrealized at the given mark.
+    total
+        ``realized + unrealized − fees``.
+    """
+
+    units: Decimal
+    avg_entry: Decimal
+    realized: Decimal
+    fees: Decimal
+    unrealized: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    """What :meth:`Ledger.apply` did with one fill. Truthy when the fill was applied.
+
+    Attributes
+    ----------
+    applied
+        False when the fill was a duplicate (nothing changed; the other fields are then zero/None/empty).
+    position_before, position_after
+        Signed asset quantity in base units around the fill.
+    realized_pnl
+        PnL realized by the fill on the asset, quote currency, before fees.
+    stream_qty
+        Signed base units allocated to each stream (including the bucket stream).
+    position_id
+        The lifecycle the fill belongs to (the new one after a flip), None for a duplicate.
+    opened, closed
+        The lifecycle this fill opened / closed (both for a flip), else None.
+    """
+
+    applied: bool
+    fill: Fill
+    position_before: Decimal = ZERO
+    position_after: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    stream_qty: dict[str, Decimal] | None = None
+    position_id: str | None = None
+    opened: TradeRecord | None = None
+    closed: TradeRecord | None = None
+
+    def __bool__(self) -> bool:
+        return self.applied
+
+
+class _Asset:
+    # One symbol: asset book, stream books (bucket last) and pending deltas.
+    __slots__ = ("asset", "book", "bucket", "pending", "streams")
+
+    def __init__(self, asset: str, stream_ids: Sequence[str]) -> None:
+        self.asset = asset
+        self.bucket = unassigned_stream_id(asset)
+        self.book = PositionBook()
+        self.streams = {sid: PositionBook() for sid in [*stream_ids, self.bucket]}
+        self.pending: dict[str, Decimal] = {}
+
+
+class Ledger:
+    """Cash, positions, PnL and fees of one portfolio, per asset and per stream.
+
+    Parameters
+    ----------
+    quote
+        Quote currency, e.g. ``"USDT"``; every symbol must be quoted in it.
+    initial_cash
+        Starting quote balance (quote currency), >= 0.
+    symbols
+        ccxt symbols traded, e.g. ``["BTC/USDT", "ETH/USDT"]``.
+    streams_by_symbol
+        Stream ids of each symbol (a symbol may be missing: it then has only the bucket stream).
+    run_id
+        Prefix of position ids (see :class:`~tradebot.core.portfolio.trades.TradeTracker`).
+
+    Raises
+    ------
+    ValueError
+        On an empty/duplicate/foreign-quote symbol, a stream of an unknown symbol, a duplicate or
+        reserved stream id, or negative initial cash.
+
+    Notes
+    -----
+    The ledger owns a :class:`TradeTracker` (``ledger.trades``) that :meth:`apply` drives; the
+    engine feeds it bars and initial risks through :meth:`on_bar` and :meth:`set_initial_risk`.
+    """
+
+    def __init__(
+        self,
+        quote: str,
+        initial_cash: Decimal,
+        symbols: Sequence[str],
+        streams_by_symbol: Mapping[str, Sequence[str]],
+        *,
+        run_id: str = "run",
+    ) -> None:
+        if not isinstance(initial_cash, Decimal) or not initial_cash >= 0:
+            raise ValueError(f"initial_cash must be a Decimal >= 0, was {initial_cash!r}")
+        if not symbols or len(set(symbols)) != len(symbols):
+            raise ValueError(f"symbols must be non-empty and unique, was {list(symbols)!r}")
+        unknown = set(streams_by_symbol) - set(symbols)
+        if unknown:
+            raise ValueError(f"streams_by_symbol names symbols not in symbols: {sorted(unknown)!r}")
+        self.quote = quote
+        self.run_id = run_id
+        self.initial_cash = initial_cash
+        self._cash = initial_cash
+        self._assets: dict[str, _Asset] = {}
+        self._stream_symbol: dict[str, str] = {}
+        for symbol in symbols:
+            base, _, rest = symbol.partition("/")
+            if not base or rest.split(":")[0] != quote:
+                raise ValueError(f"symbol must be '<base>/{quote}', was {symbol!r}")
+            state = _Asset(base, list(streams_by_symbol.get(symbol, ())))
+            for sid in state.streams:
+                if sid in self._stream_symbol or (sid.endswith(":unassigned") and sid != state.bucket):
+                    raise ValueError(f"stream ids must be unique and not reserved, was {sid!r}")
+                self._stream_symbol[sid] = symbol
+            self._assets[symbol] = state
+        self._seen: set[tuple[str, str, str]] = set()
+        self.trades = TradeTracker(run_id)
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def cash(self) -> Decimal:
+        """Quote-currency balance."""
+        return self._cash
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The ledger's symbols, in construction order."""
+        return tuple(self._assets)
+
+    def position(self, symbol: str) -> Decimal:
+        """Signed quantity of ``symbol`` in base units."""
+        return self._asset(symbol).book.qty
+
+    def positions(self) -> dict[str, Decimal]:
+        """Signed quantity per symbol in base units (every symbol, 0 when flat)."""
+        return {s: a.book.qty for s, a in self._assets.items()}
+
+    def avg_entry(self, symbol: str) -> Decimal:
+        """Average entry price of ``symbol`` in quote currency (quantum 1e-12), 0 when flat."""
+        with localcontext(LEDGER_CONTEXT):
+            return self._asset(symbol).book.avg_entry()
+
+    def cost_basis(self, symbol: str) -> Decimal:
+        """Signed cost basis ``avg_entry × qty`` of ``symbol`` in quote currency (exact)."""
+        return self._asset(symbol).book.cost
+
+    def realized(self, symbol: str) -> Decimal:
+        """Realized PnL of ``symbol`` before fees, quote currency."""
+        return self._asset(symbol).book.realized
+
+    def fees(self, symbol: str) -> Decimal:
+        """Fees paid on ``symbol``, quote currency."""
+        return self._asset(symbol).book.fees
+
+    def net_profit(self, symbol: str) -> Decimal:
+        """``realized − fees`` of ``symbol``, quote currency."""
+        book = self._asset(symbol).book
+        return book.realized - book.fees
+
+    def unrealized(self, symbol: str, mark: Decimal) -> Decimal:
+        """``(mark − avg_entry) × qty`` of ``symbol`` in quote currency (exact: ``mark × qty − cost``)."""
+        with localcontext(LEDGER_CONTEXT):
+            return self._asset(symbol).book.unrealized(mark)
+
+    def asset_pnl(self, symbol: str, mark: Decimal) -> StreamPnl:
+        """PnL breakdown of the whole asset ``symbol`` at ``mark``."""
+        return _pnl(self._asset(symbol).book, mark)
+
+    def equity(self, marks: Mapping[str, Decimal]) -> Decimal:
+        """``cash + Σ qty × mark`` in quote currency.
+
+        Raises
+        ------
+        ValueError
+            If a symbol with a non-zero position has no mark.
+        """
+        with localcontext(LEDGER_CONTEXT):
+            total = self._cash
+            for symbol, state in self._assets.items():
+                if state.book.qty:
+                    if symbol not in marks:
+                        raise ValueError(f"marks[{symbol!r}] is needed for open position {state.book.qty}")
+                    total += state.book.qty * marks[symbol]
+            return total
+
+    def stream_ids(self, symbol: str) -> tuple[str, ...]:
+        """Stream ids of ``symbol`` in allocation order, the bucket stream last."""
+        return tuple(self._asset(symbol).streams)
+
+    def stream_units(self, stream_id: str) -> Decimal:
+        """Virtual units (base units, signed) held by ``stream_id``."""
+        return self._stream(stream_id).qty
+
+    def stream_pnl(self, stream_id: str, mark: Decimal) -> StreamPnl:
+        """PnL breakdown of ``stream_id``'s virtual units at ``mark`` (quote currency)."""
+        return _pnl(self._stream(stream_id), mark)
+
+    def pending(self, symbol: str) -> dict[str, Decimal]:
+        """Pending deltas (signed base units) of ``symbol``'s streams that no fill has covered yet."""
+        return dict(self._asset(symbol).pending)
+
+    # ----------------------------------------------------------------- commands
+    def set_stream_targets(self, symbol: str, target_units: Mapping[str, Decimal], mark: Decimal) -> Decimal:
+        """Cross units between ``symbol``'s streams at ``mark`` and return the net order quantity.
+
+        Parameters
+        ----------
+        symbol
+            The asset's symbol.
+        target_units
+            Target virtual units (base units, quantized to 1e-18) per stream of ``symbol``. A stream
+            not named keeps its units; the bucket stream's target is 0 unless named.
+        mark
+            Mark price in quote currency, > 0: the internal crossing price.
+
+        Returns
+        -------
+        Decimal
+            Net signed base units the exchange must trade (``Σ targets − asset qty``), not rounded
+            to the venue's step. Earlier pending deltas of ``symbol`` are replaced, so call it when
+            the previous rebalance's orders are done or canceled.
+
+        Raises
+        ------
+        ValueError
+            If ``mark`` is not > 0 or a stream id does not belong to ``symbol``.
+        """
+        state = self._asset(symbol)
+        if not isinstance(mark, Decimal) or not mark > 0:
+            raise ValueError(f"mark of {symbol} must be a Decimal > 0, was {mark!r}")
+        foreign = [sid for sid in target_units if sid not in state.streams]
+        if foreign:
+            raise ValueError(f"target_units names streams not of {symbol}: {foreign!r}")
+        with localcontext(LEDGER_CONTEXT):
+            deltas: dict[str, Decimal] = {}
+            for sid, book in state.streams.items():
+                default = ZERO if sid == state.bucket else book.qty
+                target = target_units.get(sid, default).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+                deltas[sid] = target - book.qty
+            sellers = [(sid, -d) for sid, d in deltas.items() if d < 0]
+            buyers = [(sid, d) for sid, d in deltas.items() if d > 0]
+            crossed = min(sum((q for _, q in sellers), ZERO), sum((q for _, q in buyers), ZERO))
+            for sid, q in allocate(crossed, sellers):
+                state.streams[sid].trade(-q, mark)
+                deltas[sid] += q
+            for sid, q in allocate(crossed, buyers):
+                state.streams[sid].trade(q, mark)
+                deltas[sid] -= q
+            state.pending = {sid: d for sid, d in deltas.items() if d}
+            return sum(state.pending.values(), ZERO)
+
+    def clear_pending(self, symbol: str) -> None:
+        """Forget ``symbol``'s pending deltas (e.g. after its rebalance orders were canceled)."""
+        self._asset(symbol).pending = {}
+
+    def apply(self, fill: Fill) -> ApplyResult:
+        """Apply one fill to cash, the asset position, the streams and the trade tracker, once.
+
+        Returns
+        -------
+        ApplyResult
+            Falsy (``applied=False``) when ``(venue, symbol, trade_id)`` was already applied.
+
+        Raises
+        ------
+        ValueError
+            If the symbol is unknown or the quantity has more than 18 decimals.
+        InvariantViolation
+            If Σ stream units no longer equals the asset quantity (a bug).
+        """
+        key = (fill.venue, fill.symbol, fill.trade_id)
+        if key in self._seen:
+            return ApplyResult(applied=False, fill=fill)
+        state = self._asset(fill.symbol)
+        with localcontext(LEDGER_CONTEXT):
+            if fill.qty != fill.qty.quantize(QUANTUM):
+                raise ValueError(f"fill {fill.trade_id}: qty must have at most 18 decimals, was {fill.qty!r}")
+            signed = fill.side.sign * fill.qty
+            before = state.book.qty
+            realized, closed_qty = state.book.trade(signed, fill.price)
+            state.book.fees += fill.fee_quote
+            self._cash -= signed * fill.price + fill.fee_quote
+            allocation = self._allocate_fill(state, signed)
+            fees = dict(split(fill.fee_quote, [(sid, abs(q)) for sid, q in allocation.items()]))
+            for sid, q in allocation.items():
+                book = state.streams[sid]
+                book.trade(q, fill.price)
+                book.fees += fees.get(sid, ZERO)
+            units = sum((b.qty for b in state.streams.values()), ZERO)
+            if units != state.book.qty:
+                raise InvariantViolation(
+                    f"{fill.symbol}: Σ stream units {units} != asset qty {state.book.qty}"
+                )
+            self._seen.add(key)
+            opened, closed = self.trades.on_fill(fill, before, state.book.qty, realized, closed_qty)
+        position_id = self.trades.position_id(fill.symbol) or (closed.position_id if closed else None)
+        return ApplyResult(
+            applied=True,
+            fill=fill,
+            position_before=before,
+            position_after=state.book.qty,
+            realized_pnl=realized,
+            stream_qty=allocation,
+            position_id=position_id,
+            opened=opened,
+            closed=closed,
+        )
+
+    def on_bar(self, symbol: str, high: float, low: float) -> None:
+        """Feed a base candle's high/low to the open lifecycle of ``symbol`` (MAE/MFE); cheap."""
+        self.trades.on_bar(symbol, high, low)
+
+    def set_initial_risk(self, symbol: str, risk_per_unit: Decimal) -> None:
+        """Set R of ``symbol``'s open (or next) lifecycle; see :meth:`TradeTracker.set_initial_risk`."""
+        self.trades.set_initial_risk(symbol, risk_per_unit)
+
+    @property
+    def closed_trades(self) -> tuple[TradeRecord, ...]:
+        """Lifecycles closed since construction or restore."""
+        return self.trades.closed_trades
+
+    def open_trade(self, symbol: str) -> TradeRecord | None:
+        """The open lifecycle of ``symbol``, or None when flat."""
+        return self.trades.open_trade(symbol)
+
+    # ----------------------------------------------------------------- persistence
+    def snapshot(self) -> dict[str, Any]:
+        """Return the full state as plain JSON-able data (Decimals as strings)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "quote": self.quote,
+            "run_id": self.run_id,
+            "initial_cash": str(self.initial_cash),
+            "cash": str(self._cash),
+            "assets": {
+                symbol: {
+                    "book": state.book.to_dict(),
+                    "streams": {sid: b.to_dict() for sid, b in state.streams.items()},
+                    "pending": {sid: str(d) for sid, d in state.pending.items()},
+                }
+                for symbol, state in self._assets.items()
+            },
+            "seen": sorted([list(k) for k in self._seen]),
+            "trades": self.trades.snapshot(),
+        }
+
+    @classmethod
+    def restore(cls, data: Mapping[str, Any]) -> Ledger:
+        """Return a ledger with the state of :meth:`snapshot` ``data``.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot version is not supported.
+        """
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(
+                f"ledger snapshot version must be {SNAPSHOT_VERSION!r}, was {data.get('version')!r}"
+            )
+        assets = data["assets"]
+        streams = {
+            s: [sid for sid in a["streams"] if not sid.endswith(":unassigned")] for s, a in assets.items()
+        }
+        ledger = cls(
+            data["quote"], Decimal(data["initial_cash"]), list(assets), streams, run_id=data["run_id"]
+        )
+        ledger._cash = Decimal(data["cash"])
+        for symbol, saved in assets.items():
+            state = ledger._assets[symbol]
+            state.book = PositionBook.from_dict(saved["book"])
+            state.streams = {sid: PositionBook.from_dict(b) for sid, b in saved["streams"].items()}
+            state.pending = {sid: Decimal(d) for sid, d in saved["pending"].items()}
+        ledger._seen = {(v, s, t) for v, s, t in data["seen"]}
+        ledger.trades = TradeTracker.restore(data["run_id"], data["trades"])
+        return ledger
+
+    # ----------------------------------------------------------------- internals
+    def _asset(self, symbol: str) -> _Asset:
+        try:
+            return self._assets[symbol]
+        except KeyError:
+            raise ValueError(f"symbol must be one of {list(self._assets)}, was {symbol!r}") from None
+
+    def _stream(self, stream_id: str) -> PositionBook:
+        symbol = self._stream_symbol.get(stream_id)
+        if symbol is None:
+            raise ValueError(f"stream_id must be one of {list(self._stream_symbol)}, was {stream_id!r}")
+        return self._assets[symbol].streams[stream_id]
+
+    @staticmethod
+    def _allocate_fill(state: _Asset, signed: Decimal) -> dict[str, Decimal]:
+        # Pending deltas of the fill's sign first, then opposite-sign holdings, then the bucket.
+        s = sign(signed)
+        rest = abs(signed)
+        shares: dict[str, Decimal] = {}
+        caps = [(sid, abs(d)) for sid, d in state.pending.items() if sign(d) == s]
+        take = min(rest, sum((c for _, c in caps), ZERO))
+        for sid, q in allocate(take, caps):
+            shares[sid] = q
+            left = state.pending[sid] - s * q
+            if left:
+                state.pending[sid] = left
+            else:
+                del state.pending[sid]
+        rest -= take
+        if rest:
+            after = {sid: b.qty + s * shares.get(sid, ZERO) for sid, b in state.streams.items()}
+            caps = [(sid, abs(u)) for sid, u in after.items() if sign(u) == -s]
+            take = min(rest, sum((c for _, c in caps), ZERO))
+            for sid, q in allocate(take, caps):
+                shares[sid] = shares.get(sid, ZERO) + q
+            rest -= take
+        if rest:
+            shares[state.bucket] = shares.get(state.bucket, ZERO) + rest
+        return {sid: s * q for sid, q in shares.items()}
+
+
+def _pnl(book: PositionBook, mark: Decimal) -> StreamPnl:
+    with localcontext(LEDGER_CONTEXT):
+        unrealized = book.unrealized(mark)
+        return StreamPnl(
+            units=book.qty,
+            avg_entry=book.avg_entry(),
+            realized=book.realized,
+            fees=book.fees,
+            unrealized=unrealized,
+            total=book.realized + unrealized - book.fees,
+        )
