@@ -94,6 +94,12 @@ ASSET_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Fees ({q})", "trade_fees", "money"),
 )
 
+# Shown only when some per-asset row carries them (the engine's totals, including open trades).
+ASSET_OPTIONAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Fees paid ({q})", "fees_paid", "money"),
+    ("Traded ({q})", "traded_notional", "money"),
+)
+
 STREAM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Realized ({q})", "realized", "money"),
     ("Fees ({q})", "fees", "money"),
@@ -252,7 +258,9 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
     rows = [(label.format(q=q), format_value(overall.get(key), kind)) for label, key, kind in OVERALL_ROWS]
     console.print(_kv_table("Overall", rows, ("Measure", "Value")))
     if summary.get("per_asset"):
-        console.print(_grid_table("Per asset", "Symbol", summary["per_asset"], ASSET_COLUMNS, q))
+        assets = summary["per_asset"]
+        extra = [c for c in ASSET_OPTIONAL_COLUMNS if any(c[1] in row for row in assets.values())]
+        console.print(_grid_table("Per asset", "Symbol", assets, (*ASSET_COLUMNS, *extra), q))
     if summary.get("per_stream"):
         console.print(_grid_table("Per stream", "Stream", summary["per_stream"], STREAM_COLUMNS, q))
     counts = summary.get("event_counts", {})

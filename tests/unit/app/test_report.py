@@ -170,6 +170,19 @@ class TestRenderSummary:
         assert cells(line_with(text, "│ early_exit")) == ["early_exit", "3", "37.50"]
         assert cells(line_with(text, "│ entry")) == ["entry", "3", "n/a"]
 
+    def test_optional_asset_columns(self) -> None:
+        s = summary()
+        s["per_asset"]["BTC/USDT"] |= {"fees_paid": D("3.21"), "traded_notional": D("45678.9")}
+        c = console()
+        render_summary(s, c)
+        text = c.export_text()
+        assert "Traded" in text
+        assert cells(line_with(text, "ETH/USDT"))[-2:] == ["n/a", "n/a"]
+        assert cells(line_with(text, "BTC/USDT"))[-2:] == ["3.21", "45,678.90"]
+        c = console()
+        render_summary(summary(), c)
+        assert "Traded" not in c.export_text()
+
     def test_renders_a_summary_read_back_from_json(self, tmp_path) -> None:
         write_summary_json(summary(), tmp_path / "s.json")
         c = console()
