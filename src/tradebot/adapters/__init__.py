@@ -1,1 +1,1 @@
-"""I/O adapters: venues, market feeds and the event store; they translate wire and rows to core types."""
+"""I/O adapters: venues, feeds and the store. They translate wire formats to core types and map errors."""

@@ -1,0 +1,1 @@
+"""Composition and drivers: settings, logging, bootstrap, daemon, backtest (asyncio lives here)."""
