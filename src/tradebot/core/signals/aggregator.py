@@ -19,8 +19,11 @@ __all__ = ["NO_CANDLES", "CandleAggregator"]
 NO_CANDLES: Final[tuple[Candle, ...]] = ()
 
 
+_TIMEFRAME_MS: Final[dict[str, int]] = {tf: tf.ms for tf in Timeframe}
+
+
 def _timeframe_ms(candle: Candle) -> int:
-    return candle.timeframe.ms
+    return _TIMEFRAME_MS[candle[1]]
 
 
 class _Level:
@@ -37,8 +40,11 @@ class _Level:
         self.start = self.end = self.present = 0
         self.o = self.h = self.l = self.c = self.v = 0.0
 
-    def feed(self, child: Candle, present: int, symbol: str, out: list[Candle]) -> None:
-        """Add a closed child candle holding ``present`` base candles; close the period on its last child."""
+    def feed(self, child: Candle, child_end: int, present: int, symbol: str, out: list[Candle]) -> None:
+        """Add a closed child candle (ending at ``child_end``, holding ``present`` base candles).
+
+        Closes the period when the child is its last one.
+        """
         if not self.active:
             start = child.open_time_ms - child.open_time_ms % self.ms
             self.start, self.end, self.active = start, start + self.ms, True
@@ -58,7 +64,7 @@ class _Level:
             self.c = child.close
             self.v += child.volume
             self.present += present
-        if child.close_time_ms == self.end:
+        if child_end == self.end:
             self.close(symbol, out)
 
     def close(self, symbol: str, out: list[Candle]) -> None:
@@ -69,7 +75,7 @@ class _Level:
         out.append(candle)
         self.active = False
         if self.next is not None:
-            self.next.feed(candle, self.present, symbol, out)
+            self.next.feed(candle, self.end, self.present, symbol, out)
 
 
 def _check_targets(symbol: str, base: Timeframe, targets: Sequence[Timeframe]) -> list[Timeframe]:
@@ -274,7 +280,7 @@ class CandleAggregator:
         self._active = False
         self._fast_limit = -1
         if self._next is not None:
-            self._next.feed(candle, self._n, self.symbol, out)
+            self._next.feed(candle, self._end, self._n, self.symbol, out)
 
     def __repr__(self) -> str:
         return (

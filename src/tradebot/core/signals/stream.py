@@ -116,6 +116,7 @@ class TrendStream:
         "_rule",
         "_seen",
         "_state",
+        "_tf_ms",
         "asset",
         "config",
         "required",
@@ -137,6 +138,7 @@ class TrendStream:
         self.asset = asset
         self.config = config
         self.timeframe = config.timeframe
+        self._tf_ms = config.timeframe.ms
         self._rule: TrendRule = (rule_factory or _ema_cross)(config)
         self._atr = WilderAtr(config.atr_period)
         self.required = max(self._rule.required, config.atr_period)
@@ -236,7 +238,7 @@ class TrendStream:
         signal = StreamSignal(
             stream=self.stream_id,
             symbol=self.symbol,
-            time_ms=candle.open_time_ms + self.timeframe.ms,
+            time_ms=candle.open_time_ms + self._tf_ms,
             state=state,
             confidence=confidence,
             flipped=state is not previous,
