@@ -226,16 +226,30 @@ def _load(name: str, tf: Timeframe) -> list[Candle]:
 
 
 @pytest.mark.skipif(not (DATA / "binance_BTCUSDT_1m.csv.gz").exists(), reason="shared data not present")
-def test_real_btc_1m_aggregates_to_native_1h() -> None:
-    native = {c.open_time_ms: c for c in _load("binance_BTCUSDT_1h.csv.gz", H1)}
-    agg = CandleAggregator(SYM, M1, (H1,))
-    complete = 0
+def test_real_btc_1m_aggregates_to_native_1h_4h_1d() -> None:
+    native = {
+        tf: {c.open_time_ms: c for c in _load(f"binance_BTCUSDT_{tf}.csv.gz", tf)} for tf in (H1, H4, D1)
+    }
+    agg = CandleAggregator(SYM, M1, (H1, H4, D1))
+    complete = dict.fromkeys((H1, H4, D1), 0)
+    incomplete = []
     for c in _load("binance_BTCUSDT_1m.csv.gz", M1):
         for h in agg.update(c):
-            ref = native.get(h.open_time_ms)
-            if h.missing or ref is None:
+            if h.missing:
+                incomplete.append((h.timeframe, h.open_time_ms, h.missing))
                 continue
-            complete += 1
+            ref = native[h.timeframe][h.open_time_ms]
+            complete[h.timeframe] += 1
             assert (h.open, h.high, h.low, h.close) == (ref.open, ref.high, ref.low, ref.close), h
             assert h.volume == pytest.approx(ref.volume, rel=1e-6)
-    assert complete > 1000  # 46 days of 1m data
+    # 2023-03-16 22:15 -> 2023-05-01 21:01, halt 2023-03-24 12:40-13:59 UTC (80 x 1m missing)
+    assert complete[H1] > 1000 and complete[H4] > 250 and complete[D1] > 40
+    halt_day = 1_679_616_000_000  # 2023-03-24 00:00 UTC
+    assert incomplete == [
+        (H1, 1_679_004_000_000, 15),  # 2023-03-16 22:00, data starts 22:15
+        (H4, 1_678_996_800_000, 135),  # 2023-03-16 20:00
+        (D1, 1_678_924_800_000, 1335),  # 2023-03-16
+        (H1, halt_day + 12 * 3_600_000, 20),  # 12:40-12:59; the 13:00 hour is absent entirely
+        (H4, halt_day + 12 * 3_600_000, 80),
+        (D1, halt_day, 80),
+    ]
