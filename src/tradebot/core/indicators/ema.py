@@ -25,7 +25,9 @@ class Ema:
 
     The first ``period`` values are averaged (simple mean) to seed the EMA; from then on
     ``EMA_t = EMA_{t-1} + alpha * (x_t - EMA_{t-1})`` with ``alpha = 2 / (period + 1)``.
-    This is TA-Lib's default ``EMA`` (``TA_COMPATIBILITY_DEFAULT``), so values match
+    It is evaluated as the convex combination ``alpha * x_t + (1 - alpha) * EMA_{t-1}``, which
+    keeps the EMA within the range of its inputs (the ``EMA + alpha * (x - EMA)`` form can lose
+    digits after a large jump). This is TA-Lib's default ``EMA`` (``TA_COMPATIBILITY_DEFAULT``), so values match
     ``talib.EMA`` from the ``period``-th value on.
 
     Parameters
@@ -46,11 +48,12 @@ class Ema:
         If ``period`` is not an int >= 1 (constructor), or a value is not finite (``update``).
     """
 
-    __slots__ = ("_seed_sum", "alpha", "count", "period", "value")
+    __slots__ = ("_beta", "_seed_sum", "alpha", "count", "period", "value")
 
     def __init__(self, period: int) -> None:
         self.period = check_period("period", period)
         self.alpha = 2.0 / (period + 1)
+        self._beta = 1.0 - self.alpha
         self.value: float | None = None
         self.count = 0
         self._seed_sum = 0.0
@@ -73,7 +76,7 @@ class Ema:
         self.count += 1
         ema = self.value
         if ema is not None:
-            ema += self.alpha * (value - ema)
+            ema = self.alpha * value + self._beta * ema
             self.value = ema
             return ema
         self._seed_sum += value

@@ -35,7 +35,7 @@ class EwmaVolatility:
     """Exponentially weighted volatility of log returns (per candle, a fraction).
 
     With ``r_t = ln(close_t / close_{t-1})`` the variance is seeded with the mean of the first
-    ``period`` squared returns, then ``var_t = var_{t-1} + alpha * (r_t^2 - var_{t-1})`` with
+    ``period`` squared returns, then ``var_t = alpha * r_t^2 + (1 - alpha) * var_{t-1}`` with
     ``alpha = 2 / (period + 1)`` (zero-mean EWMA variance as in RiskMetrics, J.P. Morgan 1996,
     whose ``lambda`` is ``1 - alpha``). ``value = sqrt(var)`` is the volatility per candle;
     multiply by ``sqrt(candles per year)`` to annualize.
@@ -84,7 +84,7 @@ class EwmaVolatility:
         self.count += 1
         var = self.variance
         if var is not None:
-            var += self.alpha * (r2 - var)
+            var = self.alpha * r2 + (1.0 - self.alpha) * var
             self.variance = var
             return math.sqrt(var)
         self._seed_sum += r2

@@ -40,6 +40,13 @@ class TestEma:
         ema = Ema(1)
         assert [ema.update(x) for x in (5.0, 7.0, 3.0)] == [5.0, 7.0, 3.0]
 
+    def test_no_cancellation_after_large_jump(self) -> None:
+        # regression (found by hypothesis): ema + alpha*(x - ema) gave 1.099999999976717 here
+        ema = Ema(1)
+        for x in (2.0, 2.0, 262146.0, 1.1):
+            ema.update(x)
+        assert ema.value == 1.1
+
     @pytest.mark.parametrize("period", [0, -3, 2.0, True, "20"])
     def test_bad_period(self, period: object) -> None:
         with pytest.raises(ValueError, match=r"period must be an int >= 1, was"):
