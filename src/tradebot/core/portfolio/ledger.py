@@ -27,26 +27,34 @@ ordinary stream with target 0 unless the caller sets one, so its units are cross
 for) the real streams at the next rebalance. Fees are split over the allocated streams pro rata to
 quantity. Ties and rounding are deterministic: streams are served in construction order, the
 bucket last, and the last one gets the rounding remainder.
+
+Typical use by the engine, per rebalance of a symbol::
+
+    alloc = compute_targets(cfg, streams, ledger.equity(marks), marks, vols)
+    units = {sid: alloc.stream_notional[sid] / mark for sid in ledger.stream_ids(symbol)[:-1]}
+    net = ledger.set_stream_targets(symbol, units, mark)   # crossing done; net base units to trade
+    qty = instrument.round_qty(abs(net))                   # the step remainder ends in the bucket
+    ...                                                    # place the order; then, per fill:
+    result = ledger.apply(fill)                            # falsy for a duplicate
+
+Replaying the same calls (targets and fills, in order) into a fresh ledger rebuilds the same
+state; :meth:`Ledger.snapshot` / :meth:`Ledger.restore` persist and resume it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
 from typing import Any
 
 from tradebot.core.domain import ZERO, Fill, TradeRecord
-from tradebot.core.portfolio.book import LEDGER_CONTEXT, QUANTUM, PositionBook, allocate, sign, split
+from tradebot.core.portfolio.attribution import UNASSIGNED_SUFFIX, AssetBooks
+from tradebot.core.portfolio.book import LEDGER_CONTEXT, QUANTUM, PositionBook
 from tradebot.core.portfolio.trades import TradeTracker
 from tradebot.errors import InvariantViolation
 
 SNAPSHOT_VERSION = "1"
-
-
-def unassigned_stream_id(asset: str) -> str:
-    """Return the id of ``asset``'s bucket stream for fills no stream asked for, ``"<asset>:unassigned"``."""
-    return f"{asset}:unassigned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,8 @@ class ApplyResult:
     Attributes
     ----------
     applied
-        False when the fill was a duplicate (nothing changed; the other fields are then zero/None/empty).
+        False when the fill was a duplicate (nothing changed; the other fields are then 0, None or
+        empty).
     position_before, position_after
         Signed asset quantity in base units around the fill.
     realized_pnl
@@ -98,25 +107,13 @@ class ApplyResult:
     position_before: Decimal = ZERO
     position_after: Decimal = ZERO
     realized_pnl: Decimal = ZERO
-    stream_qty: dict[str, Decimal] | None = None
+    stream_qty: dict[str, Decimal] = field(default_factory=dict)
     position_id: str | None = None
     opened: TradeRecord | None = None
     closed: TradeRecord | None = None
 
     def __bool__(self) -> bool:
         return self.applied
-
-
-class _Asset:
-    # One symbol: asset book, stream books (bucket last) and pending deltas.
-    __slots__ = ("asset", "book", "bucket", "pending", "streams")
-
-    def __init__(self, asset: str, stream_ids: Sequence[str]) -> None:
-        self.asset = asset
-        self.bucket = unassigned_stream_id(asset)
-        self.book = PositionBook()
-        self.streams = {sid: PositionBook() for sid in [*stream_ids, self.bucket]}
-        self.pending: dict[str, Decimal] = {}
 
 
 class Ledger:
@@ -167,15 +164,15 @@ class Ledger:
         self.run_id = run_id
         self.initial_cash = initial_cash
         self._cash = initial_cash
-        self._assets: dict[str, _Asset] = {}
+        self._assets: dict[str, AssetBooks] = {}
         self._stream_symbol: dict[str, str] = {}
         for symbol in symbols:
             base, _, rest = symbol.partition("/")
             if not base or rest.split(":")[0] != quote:
                 raise ValueError(f"symbol must be '<base>/{quote}', was {symbol!r}")
-            state = _Asset(base, list(streams_by_symbol.get(symbol, ())))
+            state = AssetBooks(base, list(streams_by_symbol.get(symbol, ())))
             for sid in state.streams:
-                if sid in self._stream_symbol or (sid.endswith(":unassigned") and sid != state.bucket):
+                if sid in self._stream_symbol or (sid.endswith(UNASSIGNED_SUFFIX) and sid != state.bucket):
                     raise ValueError(f"stream ids must be unique and not reserved, was {sid!r}")
                 self._stream_symbol[sid] = symbol
             self._assets[symbol] = state
@@ -274,8 +271,9 @@ class Ledger:
         symbol
             The asset's symbol.
         target_units
-            Target virtual units (base units, quantized to 1e-18) per stream of ``symbol``. A stream
-            not named keeps its units; the bucket stream's target is 0 unless named.
+            Target virtual units (base units, quantized to 1e-18; negative = short) per stream of
+            ``symbol``. A stream not named keeps its units; the bucket stream's target is 0 unless
+            named.
         mark
             Mark price in quote currency, > 0: the internal crossing price.
 
@@ -298,22 +296,7 @@ class Ledger:
         if foreign:
             raise ValueError(f"target_units names streams not of {symbol}: {foreign!r}")
         with localcontext(LEDGER_CONTEXT):
-            deltas: dict[str, Decimal] = {}
-            for sid, book in state.streams.items():
-                default = ZERO if sid == state.bucket else book.qty
-                target = target_units.get(sid, default).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
-                deltas[sid] = target - book.qty
-            sellers = [(sid, -d) for sid, d in deltas.items() if d < 0]
-            buyers = [(sid, d) for sid, d in deltas.items() if d > 0]
-            crossed = min(sum((q for _, q in sellers), ZERO), sum((q for _, q in buyers), ZERO))
-            for sid, q in allocate(crossed, sellers):
-                state.streams[sid].trade(-q, mark)
-                deltas[sid] += q
-            for sid, q in allocate(crossed, buyers):
-                state.streams[sid].trade(q, mark)
-                deltas[sid] -= q
-            state.pending = {sid: d for sid, d in deltas.items() if d}
-            return sum(state.pending.values(), ZERO)
+            return state.cross(target_units, mark)
 
     def clear_pending(self, symbol: str) -> None:
         """Forget ``symbol``'s pending deltas (e.g. after its rebalance orders were canceled)."""
@@ -343,16 +326,9 @@ class Ledger:
                 raise ValueError(f"fill {fill.trade_id}: qty must have at most 18 decimals, was {fill.qty!r}")
             signed = fill.side.sign * fill.qty
             before = state.book.qty
-            realized, closed_qty = state.book.trade(signed, fill.price)
-            state.book.fees += fill.fee_quote
+            realized, closed_qty, allocation = state.apply_fill(signed, fill.price, fill.fee_quote)
             self._cash -= signed * fill.price + fill.fee_quote
-            allocation = self._allocate_fill(state, signed)
-            fees = dict(split(fill.fee_quote, [(sid, abs(q)) for sid, q in allocation.items()]))
-            for sid, q in allocation.items():
-                book = state.streams[sid]
-                book.trade(q, fill.price)
-                book.fees += fees.get(sid, ZERO)
-            units = sum((b.qty for b in state.streams.values()), ZERO)
+            units = state.stream_units_total()
             if units != state.book.qty:
                 raise InvariantViolation(
                     f"{fill.symbol}: Σ stream units {units} != asset qty {state.book.qty}"
@@ -398,14 +374,7 @@ class Ledger:
             "run_id": self.run_id,
             "initial_cash": str(self.initial_cash),
             "cash": str(self._cash),
-            "assets": {
-                symbol: {
-                    "book": state.book.to_dict(),
-                    "streams": {sid: b.to_dict() for sid, b in state.streams.items()},
-                    "pending": {sid: str(d) for sid, d in state.pending.items()},
-                }
-                for symbol, state in self._assets.items()
-            },
+            "assets": {symbol: state.to_dict() for symbol, state in self._assets.items()},
             "seen": sorted([list(k) for k in self._seen]),
             "trades": self.trades.snapshot(),
         }
@@ -425,23 +394,20 @@ class Ledger:
             )
         assets = data["assets"]
         streams = {
-            s: [sid for sid in a["streams"] if not sid.endswith(":unassigned")] for s, a in assets.items()
+            s: [sid for sid in a["streams"] if not sid.endswith(UNASSIGNED_SUFFIX)] for s, a in assets.items()
         }
         ledger = cls(
             data["quote"], Decimal(data["initial_cash"]), list(assets), streams, run_id=data["run_id"]
         )
         ledger._cash = Decimal(data["cash"])
         for symbol, saved in assets.items():
-            state = ledger._assets[symbol]
-            state.book = PositionBook.from_dict(saved["book"])
-            state.streams = {sid: PositionBook.from_dict(b) for sid, b in saved["streams"].items()}
-            state.pending = {sid: Decimal(d) for sid, d in saved["pending"].items()}
+            ledger._assets[symbol].load(saved)
         ledger._seen = {(v, s, t) for v, s, t in data["seen"]}
         ledger.trades = TradeTracker.restore(data["run_id"], data["trades"])
         return ledger
 
     # ----------------------------------------------------------------- internals
-    def _asset(self, symbol: str) -> _Asset:
+    def _asset(self, symbol: str) -> AssetBooks:
         try:
             return self._assets[symbol]
         except KeyError:
@@ -452,33 +418,6 @@ class Ledger:
         if symbol is None:
             raise ValueError(f"stream_id must be one of {list(self._stream_symbol)}, was {stream_id!r}")
         return self._assets[symbol].streams[stream_id]
-
-    @staticmethod
-    def _allocate_fill(state: _Asset, signed: Decimal) -> dict[str, Decimal]:
-        # Pending deltas of the fill's sign first, then opposite-sign holdings, then the bucket.
-        s = sign(signed)
-        rest = abs(signed)
-        shares: dict[str, Decimal] = {}
-        caps = [(sid, abs(d)) for sid, d in state.pending.items() if sign(d) == s]
-        take = min(rest, sum((c for _, c in caps), ZERO))
-        for sid, q in allocate(take, caps):
-            shares[sid] = q
-            left = state.pending[sid] - s * q
-            if left:
-                state.pending[sid] = left
-            else:
-                del state.pending[sid]
-        rest -= take
-        if rest:
-            after = {sid: b.qty + s * shares.get(sid, ZERO) for sid, b in state.streams.items()}
-            caps = [(sid, abs(u)) for sid, u in after.items() if sign(u) == -s]
-            take = min(rest, sum((c for _, c in caps), ZERO))
-            for sid, q in allocate(take, caps):
-                shares[sid] = shares.get(sid, ZERO) + q
-            rest -= take
-        if rest:
-            shares[state.bucket] = shares.get(state.bucket, ZERO) + rest
-        return {sid: s * q for sid, q in shares.items()}
 
 
 def _pnl(book: PositionBook, mark: Decimal) -> StreamPnl:
