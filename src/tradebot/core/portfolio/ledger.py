@@ -33,9 +33,10 @@ Typical use by the engine, per rebalance of a symbol::
     alloc = compute_targets(cfg, streams, ledger.equity(marks), marks, vols)
     units = {sid: alloc.stream_notional[sid] / mark for sid in ledger.stream_ids(symbol)[:-1]}
     net = ledger.set_stream_targets(symbol, units, mark)   # crossing done; net base units to trade
-    qty = instrument.round_qty(abs(net))                   # the step remainder ends in the bucket
+    qty = instrument.round_qty(abs(net))                   # unfilled rest stays pending on the streams
     ...                                                    # place the order; then, per fill:
     result = ledger.apply(fill)                            # falsy for a duplicate
+    ledger.clear_pending(symbol)                           # once the orders are terminal
 
 Replaying the same calls (targets and fills, in order) into a fresh ledger rebuilds the same
 state; :meth:`Ledger.snapshot` / :meth:`Ledger.restore` persist and resume it.
