@@ -1,0 +1,126 @@
+"""Simulated Binance spot REST market endpoints for ccxt: ``/api/v3/time``, ``/api/v3/exchangeInfo``,
+``/api/v3/klines`` (plus ``/api/v3/ping``), with injected HTTP 429/418/5xx answers.
+
+Klines are 12-field arrays with 8-decimal strings (``payloads/binance/rest_klines_real_BTCUSDT_1m.json``);
+like Binance, the 1m answer includes the candle still forming (its values so far).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from tradebot.core.domain import Timeframe
+from tradebot.exchange_sim.binance_ws import fmt8
+from tradebot.exchange_sim.faults import VenueFaults
+from tradebot.exchange_sim.market import Bar, Market
+
+_ERRORS = {
+    429: {"code": -1003, "msg": "Too many requests; current limit of IP is 6000 requests per minute."},
+    418: {"code": -1003, "msg": "Way too many requests; IP banned until 1633998600000."},
+}
+
+
+def load_exchange_info() -> dict[str, Any]:
+    """Return the recorded real ``exchangeInfo`` (BTCUSDT, ETHUSDT, SOLUSDT) shipped with the simulator."""
+    text = resources.files("tradebot.exchange_sim").joinpath("data/binance_exchange_info.json").read_text()
+    return json.loads(text)
+
+
+def kline_row(bar: Bar, timeframe_ms: int) -> list[Any]:
+    """Return ``bar`` as a Binance REST kline array (open time … ignore)."""
+    quote = (Decimal(bar.volume) * Decimal(bar.close)).quantize(Decimal("0.00000001"))
+    return [
+        bar.open_time_ms,
+        fmt8(bar.open),
+        fmt8(bar.high),
+        fmt8(bar.low),
+        fmt8(bar.close),
+        fmt8(bar.volume),
+        bar.open_time_ms + timeframe_ms - 1,
+        f"{quote}",
+        100,
+        fmt8(str(Decimal(bar.volume) / 2)),
+        f"{(quote / 2).quantize(Decimal('0.00000001'))}",
+        "0",
+    ]
+
+
+class BinanceRest:
+    """aiohttp handlers of the Binance market endpoints."""
+
+    def __init__(self, market: Market, faults: VenueFaults) -> None:
+        self.market, self.faults = market, faults
+        self.exchange_info = load_exchange_info()
+        self.requests: list[str] = []
+
+    def routes(self) -> list[web.RouteDef]:
+        """Return the routes to add to the simulator's aiohttp app."""
+        return [
+            web.get("/api/v3/time", self.time),
+            web.get("/api/v3/ping", self.ping),
+            web.get("/api/v3/exchangeInfo", self.exchange_info_handler),
+            web.get("/api/v3/klines", self.klines),
+        ]
+
+    def _fault(self, request: web.Request) -> web.Response | None:
+        self.requests.append(request.path_qs)
+        status = self.faults.next_rest_status()
+        if status is None:
+            return None
+        if status in _ERRORS:
+            return web.json_response(_ERRORS[status], status=status, headers={"Retry-After": "1"})
+        return web.Response(
+            status=status, text="<html><body>Service Unavailable</body></html>", content_type="text/html"
+        )
+
+    async def time(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/time`` → ``{"serverTime": <sim now ms>}``."""
+        return self._fault(request) or web.json_response({"serverTime": self.market.now_ms})
+
+    async def ping(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/ping`` → ``{}``."""
+        return self._fault(request) or web.json_response({})
+
+    async def exchange_info_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/exchangeInfo`` → the recorded exchange info with the simulated server time."""
+        fault = self._fault(request)
+        if fault:
+            return fault
+        info = dict(self.exchange_info, serverTime=self.market.now_ms)
+        return web.json_response(info)
+
+    async def klines(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/klines?symbol=&interval=&startTime=&endTime=&limit=`` (limit ≤ 1000, default 500)."""
+        fault = self._fault(request)
+        if fault:
+            return fault
+        q = request.query
+        symbol, interval = q.get("symbol", ""), q.get("interval", "")
+        try:
+            tf_ms = Timeframe.parse(interval).ms
+            limit = min(int(q.get("limit", "500")), 1000)
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+        except (ValueError, KeyError):
+            return web.json_response(
+                {"code": -1100, "msg": "Illegal characters found in parameter."}, status=400
+            )
+        if symbol not in self.market.tape.symbols or not self.market.tape.has(symbol, interval):
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        now = self.market.now_ms
+        hi = min(now + 1, end + 1) if end is not None else now + 1
+        bars = self.market.tape.bars(symbol, interval, start if start is not None else 0, hi)
+        rows = []
+        for bar in bars:
+            if bar.open_time_ms + tf_ms > now:  # still forming
+                if interval != "1m":
+                    continue
+                bar = bar.opening()
+            rows.append(kline_row(bar, tf_ms))
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        return web.json_response(rows)

@@ -1,0 +1,279 @@
+"""Fault injection of the simulator, per venue (``"binance"``, ``"deribit"``).
+
+Switches (all take effect immediately on the connections open now, or on the next events):
+
+* :meth:`VenueFaults.drop` — abort every open websocket connection (no close frame).
+* :meth:`VenueFaults.stall` — hold all data for ``seconds`` (keepalive pings continue), then send
+  the backlog late.
+* :meth:`VenueFaults.pings_only` — the open connections never send data again (pings continue).
+* :meth:`VenueFaults.malformed` — send one malformed frame (``bad_json``, ``missing_field``,
+  ``negative_price``, ``high_below_low``) before the next events.
+* :meth:`VenueFaults.duplicate` / :meth:`VenueFaults.out_of_order` — repeat the next final candle /
+  send the next closed candle after the following one.
+* :meth:`VenueFaults.gap` — omit the next ``minutes`` minutes from the websocket (REST has them).
+* ``session_limit_s`` — close each connection after this long (like Binance's 24 h limit).
+* :meth:`VenueFaults.server_shutdown` — Binance ``serverShutdown`` event then close.
+* :meth:`VenueFaults.refuse` — refuse websocket handshakes (HTTP 503) for ``seconds``.
+* :meth:`VenueFaults.http_errors` — answer the next ``count`` REST requests with ``status``
+  (429, 418, 5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from websockets.exceptions import ConnectionClosed
+
+from tradebot.exchange_sim.market import MarketEvent
+
+MALFORMED_KINDS = ("bad_json", "missing_field", "negative_price", "high_below_low")
+
+
+class SimConnection:
+    """One server-side websocket session: an outgoing frame queue pumped with fault handling."""
+
+    def __init__(self, ws: object, faults: VenueFaults) -> None:
+        self.ws = ws
+        self.faults = faults
+        self.out: asyncio.Queue[str] = asyncio.Queue()
+        self.control: asyncio.Queue[str] = asyncio.Queue()
+        self.stalled_until = 0.0
+        self.silenced = False
+        self.opened_at = asyncio.get_running_loop().time()
+
+    def send(self, frame: str, *, control: bool = False) -> None:
+        """Queue ``frame`` (never blocks). ``control`` frames (RPC answers, heartbeats) bypass stalls
+        and silencing, like a server whose market-data pipeline froze but whose session layer lives."""
+        (self.control if control else self.out).put_nowait(frame)
+
+    async def pump(self) -> None:
+        """Send queued frames until the connection closes, honouring stalls and silencing."""
+        async with asyncio.TaskGroup() as tg:
+            control = tg.create_task(self._pump_control())
+            await self._pump_data()
+            control.cancel()
+
+    async def _pump_data(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = await self.out.get()
+            delay = self.stalled_until - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.silenced:
+                continue
+            try:
+                await self.ws.send(frame)  # type: ignore[attr-defined]
+            except ConnectionClosed:
+                return
+
+    async def _pump_control(self) -> None:
+        while True:
+            frame = await self.control.get()
+            try:
+                await self.ws.send(frame)  # type: ignore[attr-defined]
+            except ConnectionClosed:
+                return
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame."""
+        transport = getattr(self.ws, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+@dataclass
+class VenueFaults:
+    """Fault switches of one venue (see the module docstring). Mutated by tests or :class:`RandomFaults`."""
+
+    venue: str
+    session_limit_s: float | None = None
+    connections: set[SimConnection] = field(default_factory=set)
+    refuse_until: float = 0.0
+    pending_malformed: list[str] = field(default_factory=list)
+    duplicate_next: int = 0
+    swap_next: int = 0
+    skip_minutes: int = 0
+    rest_statuses: deque[int] = field(default_factory=deque)
+    shutdown_requested: int = 0
+    held: list[MarketEvent] = field(default_factory=list)
+    previous_finals: list[MarketEvent] = field(default_factory=list)
+    skipped: set[int] = field(default_factory=set)
+    log: list[str] = field(default_factory=list)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def drop(self) -> None:
+        """Abort all open connections."""
+        self.log.append("drop")
+        for conn in list(self.connections):
+            conn.abort()
+
+    def stall(self, seconds: float) -> None:
+        """Hold all data of the open connections for ``seconds`` (pings continue), then send it late."""
+        self.log.append(f"stall {seconds}")
+        for conn in self.connections:
+            conn.stalled_until = self._now() + seconds
+
+    def pings_only(self) -> None:
+        """Silence the open connections for good (keepalive pings continue)."""
+        self.log.append("pings_only")
+        for conn in self.connections:
+            conn.silenced = True
+
+    def malformed(self, kind: str) -> None:
+        """Send one malformed frame of ``kind`` (one of :data:`MALFORMED_KINDS`) with the next events."""
+        if kind not in MALFORMED_KINDS:
+            raise ValueError(f"kind must be one of {MALFORMED_KINDS}, was {kind!r}")
+        self.log.append(f"malformed {kind}")
+        self.pending_malformed.append(kind)
+
+    def duplicate(self) -> None:
+        """Send the next final candle of each symbol twice."""
+        self.log.append("duplicate")
+        self.duplicate_next += 1
+
+    def out_of_order(self) -> None:
+        """Send the next minute's closed candles after the following minute's."""
+        self.log.append("out_of_order")
+        self.swap_next += 1
+
+    def gap(self, minutes: int) -> None:
+        """Omit the next ``minutes`` candles (from the one opening next) from the websocket; REST keeps them."""
+        self.log.append(f"gap {minutes}")
+        self.skip_minutes += minutes
+
+    def server_shutdown(self) -> None:
+        """Announce a server shutdown on the open connections, then close them."""
+        self.log.append("server_shutdown")
+        self.shutdown_requested += 1
+
+    def refuse(self, seconds: float) -> None:
+        """Refuse websocket handshakes with HTTP 503 for ``seconds``."""
+        self.log.append(f"refuse {seconds}")
+        self.refuse_until = self._now() + seconds
+
+    def refusing(self) -> bool:
+        """True while handshakes are refused."""
+        return self._now() < self.refuse_until
+
+    def http_errors(self, status: int, count: int = 1) -> None:
+        """Answer the next ``count`` REST requests with HTTP ``status``."""
+        self.log.append(f"http {status} x{count}")
+        self.rest_statuses.extend([status] * count)
+
+    def next_rest_status(self) -> int | None:
+        """Pop the status a REST request must fail with, or ``None``."""
+        return self.rest_statuses.popleft() if self.rest_statuses else None
+
+    def transform(self, events: list[MarketEvent]) -> list[MarketEvent]:
+        """Apply gap / duplicate / out-of-order switches to one minute's events (finals, then openings).
+
+        A gap removes whole candles (their opening and final updates) starting with the candle that
+        opens now. Out of order: on Binance the closed candles of this minute are sent after those of
+        the next minute; on Deribit (whose candles are final only through the next tick) the closed
+        candles of the previous minute are sent again after this minute's.
+        """
+        opening_ms = {e.bar.open_time_ms for e in events if not e.final}
+        if self.skip_minutes > 0 and opening_ms:
+            start = min(opening_ms)
+            self.skipped.update(start + i * 60_000 for i in range(self.skip_minutes))
+            self.skip_minutes = 0
+        events = [e for e in events if e.bar.open_time_ms not in self.skipped]
+        finals = [e for e in events if e.final]
+        openings = [e for e in events if not e.final]
+        late: list[MarketEvent] = []
+        if self.venue == "binance":
+            if self.held:
+                finals, self.held = finals + self.held, []
+            elif self.swap_next > 0 and finals:
+                self.swap_next -= 1
+                self.held, finals = finals, []
+        elif self.swap_next > 0 and self.previous_finals:
+            self.swap_next -= 1
+            late = self.previous_finals
+        if finals:
+            self.previous_finals = finals
+        if self.duplicate_next > 0 and finals:
+            self.duplicate_next -= 1
+            finals = finals + finals
+        return finals + late + openings
+
+
+@dataclass
+class Faults:
+    """Fault switches of both venues."""
+
+    binance: VenueFaults = field(default_factory=lambda: VenueFaults("binance"))
+    deribit: VenueFaults = field(default_factory=lambda: VenueFaults("deribit"))
+
+    def venue(self, name: str) -> VenueFaults:
+        """Return the switches of venue ``name``."""
+        if name not in ("binance", "deribit"):
+            raise ValueError(f"venue must be 'binance' or 'deribit', was {name!r}")
+        return self.binance if name == "binance" else self.deribit
+
+
+class RandomFaults:
+    """Seeded random fault schedule: on each simulated minute, with probability ``rate`` per venue,
+    trigger one fault drawn from ``kinds``. Deterministic in simulated time for a given seed."""
+
+    KINDS = (
+        "drop",
+        "stall",
+        "pings_only",
+        "malformed",
+        "duplicate",
+        "out_of_order",
+        "gap",
+        "refuse",
+        "http_429",
+        "http_5xx",
+        "server_shutdown",
+    )
+
+    def __init__(
+        self,
+        faults: Faults,
+        *,
+        seed: int,
+        rate: float,
+        stall_s: float,
+        refuse_s: float,
+        kinds: tuple[str, ...] = KINDS,
+    ) -> None:
+        self._faults, self._rng, self._rate = faults, random.Random(seed), rate
+        self._stall_s, self._refuse_s, self._kinds = stall_s, refuse_s, kinds
+        self.triggered: list[tuple[int, str, str]] = []
+
+    def __call__(self, now_ms: int) -> None:
+        """Maybe trigger faults at simulated time ``now_ms`` (use as ``Market(on_minute=...)``)."""
+        for venue in ("binance", "deribit"):
+            if self._rng.random() >= self._rate:
+                continue
+            kind = self._rng.choice(self._kinds)
+            if venue == "deribit" and kind == "server_shutdown":
+                kind = "drop"
+            self.triggered.append((now_ms, venue, kind))
+            self._apply(self._faults.venue(venue), kind)
+
+    def _apply(self, vf: VenueFaults, kind: str) -> None:
+        actions: dict[str, Callable[[], None]] = {
+            "drop": vf.drop,
+            "stall": lambda: vf.stall(self._stall_s),
+            "pings_only": vf.pings_only,
+            "malformed": lambda: vf.malformed(self._rng.choice(MALFORMED_KINDS)),
+            "duplicate": vf.duplicate,
+            "out_of_order": vf.out_of_order,
+            "gap": lambda: vf.gap(self._rng.randint(1, 3)),
+            "refuse": lambda: vf.refuse(self._refuse_s),
+            "http_429": lambda: vf.http_errors(429, 1),
+            "http_5xx": lambda: vf.http_errors(503, 1),
+            "server_shutdown": vf.server_shutdown,
+        }
+        actions[kind]()
