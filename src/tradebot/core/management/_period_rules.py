@@ -122,7 +122,13 @@ def _scale_in(pm: PositionManager, c: Candle, t: int, vol_avg: float | None) -> 
         f"{cfg.volume_factor} x SMA {vol_avg:.8g}; momentum {roc:.6g} > {cfg.min_momentum_fraction}"
     )
     return pm._action(
-        _ET.SCALE_IN, t, c.close, reason, before=before, urgent=True, extra={"volume": c.volume}
+        _ET.SCALE_IN,
+        t,
+        c.close,
+        reason,
+        before=before,
+        urgent=True,
+        extra={"volume": c.volume, "volume_sma": vol_avg},
     )
 
 
