@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from tradebot.core.domain import Candle, StreamSignal, StreamState, Timeframe, stream_id
+from tradebot.core.indicators import WilderAtr, atr_fraction
 from tradebot.core.signals.aggregator import CandleAggregator
 from tradebot.core.signals.stream import StreamConfig, TrendStream
 
@@ -40,6 +41,30 @@ class StreamView:
     confidence: float
 
 
+class _Tracker:
+    """ATR and last candle of an extra (stream-less) timeframe, e.g. the rebalance clock's 1h."""
+
+    __slots__ = ("_atr", "last_candle")
+
+    def __init__(self, atr_period: int) -> None:
+        self._atr = WilderAtr(atr_period)
+        self.last_candle: Candle | None = None
+
+    @property
+    def atr(self) -> float | None:
+        return self._atr.value
+
+    def update(self, candle: Candle) -> None:
+        last = self.last_candle
+        if last is not None and candle.open_time_ms <= last.open_time_ms:
+            raise ValueError(
+                f"{candle.symbol} {candle.timeframe}: candle open_time_ms={candle.open_time_ms} is not after "
+                f"the previous open_time_ms={last.open_time_ms}"
+            )
+        self._atr.update(candle.high, candle.low, candle.close)
+        self.last_candle = candle
+
+
 class SignalBook:
     """One :class:`CandleAggregator` per symbol and one :class:`TrendStream` per (symbol, timeframe).
 
@@ -51,6 +76,12 @@ class SignalBook:
         Timeframe of the candles given to :meth:`on_candle` (e.g. 1m live, 5m for long backtests).
     configs
         One :class:`StreamConfig` per stream timeframe (applied to every symbol).
+    extra_timeframes
+        Timeframes to aggregate without a stream (e.g. the rebalance clock): the book keeps their
+        last closed candle and a Wilder ATR (``extra_atr_period``) for :meth:`last_closed`,
+        :meth:`atr` and :meth:`volatility`. Timeframes that already have a stream are ignored here.
+    extra_atr_period
+        ATR period of the extra timeframes, int >= 1 (default 14).
 
     Raises
     ------
@@ -59,9 +90,17 @@ class SignalBook:
         asset, or ``base`` does not divide a stream timeframe (see :class:`CandleAggregator`).
     """
 
-    __slots__ = ("_aggregators", "_by_symbol", "_streams", "base", "configs")
+    __slots__ = ("_aggregators", "_by_symbol", "_streams", "_trackers", "base", "configs", "extra_timeframes")
 
-    def __init__(self, symbols: Mapping[str, str], base: Timeframe, configs: Sequence[StreamConfig]) -> None:
+    def __init__(
+        self,
+        symbols: Mapping[str, str],
+        base: Timeframe,
+        configs: Sequence[StreamConfig],
+        *,
+        extra_timeframes: Sequence[Timeframe] = (),
+        extra_atr_period: int = 14,
+    ) -> None:
         if not symbols:
             raise ValueError(f"symbols must map at least one symbol to its asset, was {symbols!r}")
         if not configs:
@@ -74,17 +113,25 @@ class SignalBook:
             raise ValueError(f"symbols must map to distinct assets, were {dict(symbols)!r}")
         self.base = Timeframe.parse(str(base))
         self.configs = tuple(sorted(configs, key=lambda c: c.timeframe.ms))
+        extra = {Timeframe.parse(str(tf)) for tf in extra_timeframes} - set(timeframes)
+        self.extra_timeframes: tuple[Timeframe, ...] = tuple(sorted(extra, key=lambda t: t.ms))
         self._aggregators: dict[str, CandleAggregator] = {}
         self._streams: dict[tuple[str, Timeframe], TrendStream] = {}
-        self._by_symbol: dict[str, dict[Timeframe, TrendStream]] = {}
+        self._trackers: dict[tuple[str, Timeframe], TrendStream | _Tracker] = {}
+        self._by_symbol: dict[str, dict[Timeframe, TrendStream | _Tracker]] = {}
         for symbol, asset in symbols.items():
-            self._aggregators[symbol] = CandleAggregator(symbol, self.base, tuple(timeframes))
-            per_tf: dict[Timeframe, TrendStream] = {}
+            self._aggregators[symbol] = CandleAggregator(
+                symbol, self.base, (*timeframes, *self.extra_timeframes)
+            )
+            per_tf: dict[Timeframe, TrendStream | _Tracker] = {}
             for config in self.configs:
                 stream = TrendStream(stream_id(asset, config.timeframe), symbol, asset, config)
                 per_tf[config.timeframe] = stream
                 self._streams[(symbol, config.timeframe)] = stream
+            for tf in self.extra_timeframes:
+                per_tf[tf] = _Tracker(extra_atr_period)
             self._by_symbol[symbol] = per_tf
+            self._trackers.update({(symbol, tf): t for tf, t in per_tf.items()})
 
     def on_candle(self, candle: Candle) -> Sequence[StreamSignal]:
         """Process one closed base candle; return the signals of the streams whose candle it closed.
@@ -108,14 +155,17 @@ class SignalBook:
         closed = aggregator.update(candle)
         if not closed:
             return NO_SIGNALS
-        streams = self._by_symbol[candle.symbol]
+        targets = self._by_symbol[candle.symbol]
         signals = []
         for c in closed:
-            stream = streams[c.timeframe]
-            last = stream.last_candle
+            target = targets[c.timeframe]
+            last = target.last_candle
             if last is not None and c.open_time_ms <= last.open_time_ms:
                 continue
-            signals.append(stream.update(c))
+            if type(target) is TrendStream:
+                signals.append(target.update(c))
+            else:
+                target.update(c)
         return signals or NO_SIGNALS
 
     def warm_up(self, candles: Iterable[Candle] | Mapping[object, Iterable[Candle]]) -> list[StreamSignal]:
@@ -127,6 +177,8 @@ class SignalBook:
             Native candles of the streams' timeframes, ascending per stream: either one iterable, or
             a mapping (e.g. by stream id) whose values are iterables (keys are not used for routing).
 
+        Candles of an extra timeframe warm its ATR and produce no signal.
+
         Returns
         -------
         list[StreamSignal]
@@ -135,20 +187,23 @@ class SignalBook:
         Raises
         ------
         ValueError
-            If a candle's (symbol, timeframe) has no stream, or its order is wrong for its stream.
+            If a candle's (symbol, timeframe) has no stream or extra timeframe, or its order is wrong.
         """
         groups = candles.values() if isinstance(candles, Mapping) else (candles,)
         touched: dict[tuple[str, Timeframe], StreamSignal] = {}
         for group in groups:
             for candle in group:
                 key = (candle.symbol, candle.timeframe)
-                stream = self._streams.get(key)
-                if stream is None:
+                target = self._trackers.get(key)
+                if target is None:
                     raise ValueError(
                         f"no stream for symbol {candle.symbol!r} timeframe {candle.timeframe!r} "
                         f"(open_time_ms={candle.open_time_ms})"
                     )
-                touched[key] = stream.update(candle)
+                if type(target) is TrendStream:
+                    touched[key] = target.update(candle)
+                else:
+                    target.update(candle)
         return [touched[key] for key in self._streams if key in touched]
 
     def stream(self, symbol: str, timeframe: Timeframe | str) -> TrendStream:
@@ -184,22 +239,49 @@ class SignalBook:
             for s in self._streams.values()
         ]
 
+    def _tracker(self, symbol: str, timeframe: Timeframe | str) -> TrendStream | _Tracker:
+        key = (symbol, Timeframe.parse(str(timeframe)))
+        try:
+            return self._trackers[key]
+        except KeyError:
+            raise KeyError(
+                f"no stream or extra timeframe for symbol {symbol!r} timeframe {timeframe!r}"
+            ) from None
+
     def atr(self, symbol: str, timeframe: Timeframe | str) -> float | None:
-        """Wilder ATR (quote currency) of the stream of ``symbol`` on ``timeframe``; ``None`` while warming up.
+        """Wilder ATR (quote currency) of ``symbol`` on a stream or extra ``timeframe``; ``None`` while warming up.
 
         Raises
         ------
         KeyError
-            If there is no such stream.
+            If ``timeframe`` is neither a stream nor an extra timeframe of ``symbol``.
         """
-        return self.stream(symbol, timeframe).atr
+        return self._tracker(symbol, timeframe).atr
 
     def last_closed(self, symbol: str, timeframe: Timeframe | str) -> Candle | None:
-        """The last candle the stream of ``symbol`` on ``timeframe`` processed (warm-up or live), or ``None``.
+        """The last closed candle of ``symbol`` on a stream or extra ``timeframe`` (warm-up or live), or ``None``.
 
         Raises
         ------
         KeyError
-            If there is no such stream.
+            If ``timeframe`` is neither a stream nor an extra timeframe of ``symbol``.
         """
-        return self.stream(symbol, timeframe).last_candle
+        return self._tracker(symbol, timeframe).last_candle
+
+    def volatility(self, timeframe: Timeframe | str) -> dict[str, float]:
+        """Per symbol, ATR / last close on ``timeframe`` (a fraction, e.g. 0.02), for the ``inverse_vol`` policy.
+
+        Symbols whose ATR is not ready yet are absent from the result.
+
+        Raises
+        ------
+        KeyError
+            If ``timeframe`` is neither a stream nor an extra timeframe.
+        """
+        out: dict[str, float] = {}
+        for symbol in self._aggregators:
+            tracker = self._tracker(symbol, timeframe)
+            atr, last = tracker.atr, tracker.last_candle
+            if atr is not None and last is not None:
+                out[symbol] = atr_fraction(atr, last.close)
+        return out

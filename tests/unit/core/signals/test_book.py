@@ -95,7 +95,7 @@ def test_errors() -> None:
         b.on_candle(c1m("SOL/USDT", 0))
     with pytest.raises(ValueError, match=r"no stream for symbol 'BTC/USDT' timeframe <Timeframe.M1: '1m'>"):
         b.warm_up([c1m("BTC/USDT", 0)])
-    with pytest.raises(KeyError, match=r"no stream for symbol 'BTC/USDT' timeframe '1d'"):
+    with pytest.raises(KeyError, match=r"no stream or extra timeframe for symbol 'BTC/USDT' timeframe '1d'"):
         b.atr("BTC/USDT", "1d")
     with pytest.raises(ValueError, match=r"configs must have distinct timeframes"):
         SignalBook(SYMBOLS, M1, [StreamConfig(timeframe=H1), StreamConfig(timeframe=H1)])
@@ -103,3 +103,20 @@ def test_errors() -> None:
         SignalBook(SYMBOLS, H4, CONFIGS)
     with pytest.raises(ValueError, match=r"symbols must map to distinct assets"):
         SignalBook({"BTC/USDT": "BTC", "BTC/USDC": "BTC"}, M1, CONFIGS)
+
+
+def test_extra_timeframe_tracks_last_candle_atr_and_volatility() -> None:
+    b = SignalBook(SYMBOLS, M1, CONFIGS[:1], extra_timeframes=(H1, H4), extra_atr_period=1)
+    assert b.extra_timeframes == (H1,)  # 4h already has a stream
+    for m in range(59):
+        b.on_candle(c1m("BTC/USDT", m))
+    assert b.volatility(H1) == {}
+    assert b.on_candle(c1m("BTC/USDT", 59)) is NO_SIGNALS  # an extra timeframe emits no signal
+    assert b.last_closed("BTC/USDT", H1) == Candle("BTC/USDT", H1, T0, 100.0, 101.0, 99.0, 100.0, 60.0, 0)
+    assert b.atr("BTC/USDT", H1) == 2.0
+    assert b.volatility(H1) == {"BTC/USDT": 0.02}  # ATR 2 / close 100; ETH not ready -> absent
+    # warm-up candles of an extra timeframe warm its ATR: TR = 30 - 10 = 20, close 25
+    b.warm_up([Candle("ETH/USDT", H1, T0 - HOUR, 20.0, 30.0, 10.0, 25.0, 1.0)])
+    assert b.volatility("1h") == {"BTC/USDT": 0.02, "ETH/USDT": 0.8}
+    with pytest.raises(KeyError, match="no stream or extra timeframe"):
+        b.volatility(Timeframe.D1)
