@@ -15,11 +15,11 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import Select, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,17 +38,23 @@ from tradebot.adapters.store.records import (
     to_row,
     trade_from_row,
 )
+from tradebot.adapters.store.statements import (
+    ENGINE_STATE,
+    ORDERS,
+    RUNS,
+    TRADES,
+    WRITE_ORDER,
+    one_row_per_key,
+    prepare_statements,
+)
 from tradebot.adapters.store.tables import (
-    EngineStateRow,
     EquitySnapshotRow,
     FillRow,
     MlPositionPredictionRow,
-    OrderRow,
     PositionEventRow,
-    Run,
     StreamSignalRow,
-    TradeRow,
 )
+from tradebot.adapters.store.writer import BatchingWriter, WriterQueueFull
 from tradebot.core.domain import (
     EquitySnapshot,
     Fill,
@@ -60,16 +66,7 @@ from tradebot.core.domain import (
 )
 from tradebot.errors import ConfigError
 
-_RUNS: Table = Run.__table__  # type: ignore[assignment]
-_ORDERS: Table = OrderRow.__table__  # type: ignore[assignment]
-_TRADES: Table = TradeRow.__table__  # type: ignore[assignment]
-_STATE: Table = EngineStateRow.__table__  # type: ignore[assignment]
-_APPEND_ONLY: tuple[Table, ...] = tuple(
-    t.__table__  # type: ignore[misc]
-    for t in (FillRow, PositionEventRow, MlPositionPredictionRow, EquitySnapshotRow, StreamSignalRow)
-)
-# Parents before children (ml_position_predictions → position_events).
-_WRITE_ORDER: tuple[Table, ...] = (_ORDERS, _TRADES, *_APPEND_ONLY)
+__all__ = ["BatchingWriter", "RunInfo", "SqlEventStore", "WriterQueueFull"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +81,16 @@ class RunInfo:
     started_ms: int
     finished_ms: int | None
     summary: dict[str, Any] | None
+
+    @property
+    def started_at(self) -> datetime:
+        """Start time, aware UTC."""
+        return ms_to_utc(self.started_ms)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """Finish time, aware UTC, or ``None`` while running."""
+        return None if self.finished_ms is None else ms_to_utc(self.finished_ms)
 
 
 class _State(enum.Enum):
@@ -148,7 +155,7 @@ class SqlEventStore:
                 f"not at head {migrate.head_revision()!r}: run `tradebot db upgrade`"
             )
         self._engine_or_none = create_engine(self._url, **self._engine_options)
-        self._statements = self._prepare(self._engine_or_none.dialect.name)
+        self._statements = prepare_statements(self._engine_or_none.dialect.name)
         self._state = _State.OPEN
 
     async def close(self) -> None:
@@ -179,47 +186,6 @@ class SqlEventStore:
             raise RuntimeError(f"SqlEventStore is not open, state was {self._state.value!r}")
         return self._engine_or_none
 
-    @staticmethod
-    def _prepare(dialect: str) -> dict[Table, Any]:
-        if dialect == "sqlite":
-            insert: Any = sqlite.insert
-        elif dialect == "postgresql":
-            insert = postgresql.insert
-        else:  # parse_database_url admits only these two
-            raise ConfigError(f"event store supports sqlite and postgresql, was {dialect!r}")
-        statements: dict[Table, Any] = {t: insert(t).on_conflict_do_nothing() for t in _APPEND_ONLY}
-        orders = insert(_ORDERS)
-        keep = {"client_order_id", "run_id", "created_at", "created_ms"}
-        statements[_ORDERS] = orders.on_conflict_do_update(
-            index_elements=["client_order_id"],
-            set_={c.name: orders.excluded[c.name] for c in _ORDERS.columns if c.name not in keep},
-            where=_ORDERS.c.updated_ms <= orders.excluded.updated_ms,
-        )
-        trades = insert(_TRADES)
-        statements[_TRADES] = trades.on_conflict_do_update(
-            index_elements=["position_id"],
-            set_={
-                c.name: trades.excluded[c.name]
-                for c in _TRADES.columns
-                if c.name not in ("position_id", "run_id")
-            },
-        )
-        runs = insert(_RUNS)
-        statements[_RUNS] = runs.on_conflict_do_update(
-            index_elements=["run_id"],
-            set_={
-                "mode": runs.excluded.mode, "config": runs.excluded.config, "version": runs.excluded.version,
-                "status": "running", "finished_at": None, "finished_ms": None, "summary": None,
-            },
-        )  # fmt: skip
-        state = insert(_STATE)
-        statements[_STATE] = state.on_conflict_do_update(
-            index_elements=["run_id"],
-            set_={"updated_at": state.excluded.updated_at, "updated_ms": state.excluded.updated_ms,
-                  "state": state.excluded.state},
-        )  # fmt: skip
-        return statements
-
     # ---- runs ----------------------------------------------------------------------------------
 
     def bind_run(self, run_id: str) -> None:
@@ -241,7 +207,7 @@ class SqlEventStore:
             "finished_at": None, "finished_ms": None, "summary": None,
         }  # fmt: skip
         async with self.engine.begin() as conn:
-            await conn.execute(self._statements[_RUNS], row)
+            await conn.execute(self._statements[RUNS], row)
         self._run_id = run_id
 
     async def finish_run(
@@ -257,8 +223,8 @@ class SqlEventStore:
         if status not in ("completed", "failed"):
             raise ValueError(f"finish_run: status must be 'completed' or 'failed', was {status!r}")
         stmt = (
-            update(_RUNS)
-            .where(_RUNS.c.run_id == run_id)
+            update(RUNS)
+            .where(RUNS.c.run_id == run_id)
             .values(status=status, summary=jsonable(summary), finished_ms=finished_ms,
                     finished_at=ms_to_utc(finished_ms))
         )  # fmt: skip
@@ -269,12 +235,12 @@ class SqlEventStore:
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         """Return run ``run_id``, or ``None`` if unknown."""
-        rows = await self._fetch(select(_RUNS).where(_RUNS.c.run_id == run_id))
+        rows = await self._fetch(select(RUNS).where(RUNS.c.run_id == run_id))
         return _run_info(rows[0]) if rows else None
 
     async def list_runs(self) -> list[RunInfo]:
-        """Return every run, oldest start first."""
-        rows = await self._fetch(select(_RUNS).order_by(_RUNS.c.started_ms, _RUNS.c.run_id))
+        """Return every run, newest start first (``list_runs()[0]`` is the latest run)."""
+        rows = await self._fetch(select(RUNS).order_by(RUNS.c.started_ms.desc(), RUNS.c.run_id.desc()))
         return [_run_info(r) for r in rows]
 
     # ---- writes --------------------------------------------------------------------------------
@@ -309,10 +275,10 @@ class SqlEventStore:
         if not grouped:
             return
         async with self.engine.begin() as conn:
-            for table in _WRITE_ORDER:
+            for table in WRITE_ORDER:
                 rows = grouped.get(table)
                 if rows:
-                    await conn.execute(self._statements[table], _last_per_key(table, rows))
+                    await conn.execute(self._statements[table], one_row_per_key(table, rows))
 
     async def save_engine_state(
         self, run_id: str, state: dict[str, Any], *, updated_ms: int | None = None
@@ -334,11 +300,11 @@ class SqlEventStore:
         ms = _now_ms() if updated_ms is None else updated_ms
         row = {"run_id": run_id, "updated_at": ms_to_utc(ms), "updated_ms": ms, "state": state}
         async with self.engine.begin() as conn:
-            await conn.execute(self._statements[_STATE], row)
+            await conn.execute(self._statements[ENGINE_STATE], row)
 
     async def load_engine_state(self, run_id: str) -> dict[str, Any] | None:
         """Return the last saved engine state of run ``run_id``, or ``None``."""
-        rows = await self._fetch(select(_STATE.c.state).where(_STATE.c.run_id == run_id))
+        rows = await self._fetch(select(ENGINE_STATE.c.state).where(ENGINE_STATE.c.run_id == run_id))
         return rows[0]["state"] if rows else None
 
     # ---- reads ---------------------------------------------------------------------------------
@@ -369,8 +335,8 @@ class SqlEventStore:
 
     async def orders(self, run_id: str) -> list[OrderRecord]:
         """Return the latest state of every order of ``run_id``, by creation time then id."""
-        c = _ORDERS.c
-        stmt = select(_ORDERS).where(c.run_id == run_id).order_by(c.created_ms, c.client_order_id)
+        c = ORDERS.c
+        stmt = select(ORDERS).where(c.run_id == run_id).order_by(c.created_ms, c.client_order_id)
         return [order_from_row(r) for r in await self._fetch(stmt)]
 
     async def fills(self, run_id: str) -> list[Fill]:
@@ -381,8 +347,8 @@ class SqlEventStore:
 
     async def trades(self, run_id: str) -> list[TradeRecord]:
         """Return the trades (position lifecycles) of ``run_id`` by open time, then position id."""
-        c = _TRADES.c
-        stmt = select(_TRADES).where(c.run_id == run_id).order_by(c.opened_ms, c.position_id)
+        c = TRADES.c
+        stmt = select(TRADES).where(c.run_id == run_id).order_by(c.opened_ms, c.position_id)
         return [trade_from_row(r) for r in await self._fetch(stmt)]
 
     async def equity_curve(self, run_id: str) -> list[EquitySnapshot]:
@@ -419,20 +385,3 @@ def _run_info(m: Any) -> RunInfo:
         version=m["version"], started_ms=m["started_ms"], finished_ms=m["finished_ms"],
         summary=m["summary"],
     )  # fmt: skip
-
-
-def _last_per_key(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # One upsert statement must not touch a row twice (PostgreSQL refuses): keep one row per key,
-    # the last one, except that an order never goes back to an older updated_ms.
-    if table is _ORDERS:
-        key = "client_order_id"
-    elif table is _TRADES:
-        key = "position_id"
-    else:
-        return rows
-    last: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        seen = last.get(row[key])
-        if seen is None or table is not _ORDERS or row["updated_ms"] >= seen["updated_ms"]:
-            last[row[key]] = row
-    return list(last.values())

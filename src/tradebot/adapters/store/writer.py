@@ -1,6 +1,7 @@
 """Queue-backed writer task that batches engine records off the hot path (after cryptofeed's BackendQueue).
 
-The engine's driver calls :meth:`BatchingWriter.put` (non-blocking) after each event; one task
+The engine's driver calls ``await writer.put(records)`` after each event (it returns at once
+unless the bounded queue is full: backpressure) or ``put_nowait``; one task
 collects records into batches of at most ``max_batch`` records, waiting at most ``max_delay_s``
 for a batch to fill, and hands each batch to ``store.write`` (one transaction). A failure of the
 store is never swallowed: it is raised by the next ``put``/``flush`` and by the close.
@@ -25,7 +26,7 @@ class RecordSink(Protocol):
 
 
 class WriterQueueFull(RuntimeError):
-    """:meth:`BatchingWriter.put` found the queue full: the database is slower than the engine."""
+    """:meth:`BatchingWriter.put_nowait` found the queue full: the database is slower than the engine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class BatchingWriter:
     -----
     After the store fails, the writer discards further records (the owner must stop: a lost
     batch is recovered by the startup reconciliation) and raises the store's exception from
-    ``put``, ``put_wait``, ``flush`` and the exit of the ``async with`` block.
+    ``put``, ``put_nowait``, ``flush`` and the exit of the ``async with`` block.
     """
 
     def __init__(
@@ -132,17 +133,31 @@ class BatchingWriter:
         """Number of ``put`` calls queued and not yet taken by the writer task."""
         return self._queue.qsize()
 
-    def put(self, records: Iterable[object]) -> None:
-        """Queue ``records`` for writing without waiting.
+    async def put(self, records: Iterable[object]) -> None:
+        """Queue ``records`` for writing; returns at once unless the queue is full, then waits
+        until the writer task makes room (backpressure).
 
         Raises
         ------
-        WriterQueueFull
-            If ``max_queue`` puts are already waiting (use :meth:`put_wait` to wait instead).
         Exception
             The store's exception, if an earlier batch failed.
         RuntimeError
             If the writer is not open.
+        """
+        self._check_usable()
+        batch = list(records)
+        if batch:
+            await self._queue.put(batch)
+
+    def put_nowait(self, records: Iterable[object]) -> None:
+        """Queue ``records`` without ever waiting (for synchronous callers).
+
+        Raises
+        ------
+        WriterQueueFull
+            If ``max_queue`` puts are already waiting.
+        Exception, RuntimeError
+            As :meth:`put`.
         """
         self._check_usable()
         batch = list(records)
@@ -153,13 +168,6 @@ class BatchingWriter:
                 raise WriterQueueFull(
                     f"event store writer queue is full ({self._queue.maxsize} puts waiting)"
                 ) from None
-
-    async def put_wait(self, records: Iterable[object]) -> None:
-        """Queue ``records``, waiting while the queue is full (backpressure). Raises as :meth:`put`."""
-        self._check_usable()
-        batch = list(records)
-        if batch:
-            await self._queue.put(batch)
 
     async def flush(self) -> None:
         """Return once every record put before this call is written.
