@@ -19,7 +19,7 @@ import io
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
 
@@ -302,27 +302,26 @@ def pick_base_timeframe(
 
 
 def merge_by_time(candles_by_symbol: Mapping[str, Sequence[Candle]]) -> Iterator[Candle]:
-    """Yield the candles of all symbols in open-time order.
+    """Return an iterator over the candles of all symbols in open-time order.
 
     Each input sequence must be ascending in open time. Candles with equal open times come in the
     mapping's symbol order. Sequences with identical timestamps (the usual case for ``shared/data``)
-    are walked in lock step; from the first differing position on, ``heapq.merge`` takes over.
+    are interleaved in C (``zip``); from the first differing position on, ``heapq.merge`` (stable:
+    ties in input order) takes over.
     """
     seqs = [s for s in candles_by_symbol.values() if s]
     if len(seqs) <= 1:
-        yield from (seqs[0] if seqs else ())
-        return
-    n = min(len(s) for s in seqs)
+        return iter(seqs[0] if seqs else ())
+    times = [list(map(_open_time, s)) for s in seqs]
+    if all(t == times[0] for t in times[1:]):
+        return chain.from_iterable(zip(*seqs, strict=True))
     i = 0
-    for group in zip(*seqs, strict=False):
-        t = group[0][2]
-        if any(c[2] != t for c in group):
+    for group in zip(*times, strict=False):
+        if any(t != group[0] for t in group):
             break
-        yield from group
         i += 1
-    if i == n and all(len(s) == n for s in seqs):
-        return
-    yield from heapq.merge(*(s[i:] for s in seqs), key=_open_time)
+    head = chain.from_iterable(zip(*(s[:i] for s in seqs), strict=True))
+    return chain(head, heapq.merge(*(s[i:] for s in seqs), key=_open_time))
 
 
 class ReplayFeed:
