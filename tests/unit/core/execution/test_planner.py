@@ -216,3 +216,10 @@ def test_bad_inputs_raise(kwargs, message):
     with pytest.raises(ValueError) as exc:
         plan(**kwargs)
     assert message in str(exc.value)
+
+
+def test_package_exports():
+    import tradebot.core.execution as execution
+
+    assert execution.__all__ == ["Denial", "Plan", "PlannerConfig", "plan_rebalance", "slice_qty"]
+    assert execution.plan_rebalance is plan_rebalance
