@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -107,6 +108,14 @@ def pg_server() -> Iterator[PgServer]:
         _run(lambda: _admin(dsn, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; tests get copies."""
+    path = tmp_path_factory.mktemp("sqlite_template") / "template.db"
+    _run(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend under test: ``sqlite`` or ``postgresql``."""
@@ -117,10 +126,10 @@ def _database(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path, *, migrated: bool
 ) -> Iterator[str]:
     if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+        path = tmp_path / "events.db"
         if migrated:
-            _run(lambda: upgrade(url))
-        yield url
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     server: PgServer = request.getfixturevalue("pg_server")
     name, url = server.create(migrated=migrated)

@@ -36,16 +36,14 @@ def parse_database_url(url: str | URL) -> URL:
         parsed = make_url(url)
     except ArgumentError as e:
         raise ConfigError(f"database url is not a valid SQLAlchemy URL, was {_safe(url)!r}") from e
-    backend = (
-        "postgresql" if parsed.get_backend_name() in ("postgres", "postgresql") else parsed.get_backend_name()
-    )
+    name, _, given = parsed.drivername.partition("+")  # string parsing: loads no dialect
+    backend = "postgresql" if name == "postgres" else name
     driver = _ASYNC_DRIVERS.get(backend)
     if driver is None:
         raise ConfigError(
             f"database url must be sqlite+aiosqlite:// or postgresql+asyncpg://, was {_safe(parsed)!r}"
         )
-    given = parsed.get_driver_name()
-    if "+" in parsed.drivername and given != driver:
+    if given and given != driver:
         raise ConfigError(f"database url must use the async driver {backend}+{driver}, was {_safe(parsed)!r}")
     return parsed.set(drivername=f"{backend}+{driver}")
 

@@ -52,7 +52,7 @@ def quantize_decimal(value: Decimal | int | str) -> Decimal:
         raise ValueError(f"decimal column needs a decimal number, was {value!r}") from None
     if not dec.is_finite():
         raise ValueError(f"decimal column needs a finite number, was {value!r}")
-    if abs(dec) >= DECIMAL_LIMIT:
+    if dec.copy_abs() >= DECIMAL_LIMIT:  # copy_abs is exact; abs() would round to 28 digits
         raise ValueError(f"decimal column holds magnitudes below {DECIMAL_LIMIT:f}, was {value!r}")
     if dec.as_tuple().exponent >= -DECIMAL_SCALE:  # type: ignore[operator]
         return dec
