@@ -91,6 +91,14 @@ def test_buy_then_sell_fill_prices_fees_and_balances():
     )
 
 
+def test_order_never_fills_on_a_candle_that_opened_before_the_submit():
+    ex = exchange()
+    ex.submit(order("r-1-1", Side.BUY, "0.1"), T0 + 60_000)  # decided at the close of the T0 candle
+    assert ex.on_candle(candle(20000.0, T0)) == ()
+    (fill,) = ex.on_candle(candle(20100.0, T0 + 60_000))
+    assert (fill.price, fill.ts_ms) == (D("20110.05"), T0 + 60_000)
+
+
 def test_sell_price_rounds_down_to_tick():
     ex = exchange(btc="1")
     ex.submit(order("r-1-1", Side.SELL, "0.1"), T0)

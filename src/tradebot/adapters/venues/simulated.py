@@ -11,7 +11,8 @@ Fill model (documented so that backtest numbers can be checked by hand):
   ``REJECTED`` with ``"Filter failure: LOT_SIZE"`` / ``"Filter failure: NOTIONAL"``; a client order
   id that is still open is ``REJECTED`` with ``"Duplicate order sent."``; only market orders are
   supported. Otherwise the order is ``ACCEPTED`` and queued.
-* :meth:`SimulatedExchange.on_candle` fills the queued orders of the candle's symbol at the
+* :meth:`SimulatedExchange.on_candle` fills the queued orders of the candle's symbol that were
+  submitted at or before the candle's open time (never at a price from before the submit) at the
   candle's open, moved by ``slippage_bps`` against us (buy ``open × (1 + bps/10⁴)`` rounded *up* to
   the tick, sell ``open × (1 − bps/10⁴)`` rounded *down*), sells before buys, in submission order.
   ``fee_quote = qty × price × taker_fee`` quantized to 1e-8 (half-even). Trade ids are
@@ -247,7 +248,11 @@ class SimulatedExchange:
         queue = self._queues.get(candle.symbol)
         if not queue:
             return _EMPTY
-        self.last_time_ms = max(self.last_time_ms, candle.open_time_ms)
+        t = candle.open_time_ms
+        self.last_time_ms = max(self.last_time_ms, t)
+        eligible = [s for s in queue if s.created_ms <= t]  # no fill at a price from before the submit
+        if not eligible:
+            return _EMPTY
         instrument = self.instruments[Symbol(candle.symbol)]
         open_price = to_decimal(candle.open, field="open")
         budget = None
@@ -256,13 +261,13 @@ class SimulatedExchange:
                 to_decimal(candle.volume, field="volume") * self.max_volume_fraction
             )
         events: list[Fill | OrderUpdate] = []
-        for state in sorted(queue, key=lambda s: s.side is Side.BUY):  # stable: sells first
+        for state in sorted(eligible, key=lambda s: s.side is Side.BUY):  # stable: sells first
             if budget is not None and budget <= 0:
                 break
             qty = state.qty - state.filled_qty
             if budget is not None:
                 qty = min(qty, budget)
-            event = self._fill(state, qty, open_price, instrument, candle.open_time_ms)
+            event = self._fill(state, qty, open_price, instrument, t)
             events.append(event)
             if budget is not None and isinstance(event, Fill):
                 budget -= qty
