@@ -47,10 +47,13 @@ def boolean(field: str, value: bool) -> None:
         fail(field, value, "be true or false")
 
 
-def build(cls: type[T], data: Any, path: str, nested: dict[str, type] | None = None) -> T:
+def build(
+    cls: type[T], data: Any, path: str, nested: dict[str, type] | None = None, base: T | None = None
+) -> T:
     """Build the frozen dataclass ``cls`` from a mapping, rejecting unknown keys by name.
 
-    Lists become tuples; keys listed in ``nested`` are built recursively from sub-mappings.
+    Lists become tuples; keys listed in ``nested`` are built recursively from sub-mappings. With
+    ``base``, the mapping overrides ``base``'s fields (sub-mappings override its sections).
     """
     if isinstance(data, cls):
         return data
@@ -64,9 +67,14 @@ def build(cls: type[T], data: Any, path: str, nested: dict[str, type] | None = N
     for key, value in data.items():
         sub = (nested or {}).get(key)
         if sub is not None:
-            kwargs[key] = sub.from_dict(value, path=f"{path}.{key}") if isinstance(value, dict) else value
+            sub_base = getattr(base, key) if base is not None else None
+            kwargs[key] = (
+                sub.from_dict(value, path=f"{path}.{key}", base=sub_base)
+                if isinstance(value, dict)
+                else value
+            )
         elif isinstance(value, list):
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)  # type: ignore[type-var]

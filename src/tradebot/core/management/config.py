@@ -20,15 +20,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 from tradebot.core.management import _validate as v
+from tradebot.errors import ConfigError
 
 
 class _FromDict:
     __slots__ = ()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, path: str | None = None) -> Self:
-        """Build from a mapping (lists → tuples); unknown keys raise ``ConfigError`` naming them."""
-        return v.build(cls, data, path or cls.__name__)
+    def from_dict(cls, data: dict[str, Any], *, path: str | None = None, base: Self | None = None) -> Self:
+        """Build from a mapping (lists → tuples), over ``base`` when given; unknown keys raise
+        ``ConfigError`` naming them."""
+        return v.build(cls, data, path or cls.__name__, base=base)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -361,12 +363,28 @@ class ManagementConfig:
         """Build from a (YAML/JSON) mapping; sections are sub-mappings, e.g.
         ``{"fee_rate": 0.001, "trailing": {"distance_atr": 1.5}}``.
 
+        Two optional top-level keys choose the base the other keys override: ``preset``
+        (``"managed"`` = the defaults, ``"disabled"``, ``"fixed_stop_target"``) and ``enabled``
+        (``false`` = the ``"disabled"`` preset). Section keys override the base's section field by
+        field, so ``{"preset": "fixed_stop_target", "take_profit": {"levels_r": [3]}}`` keeps the
+        full-exit fraction of the preset.
+
         Raises
         ------
         ConfigError
             On unknown keys (named) or invalid values (field and value named).
         """
-        return v.build(cls, data, path, _SECTIONS)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must be a mapping, was {data!r}")
+        rest = dict(data)
+        preset = rest.pop("preset", "managed")
+        enabled = rest.pop("enabled", True)
+        v.boolean(f"{path}.enabled", enabled)
+        presets = {"managed": cls, "disabled": cls.disabled, "fixed_stop_target": cls.fixed_stop_target}
+        if preset not in presets:
+            v.fail(f"{path}.preset", preset, f"be one of {sorted(presets)}")
+        base = presets[preset]() if enabled else cls.disabled()
+        return v.build(cls, rest, path, _SECTIONS, base=base)
 
     @classmethod
     def disabled(cls) -> ManagementConfig:

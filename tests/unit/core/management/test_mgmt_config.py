@@ -120,3 +120,17 @@ def test_trailing_needs_a_start() -> None:
     ):
         TrailingConfig(start_r=None)
     assert TrailingConfig(start_r=None, start_after_first_ladder=True).start_r is None
+
+
+def test_from_dict_presets_and_enabled_flag() -> None:
+    assert ManagementConfig.from_dict({"enabled": False}) == ManagementConfig.disabled()
+    assert ManagementConfig.from_dict({}) == ManagementConfig()
+    c = ManagementConfig.from_dict({"preset": "fixed_stop_target", "take_profit": {"levels_r": [3]}})
+    assert c.take_profit.levels_r == (3,) and c.take_profit.fractions == (1.0,)  # merged over the preset
+    assert c.trailing.enabled is False
+    partial = ManagementConfig.from_dict({"trailing": {"distance_atr": 2.5}})
+    assert partial.trailing == TrailingConfig(distance_atr=2.5)
+    with pytest.raises(ConfigError, match=re.escape("management.preset must be one of")):
+        ManagementConfig.from_dict({"preset": "wild"})
+    with pytest.raises(ConfigError, match=re.escape("management.enabled must be true or false, was 'no'")):
+        ManagementConfig.from_dict({"enabled": "no"})
