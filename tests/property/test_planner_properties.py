@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tradebot.core.domain import Asset, Instrument, Side, Symbol
 from tradebot.core.execution.planner import PlannerConfig, plan_rebalance
+from tradebot.core.execution.slicing import slice_qty
 
 SYMBOLS = [Symbol("BTC/USDT"), Symbol("ETH/USDT"), Symbol("SOL/USDT")]
 
@@ -114,3 +115,30 @@ def test_plan_invariants(kw):
     assert buy_cost <= kw["cash"] * (1 - cfg.cash_buffer_fraction)
     if plan.deferred_buys:
         assert all(o.side is Side.SELL for o in plan.orders) and plan.orders
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.integers(1, 10**7),
+    step=st.sampled_from([D("0.00001"), D("0.001"), D("1")]),
+    mark=decimals(1, 10_000_000, 2),
+    min_notional=decimals(0, 5_000, 0),
+    max_notional=decimals(1, 100_000, 0),
+)
+def test_slice_qty_children_are_valid_and_sum_to_the_intent(steps, step, mark, min_notional, max_notional):
+    inst = Instrument(
+        symbol=SYMBOLS[0], base=Asset("BTC"), quote=Asset("USDT"), tick_size=D("0.01"), step_size=step
+    )
+    qty = steps * step
+    children, cut = slice_qty(qty, mark, inst, min_notional=min_notional, max_notional=max_notional)
+    assert sum(children, D(0)) + cut == qty
+    assert 0 <= cut <= qty
+    if qty * mark <= max_notional:
+        assert children == [qty]
+        return
+    for child in children:
+        assert child > 0 and child % step == 0
+        assert min_notional <= child * mark <= max_notional
+    unit = step * mark
+    if max_notional >= 2 * min_notional + 3 * unit:
+        assert cut == 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from tradebot.core.domain import (
     ONE,
@@ -37,8 +37,9 @@ from tradebot.core.domain import (
     Symbol,
     to_decimal,
 )
+from tradebot.core.execution.slicing import slice_qty
 
-__all__ = ["Denial", "Plan", "PlannerConfig", "plan_rebalance", "slice_qty"]
+__all__ = ["Denial", "Plan", "PlannerConfig", "max_notional", "min_notional", "plan_rebalance"]
 
 _SCALE_QUANTUM = Decimal("1e-18")
 
@@ -264,8 +265,15 @@ def _check_inputs(
             raise ValueError(f"plan_rebalance: holding of {symbol} must be >= 0, was {held!r}")
 
 
-def _min_notional(instrument: Instrument, config: PlannerConfig) -> Decimal:
+def min_notional(instrument: Instrument, config: PlannerConfig) -> Decimal:
+    """Effective minimum order notional: ``max(config.min_order_notional, instrument.min_notional)``."""
     return max(config.min_order_notional, instrument.min_notional)
+
+
+def max_notional(instrument: Instrument, config: PlannerConfig) -> Decimal | None:
+    """Effective maximum order notional: the smaller of the config's and the instrument's, or None."""
+    limits = [x for x in (config.max_order_notional, instrument.max_notional) if x is not None]
+    return min(limits) if limits else None
 
 
 def _below_min(qty: Decimal, mark: Decimal, instrument: Instrument, config: PlannerConfig) -> str | None:
@@ -274,7 +282,7 @@ def _below_min(qty: Decimal, mark: Decimal, instrument: Instrument, config: Plan
         return f"LOT_SIZE: qty rounds down to 0 at step size {instrument.step_size}"
     if qty < instrument.min_qty:
         return f"LOT_SIZE: qty {qty} is below min qty {instrument.min_qty}"
-    minimum = _min_notional(instrument, config)
+    minimum = min_notional(instrument, config)
     if qty * mark < minimum:
         return f"NOTIONAL: notional {qty * mark} is below min notional {minimum}"
     return None
@@ -339,7 +347,8 @@ def _build_plan(
     intents: list[OrderIntent] = []
     orders: list[PlaceOrder] = []
     for want in wants:
-        children, cut = slice_qty(want.qty, want.mark, want.instrument, config)
+        lo, hi = min_notional(want.instrument, config), max_notional(want.instrument, config)
+        children, cut = slice_qty(want.qty, want.mark, want.instrument, min_notional=lo, max_notional=hi)
         if cut:
             denied.append(
                 Denial(
@@ -347,7 +356,7 @@ def _build_plan(
                     want.side,
                     cut,
                     f"NOTIONAL: remainder {cut} cannot be sliced into orders between min notional "
-                    f"{_min_notional(want.instrument, config)} and max notional {_max_notional(want.instrument, config)}",
+                    f"{lo} and max notional {hi}",
                 )
             )
         if not children:
@@ -382,67 +391,3 @@ def _build_plan(
         deferred_buys=deferred,
         next_intent_seq=seq,
     )
-
-
-def _max_notional(instrument: Instrument, config: PlannerConfig) -> Decimal | None:
-    limits = [x for x in (config.max_order_notional, instrument.max_notional) if x is not None]
-    return min(limits) if limits else None
-
-
-def slice_qty(
-    qty: Decimal, mark: Decimal, instrument: Instrument, config: PlannerConfig
-) -> tuple[list[Decimal], Decimal]:
-    """Split ``qty`` (base units, on step) into child quantities within the notional limits.
-
-    The maximum child notional is the smaller of ``config.max_order_notional`` and
-    ``instrument.max_notional``; the minimum is ``max(config.min_order_notional,
-    instrument.min_notional)`` and ``instrument.min_qty``. Children are near-equal: ``n =
-    ceil(qty / max child)`` children whose step counts differ by at most one, so each is on step,
-    none exceeds the maximum, and they sum exactly to ``qty``.
-
-    Returns
-    -------
-    tuple[list[Decimal], Decimal]
-        The children (base units, sum ≤ ``qty``) and the quantity that could not be sliced (0
-        unless the maximum is below twice the minimum, when near-equal children would fall below
-        the minimum; then ``n − 1`` maximal children are kept and the rest is cut).
-    """
-    step = instrument.step_size
-    total = int(qty / step)
-    kmax = _max_steps(mark, instrument, config)
-    if kmax is None or total <= kmax:
-        return [qty], ZERO
-    kmin = _min_steps(mark, instrument, config)
-    if kmax < kmin:
-        return [], qty
-    n = -(-total // kmax)
-    base, extra = divmod(total, n)
-    if base < kmin:
-        kept = (n - 1) * kmax
-        return [kmax * step] * (n - 1), (total - kept) * step
-    return [(base + 1) * step] * extra + [base * step] * (n - extra), ZERO
-
-
-def _max_steps(mark: Decimal, instrument: Instrument, config: PlannerConfig) -> int | None:
-    limit = _max_notional(instrument, config)
-    if limit is None:
-        return None
-    unit = instrument.step_size * mark  # notional of one step
-    k = int((limit / unit).to_integral_value(rounding=ROUND_FLOOR))
-    while k > 0 and k * unit > limit:
-        k -= 1
-    while (k + 1) * unit <= limit:
-        k += 1
-    return k
-
-
-def _min_steps(mark: Decimal, instrument: Instrument, config: PlannerConfig) -> int:
-    unit = instrument.step_size * mark
-    minimum = _min_notional(instrument, config)
-    k = int((minimum / unit).to_integral_value(rounding=ROUND_CEILING))
-    while k > 0 and (k - 1) * unit >= minimum:
-        k -= 1
-    while k * unit < minimum:
-        k += 1
-    k_qty = int((instrument.min_qty / instrument.step_size).to_integral_value(rounding=ROUND_CEILING))
-    return max(k, k_qty, 1)

@@ -7,7 +7,8 @@ from decimal import Decimal as D
 import pytest
 
 from tradebot.core.domain import Side, Symbol, spot_instrument
-from tradebot.core.execution.planner import Denial, PlannerConfig, plan_rebalance, slice_qty
+from tradebot.core.execution.planner import Denial, PlannerConfig, plan_rebalance
+from tradebot.core.execution.slicing import slice_qty
 
 BTC = Symbol("BTC/USDT")
 ETH = Symbol("ETH/USDT")
@@ -94,7 +95,9 @@ def test_slice_remainder_that_cannot_be_valid_is_cut_and_denied():
     # max 8 USDT with min 5 USDT: 8.5 USDT (17 steps at 0.5 USDT per step) cannot be two
     # children >= 10 steps; one maximal child of 16 steps is kept, 1 step is cut.
     cfg = PlannerConfig(max_order_notional=D("8"), band_fraction=0)
-    children, cut = slice_qty(D("0.00017"), D("50000"), INSTRUMENTS[BTC], cfg)
+    children, cut = slice_qty(
+        D("0.00017"), D("50000"), INSTRUMENTS[BTC], min_notional=D("5"), max_notional=D("8")
+    )
     assert children == [D("0.00016")]
     assert cut == D("0.00001")
     p = plan({BTC: D("8.5")}, config=cfg)
