@@ -148,15 +148,25 @@ class SqlEventStore:
         """
         if self._state is not _State.UNOPENED:
             raise RuntimeError(f"SqlEventStore can be opened once, state was {self._state.value!r}")
-        if self._verify_schema and not await migrate.check_current(self._url):
-            current = await migrate.current_revision(self._url)
-            raise ConfigError(
-                f"database {self._url.render_as_string(hide_password=True)!r} is at revision {current!r}, "
-                f"not at head {migrate.head_revision()!r}: run `tradebot db upgrade`"
-            )
-        self._engine_or_none = create_engine(self._url, **self._engine_options)
-        self._statements = prepare_statements(self._engine_or_none.dialect.name)
+        engine = create_engine(self._url, **self._engine_options)
+        try:
+            if self._verify_schema:
+                await self._check_revision(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine_or_none = engine
+        self._statements = prepare_statements(engine.dialect.name)
         self._state = _State.OPEN
+
+    async def _check_revision(self, engine: AsyncEngine) -> None:
+        async with engine.connect() as conn:
+            current = await conn.run_sync(migrate.revision_of)
+        if current != (head := migrate.head_revision()):
+            raise ConfigError(
+                f"database {self._url.render_as_string(hide_password=True)!r} is at revision "
+                f"{current!r}, not at head {head!r}: run `tradebot db upgrade`"
+            )
 
     async def close(self) -> None:
         """Release the connections. Idempotent."""

@@ -113,16 +113,20 @@ async def upgrade(url: str | URL, revision: str = "head") -> None:
         await engine.dispose()
 
 
+def revision_of(connection: Connection) -> str | None:
+    """Return the revision of the database behind a (sync-facade) connection; ``None`` if unmigrated.
+
+    Use from async code as ``await async_connection.run_sync(revision_of)``.
+    """
+    return MigrationContext.configure(connection).get_current_revision()
+
+
 async def current_revision(url: str | URL) -> str | None:
     """Return the revision the database at ``url`` is at, or ``None`` for an unmigrated database."""
-
-    def _current(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
-
     engine = create_engine(url, sqlite_pragmas=False, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_current)
+            return await connection.run_sync(revision_of)
     finally:
         await engine.dispose()
 
