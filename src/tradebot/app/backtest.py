@@ -206,6 +206,7 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
         balances={settings.quote: settings.backtest.initial_cash},
         slippage_bps=settings.backtest.slippage_bps,
         max_volume_fraction=settings.backtest.max_volume_fraction,
+        trade_id_prefix=f"{run_id}-sim",
     )
     stream = list(merge_by_time(data.candles))
     total = len(stream)

@@ -19,7 +19,7 @@ from tradebot.core.domain import Timeframe, ms_to_datetime
 
 
 def _console() -> Console:
-    return Console(width=max(120, Console().width))
+    return Console(width=max(170, Console().width))
 
 
 class _Progress:
@@ -133,8 +133,8 @@ def cmd_runs(args: Any) -> int:
     runs = asyncio.run(list_runs(url))
     table = Table("run id", "mode", "status", "started (UTC)", "final equity")
     for r in runs:
-        table.add_row(r["run_id"], r["mode"], r["status"], str(r.get("started_at") or ""),
-                      str((r.get("summary") or {}).get("final_equity", "")))
+        table.add_row(r.run_id, r.mode, r.status, r.started_at.strftime("%Y-%m-%d %H:%M"),
+                      str((r.summary or {}).get("final_equity", "")))
     _console().print(table)
     return 0
 
@@ -150,14 +150,11 @@ def cmd_events(args: Any) -> int:
     table = Table("time (UTC)", "symbol", "type", "price", "size before → after", "profit %", "R",
                   "trigger", "action", title=f"position events of run {run_id} ({len(rows)} shown)")
     for e in rows:
-        t = e["event_time"]
-        when = t.strftime("%Y-%m-%d %H:%M") if hasattr(t, "strftime") else str(ms_to_datetime(int(t)))
-        pct = e.get("profit_pct")
-        r = e.get("r_multiple")
-        table.add_row(when, e["symbol"], e["event_type"], f"{e['price']}",
-                      f"{e.get('size_before')} → {e.get('size_after')}",
+        when = ms_to_datetime(e.event_time_ms).strftime("%Y-%m-%d %H:%M")
+        pct, r = e.profit_pct, e.r_multiple
+        table.add_row(when, e.symbol, str(e.event_type), f"{e.price}", f"{e.size_before} → {e.size_after}",
                       "" if pct is None else f"{pct:+.2f}", "" if r is None else f"{r:+.2f}",
-                      str(e.get("trigger_reason", ""))[:60], str(e.get("action_taken", ""))[:50])
+                      e.trigger_reason[:60], e.action_taken[:50])
     _console().print(table)
     return 0
 

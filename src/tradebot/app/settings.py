@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
-        toml_file = getattr(settings_cls, "_toml_file", None)
+        toml_file = settings_cls.model_config.get("toml_file")
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         sources.append(file_secret_settings)
@@ -164,7 +164,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(toml_path)!r} is not valid TOML: {exc}") from None
-    cls = type("FileSettings", (Settings,), {"_toml_file": toml_path})
+    cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}})
     try:
         settings = cls(**overrides)
     except ValidationError as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-from tradebot.adapters.store.event_store import BatchingWriter, SqlEventStore
+from tradebot.core.domain import PositionEvent
+
+from tradebot.adapters.store.event_store import BatchingWriter, RunInfo, SqlEventStore
 from tradebot.adapters.store.migrate import ensure_schema
 
 
@@ -18,7 +19,7 @@ async def open_store_and_writer(url: str) -> tuple[SqlEventStore, BatchingWriter
     return store, writer
 
 
-async def list_runs(url: str) -> list[dict[str, Any]]:
+async def list_runs(url: str) -> list[RunInfo]:
     """Return the stored runs, newest first."""
     async with SqlEventStore(url) as store:
         return list(await store.list_runs())
@@ -26,7 +27,7 @@ async def list_runs(url: str) -> list[dict[str, Any]]:
 
 async def query_events(url: str, *, run_id: str | None, symbols: tuple[str, ...] | None,
                        types: tuple[str, ...] | None, start_ms: int | None, end_ms: int | None,
-                       limit: int) -> tuple[str, list[dict[str, Any]]]:
+                       limit: int) -> tuple[str, list[PositionEvent]]:
     """Return (run id, position events as dicts) filtered by symbols, types and time.
 
     ``run_id=None`` selects the latest run.
@@ -36,10 +37,10 @@ async def query_events(url: str, *, run_id: str | None, symbols: tuple[str, ...]
             runs = await store.list_runs()
             if not runs:
                 return "-", []
-            run_id = runs[0]["run_id"]
-        rows: list[dict[str, Any]] = []
+            run_id = runs[0].run_id
+        rows: list[PositionEvent] = []
         for sym in symbols or (None,):
             rows.extend(await store.position_events(run_id, symbol=sym, event_types=types,
                                                     start_ms=start_ms, end_ms=end_ms))
-        rows.sort(key=lambda r: r["seq"])
+        rows.sort(key=lambda r: r.seq)
         return run_id, rows[:limit]

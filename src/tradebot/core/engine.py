@@ -39,6 +39,7 @@ from tradebot.core.domain import (
     PositionEventType,
     Side,
     StreamSignal,
+    StreamState,
     Symbol,
     Timeframe,
     TradingState,
@@ -142,7 +143,11 @@ class Engine:
 
         Returns the streams' state after warm-up (one signal per stream) for the record.
         """
-        return self.book.warm_up(candles)
+        signals = self.book.warm_up(candles)
+        for sig in signals:
+            if sig.state is StreamState.IN:
+                self.stats.on_flip(sig)
+        return signals
 
     def on_candle(self, candle: Candle) -> list:
         """Apply one closed base candle (hot path). See :meth:`handle`."""
@@ -182,7 +187,7 @@ class Engine:
                 return out
             order.apply_fill(fill)
         result = self.ledger.apply(fill)
-        if result is None:
+        if not result:
             return out
         out.append(fill)
         if order is not None:
@@ -240,7 +245,7 @@ class Engine:
         t = self.last_time_ms
         marks = self._marks_decimal()
         out: list = [self._snapshot(t, marks)]
-        out.extend(self.ledger.open_trade_records())
+        out.extend(t for s in self.symbols if (t := self.ledger.open_trade(s)) is not None)
         return out
 
     # ------------------------------------------------------------------ clock and planning
@@ -254,7 +259,7 @@ class Engine:
 
     def _snapshot(self, t: int, marks: Mapping[Symbol, Decimal]) -> EquitySnapshot:
         equity = self.ledger.equity(marks)
-        positions = {s: self.ledger.qty(s) for s in self.symbols}
+        positions = {s: self.ledger.position(s) for s in self.symbols}
         self.stats.on_equity(t, float(equity), any(q != 0 for q in positions.values()))
         return EquitySnapshot(
             time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=dict(marks)
@@ -288,8 +293,8 @@ class Engine:
         views = self.book.states()
         vol = self.book.volatility(self.config.rebalance_timeframe)
         alloc = compute_targets(self.config.allocation, views, equity, marks, vol)
-        holdings = {s: self.ledger.qty(s) for s in self.symbols}
-        targets, multipliers, risk_events, blocked = self.overlay.managed_targets(
+        holdings = {s: self.ledger.position(s) for s in self.symbols}
+        targets, _multipliers, risk_events, blocked = self.overlay.managed_targets(
             t, alloc.asset_notional, holdings, marks, equity, self._stale
         )
         out: list = self._risk_events(risk_events, t)
@@ -316,13 +321,15 @@ class Engine:
         traded = {o.symbol for o in plan.orders}
         for sym in self.symbols:
             if sym in traded or self.stats.streams_changed(sym):
-                self._set_stream_targets(sym, alloc.stream_notional, multipliers[sym], targets[sym],
-                                         alloc.asset_notional[sym], marks[sym])
+                self._set_stream_targets(sym, alloc.stream_notional, targets[sym], alloc.asset_notional[sym],
+                                         marks[sym])
+                if sym not in traded:
+                    self.ledger.clear_pending(sym)
         out.extend(self._emit_plan(plan, t, marks))
         return out
 
-    def _set_stream_targets(self, sym: Symbol, stream_notional: Mapping[str, Decimal], m: Decimal,
-                            managed: Decimal, raw: Decimal, mark: Decimal) -> None:
+    def _set_stream_targets(self, sym: Symbol, stream_notional: Mapping[str, Decimal], managed: Decimal,
+                            raw: Decimal, mark: Decimal) -> None:
         scale = managed / raw if raw > 0 else ZERO
         units = {
             sid: (stream_notional.get(sid, ZERO) * scale / mark) for sid in self.streams_by_symbol[sym]
@@ -350,7 +357,7 @@ class Engine:
             out.append(cmd)
         for intent in plan.intents:
             kids = children.get(intent.intent_id, [])
-            qty = self.ledger.qty(intent.symbol)
+            qty = self.ledger.position(intent.symbol)
             after = qty + intent.qty if intent.side is Side.BUY else qty - intent.qty
             kind = PositionEventType.REBALANCE_BUY if intent.side is Side.BUY else PositionEventType.REBALANCE_SELL
             out.append(
@@ -380,6 +387,8 @@ class Engine:
 
     def _order_done(self, order: Order, t: int, *, replan: bool = True) -> list:
         self.in_flight.discard(order.client_order_id)
+        if not any(self.orders[c].symbol == order.symbol for c in self.in_flight):
+            self.ledger.clear_pending(order.symbol)
         if not self.in_flight and self._replan and replan:
             return self._plan(t, reason="rebalance")
         return []
@@ -403,7 +412,7 @@ class Engine:
         for action in actions:
             if action.urgent:
                 self._force.add(sym)
-            qty = self.ledger.qty(sym)
+            qty = self.ledger.position(sym)
             out.append(
                 self._event(
                     action.event_type,
@@ -428,7 +437,7 @@ class Engine:
         per_unit = getattr(action, "amount_saved_or_gained_per_unit", None)
         if per_unit is None:
             return None
-        return (to_decimal(per_unit) * self.ledger.qty(sym)).quantize(Decimal("0.00000001"))
+        return (to_decimal(per_unit) * self.ledger.position(sym)).quantize(Decimal("0.00000001"))
 
     def _risk_events(self, events, t: int) -> list:
         out: list = []
@@ -449,7 +458,7 @@ class Engine:
 
     def _on_position_change(self, sym: Symbol, fill: Fill, result) -> list:
         out: list = []
-        before, after = result.qty_before, result.qty_after
+        before, after = result.position_before, result.position_after
         if before == 0 and after != 0:
             self._open.add(sym)
             atr = self.book.atr(sym, self.config.rebalance_timeframe)
@@ -471,8 +480,8 @@ class Engine:
                                    client_order_ids=(fill.client_order_id,)))
         else:
             self.overlay.on_fill(sym, fill, after)
-        if result.trade_record is not None:
-            out.append(result.trade_record)
+        if result.closed is not None:
+            out.append(result.closed)
         return out
 
     # ------------------------------------------------------------------ records
@@ -482,16 +491,17 @@ class Engine:
                indicators: dict | None = None, r_multiple: float | None = None,
                profit_pct: float | None = None, amount: Decimal | None = None) -> PositionEvent:
         self._event_seq += 1
-        qty = self.ledger.qty(sym)
+        qty = self.ledger.position(sym)
         mark = price if price is not None else to_decimal(self._mark.get(sym) or 0)
         avg = self.ledger.avg_entry(sym)
         if profit_pct is None and qty and avg:
             profit_pct = float((mark - avg) / avg * 100)
-        self.stats.on_event(kind, amount)
+        position_id = self.ledger.trades.position_id(sym)
+        self.stats.on_event(kind, amount, position_id)
         return PositionEvent(
             event_id=position_event_id(self.config.run_id, self._event_seq),
             seq=self._event_seq,
-            position_id=self.ledger.position_id(sym),
+            position_id=position_id,
             event_type=kind,
             symbol=sym,
             event_time_ms=t,

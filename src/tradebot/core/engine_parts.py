@@ -47,6 +47,7 @@ class EngineStats:
         self._last_equity_ms: int | None = None
         self._last_exposed = False
         self._changed: set[str] = set()
+        self.scaled_in_positions: set[str] = set()
 
     def on_fill(self, fill: Fill) -> None:
         """Count one applied fill."""
@@ -90,9 +91,11 @@ class EngineStats:
         asset = sym.split("/")[0]
         return sum(1 for sid, st in self.state.items() if st is StreamState.IN and sid.startswith(asset + ":"))
 
-    def on_event(self, kind: PositionEventType, amount: Decimal | None) -> None:
-        """Count a position event and sum its measured amount."""
+    def on_event(self, kind: PositionEventType, amount: Decimal | None, position_id: str | None) -> None:
+        """Count a position event, sum its measured amount, remember positions that scaled in."""
         self.event_counts[kind.value] = self.event_counts.get(kind.value, 0) + 1
+        if kind is PositionEventType.SCALE_IN and position_id is not None:
+            self.scaled_in_positions.add(position_id)
         if amount is not None:
             self.event_amounts[kind.value] = self.event_amounts.get(kind.value, ZERO) + amount
 

@@ -99,8 +99,10 @@ class SimulatedExchange:
         slippage_bps: Decimal | int | str = 5,
         max_volume_fraction: Decimal | str | None = None,
         name: str = "simulated",
+        trade_id_prefix: str = "sim",
     ) -> None:
         self.name = name
+        self._prefix = trade_id_prefix
         values = instruments.values() if isinstance(instruments, Mapping) else instruments
         self.instruments: dict[Symbol, Instrument] = {i.symbol: i for i in values}
         self.slippage_bps = to_decimal(slippage_bps, field="slippage_bps")
@@ -157,7 +159,7 @@ class SimulatedExchange:
             side=order.side,
             qty=order.qty,
             status=OrderStatus.ACCEPTED,
-            exchange_order_id=ExchangeOrderId(f"sim-o{self._order_seq}"),
+            exchange_order_id=ExchangeOrderId(f"{self._prefix}-o{self._order_seq}"),
             reason=order.reason,
             created_ms=now_ms,
         )
@@ -305,7 +307,7 @@ class SimulatedExchange:
         fill = Fill(
             venue=self.name,
             symbol=state.symbol,
-            trade_id=TradeId(f"sim-{self._trade_seq}"),
+            trade_id=TradeId(f"{self._prefix}-{self._trade_seq}"),
             client_order_id=cid,
             side=state.side,
             qty=qty,
