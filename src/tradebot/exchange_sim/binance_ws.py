@@ -124,13 +124,10 @@ class BinanceStreams:
         try:
             async with asyncio.TaskGroup() as tg:
                 pump = tg.create_task(conn.pump())
-                limit = self.faults.session_limit_s
-                try:
-                    async with asyncio.timeout(limit):
-                        await ws.wait_closed()
-                except TimeoutError:
-                    await ws.close(1001, "session limit")
+                limit = tg.create_task(conn.enforce_session_limit())
+                await ws.wait_closed()
                 pump.cancel()
+                limit.cancel()
         finally:
             self._subs.pop(conn, None)
             self.faults.connections.discard(conn)

@@ -10,6 +10,7 @@ closed, like Deribit does. Private methods are left for the order-engine extensi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -108,14 +109,11 @@ class DeribitStreams:
         try:
             async with asyncio.TaskGroup() as tg:
                 pump = tg.create_task(conn.pump())
-                try:
-                    async with asyncio.timeout(self.faults.session_limit_s):
-                        async for raw in ws:
-                            self._on_request(conn, raw, state, tg)
-                except TimeoutError:
-                    await ws.close(1001, "session limit")
-                except ConnectionClosed:
-                    pass
+                limit = tg.create_task(conn.enforce_session_limit())
+                with contextlib.suppress(ConnectionClosed):
+                    async for raw in ws:
+                        self._on_request(conn, raw, state, tg)
+                limit.cancel()
                 pump.cancel()
                 if state["hb_task"] is not None:
                     state["hb_task"].cancel()

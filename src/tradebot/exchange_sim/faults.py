@@ -79,6 +79,17 @@ class SimConnection:
             except ConnectionClosed:
                 return
 
+    async def enforce_session_limit(self) -> None:
+        """Close the connection (1001) once it is older than ``faults.session_limit_s`` (re-read
+        continuously, so the switch applies to open connections too)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            limit = self.faults.session_limit_s
+            if limit is not None and loop.time() - self.opened_at >= limit:
+                await self.ws.close(1001, "session limit")  # type: ignore[attr-defined]
+                return
+            await asyncio.sleep(0.05)
+
     def abort(self) -> None:
         """Drop the TCP connection without a close frame."""
         transport = getattr(self.ws, "transport", None)

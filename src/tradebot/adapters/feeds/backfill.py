@@ -133,7 +133,7 @@ class CcxtHistory:
             retry=retry_if_exception_type(VenueUnavailable),
             stop=stop_after_attempt(cfg.retry_attempts) | stop_after_delay(cfg.retry_max_delay_s),
             wait=wait_exponential_jitter(
-                initial=cfg.retry_initial_s, max=cfg.retry_max_wait_s, jitter=cfg.retry_jitter_s
+                multiplier=cfg.retry_initial_s, max=cfg.retry_max_wait_s, jitter=cfg.retry_jitter_s
             ),
             before_sleep=lambda rs: log.warning(
                 "rest_retry",

@@ -46,6 +46,9 @@ class BinanceFeedConfig:
         Minimum wait after an HTTP 418 (IP ban) on backfill without Retry-After, seconds (default 120).
     idle_check_s
         Wake-up period of the read loop without frames, seconds (default 1).
+    max_lag_ms
+        A live closed candle counts as fresh only if received within this long after its close,
+        ms (default 15000); later ones are delivered while the symbol is stale.
     """
 
     ws_url: str = MAINNET_WS_URL
@@ -61,6 +64,7 @@ class BinanceFeedConfig:
     backoff_jitter: float = 0.5
     banned_backoff_s: float = 120.0
     idle_check_s: float = 1.0
+    max_lag_ms: int = 15_000
 
     def wire_symbols(self) -> dict[str, str]:
         """Return Binance id → unified symbol of :attr:`symbols` (``{"BTCUSDT": "BTC/USDT", …}``)."""

@@ -9,7 +9,9 @@ output queue are strictly increasing in open time with no hole the venue's REST 
 * after every (re)connect the candles missed while disconnected are backfilled up to the server time;
 * while disconnected, stale or backfilling, the symbol is reported ``FeedStatus(stale=True)``;
   backfilled candles are delivered while stale, and ``FeedStatus(stale=False)`` precedes the first
-  live candle. A consumer must not open entries on candles received while the symbol is stale.
+  live candle received within ``max_lag_ms`` of its close (by the injectable ``now_ms`` clock); a
+  live candle that arrives later (buffered behind a backfill, a stalled server's backlog) is
+  delivered while stale. A consumer must not open entries on candles received while stale.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class _ConnectionConfig(Protocol):
     backoff_jitter: float
     banned_backoff_s: float
     idle_check_s: float
+    max_lag_ms: int
 
 
 class LiveCandleFeed(ABC):
@@ -157,7 +160,8 @@ class LiveCandleFeed(ABC):
         the warm-up); the feed backfills from the next minute. Symbols without one start at the
         first live candle.
     sleep, rng, now_ms
-        Injectable wait (backoff), jitter source and wall clock (``FeedStatus.ts_ms``).
+        Injectable wait (backoff), jitter source and clock, ms UTC (candle lag, ``FeedStatus.ts_ms``;
+        the simulator's clock in tests).
     """
 
     venue = "?"
@@ -313,7 +317,11 @@ class LiveCandleFeed(ABC):
             await self._set_stale(symbol, True, "gap_backfill")
             await self._fill(symbol, last + MINUTE_MS, open_ms)
             backfilled = True
-        await self._set_stale(symbol, False, "live")
+        lag_ms = self._now_ms() - candle.close_time_ms
+        if lag_ms <= self._cfg.max_lag_ms:
+            await self._set_stale(symbol, False, "live")
+        else:  # in sequence but old (buffered during a backfill, a stall's backlog): not fresh
+            await self._set_stale(symbol, True, f"lagging {lag_ms} ms")
         self._last[symbol] = open_ms
         self.stats.live_candles += 1
         await self.queue.put(candle)
