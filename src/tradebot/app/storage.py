@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
-from tradebot.core.domain import PositionEvent
-
 from tradebot.adapters.store.event_store import BatchingWriter, RunInfo, SqlEventStore
 from tradebot.adapters.store.migrate import ensure_schema
+from tradebot.core.domain import PositionEvent
 
 
 async def open_store_and_writer(url: str) -> tuple[SqlEventStore, BatchingWriter]:

@@ -23,8 +23,8 @@ from decimal import Decimal
 from tradebot.core.config import EngineConfig
 from tradebot.core.domain import (
     ZERO,
-    Candle,
     CancelOrder,
+    Candle,
     ClientOrderId,
     EquitySnapshot,
     FeedStatus,
@@ -165,9 +165,8 @@ class Engine:
         signals = self.book.on_candle(candle)
         if signals:
             out = self._on_signals(sym, signals, t, out)
-        if t % self._clock_ms == 0 or signals:
-            if self._due_ms is None or t > self._due_ms:
-                self._due_ms = t
+        if (t % self._clock_ms == 0 or signals) and (self._due_ms is None or t > self._due_ms):
+            self._due_ms = t
         if self._due_ms is not None and self._caught_up(self._due_ms):
             due = self._due_ms
             self._due_ms = None

@@ -345,6 +345,7 @@ class LiveCandleFeed(ABC):
                 continue
             if last is not None and c.open_time_ms <= last:
                 continue
+            await self._set_stale(symbol, True, "backfill")
             self._last[symbol] = c.open_time_ms
             delivered += 1
             await self.queue.put(c)
