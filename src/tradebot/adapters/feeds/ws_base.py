@@ -261,9 +261,9 @@ class LiveCandleFeed(ABC):
         ) as ws:
             self.stats.connects += 1
             await self._on_connected(ws)
-            self._backoff.reset()
             self._log.info("feed_connected", connects=self.stats.connects)
             await self._catch_up_all()
+            self._backoff.reset()  # only once subscribed and caught up: a session failing early backs off
             return await self._read_loop(ws)
 
     async def _read_loop(self, ws: ClientConnection) -> str:

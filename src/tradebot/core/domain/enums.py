@@ -112,7 +112,8 @@ class StreamState(StrEnum):
 
 
 class TradingState(StrEnum):
-    """Risk state of the whole engine: ACTIVE trades normally, REDUCING only lowers exposure, HALTED sends nothing."""
+    """Risk state of the engine: ACTIVE trades normally, REDUCING only lowers exposure, HALTED closes all
+    positions and blocks every entry until it is lifted (the daily-loss halt lifts at the next UTC day)."""
 
     ACTIVE = "active"
     REDUCING = "reducing"
