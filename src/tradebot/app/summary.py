@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.app.report import build_summary
-from tradebot.core.domain import Timeframe, TradeRecord, to_decimal
+from tradebot.core.domain import Timeframe, TradeRecord
 from tradebot.core.engine import Engine
 from tradebot.core.metrics import StreamStats, compute_metrics, group_metrics
 
@@ -51,7 +51,7 @@ def build_run_summary(*, engine: Engine, trades: Sequence[TradeRecord], n_orders
         per_asset[sym] = row
     end = engine.last_time_ms
     start = curve[0][0] if curve else end
-    marks = {s: to_decimal(engine._mark[s]) for s in engine.symbols if engine._mark[s] > 0}
+    marks = engine.marks_decimal()
     per_stream = []
     for sym, sids in engine.streams_by_symbol.items():
         mark = marks.get(sym)

@@ -49,6 +49,7 @@ from tradebot.core.domain import (
 )
 from tradebot.core.engine_parts import EngineStats, Overlay
 from tradebot.core.execution.planner import plan_rebalance
+from tradebot.core.management import ManagementConfig
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.core.portfolio.rebalancer import compute_targets
 from tradebot.core.signals.book import SignalBook
@@ -93,10 +94,15 @@ class Engine:
         self.orders: dict[ClientOrderId, Order] = {}
         self.in_flight: set[ClientOrderId] = set()
         self.stats = EngineStats(self.symbols, [sid for v in self.streams_by_symbol.values() for sid in v])
-        self._mark: dict[str, float] = dict.fromkeys(self.symbols, 0.0)
-        self._time: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        self._managed = config.management != ManagementConfig.disabled()
+        self._sym: dict[str, _SymState] = {
+            s: _SymState(s, self.book.aggregator(s), self.overlay.managers[s], self._managed) for s in self.symbols
+        }
         self._stale: set[str] = set()
-        self._open: set[str] = set()
+        self._weights: dict[str, float] | None = None
+        self._dirty = True
+        self._always_plan = config.allocation.policy == "inverse_vol" or config.allocation.confidence_weighting
+        self._band = float(config.planner.band_fraction) * 0.999
         self._base_ms = config.base_timeframe.ms
         self._clock_ms = config.rebalance_timeframe.ms
         self._due_ms: int | None = None
@@ -150,22 +156,32 @@ class Engine:
         return signals
 
     def on_candle(self, candle: Candle) -> list:
-        """Apply one closed base candle (hot path). See :meth:`handle`."""
-        sym = candle.symbol
-        t = candle.open_time_ms + self._base_ms
-        self._mark[sym] = candle.close
-        self._time[sym] = t
+        """Apply one closed base candle (hot path). See :meth:`handle`.
+
+        Per candle only the mark, the running high/low of an open position (MAE/MFE) and the
+        aggregator are touched; stream closes, overlay actions and the rebalance clock do the rest.
+        """
+        st = self._sym[candle[0]]
+        t = candle[2] + self._base_ms
+        st.mark = candle[6]
+        st.time = t
         self.last_time_ms = t
         out: list | None = None
-        if sym in self._open:
-            self.ledger.on_bar(sym, candle.high, candle.low)
-            actions = self.overlay.on_bar(sym, t, candle)
-            if actions:
-                out = self._apply_actions(sym, actions, t)
-        signals = self.book.on_candle(candle)
+        if st.open:
+            if candle[4] > st.hi:
+                st.hi = candle[4]
+            if candle[5] < st.lo:
+                st.lo = candle[5]
+            if st.managed:
+                actions = st.manager.on_bar(time_ms=t, open=candle[3], high=candle[4], low=candle[5],
+                                            close=candle[6])
+                if actions:
+                    out = self._apply_actions(st.symbol, actions, t)
+        closed = st.agg.update(candle)
+        signals = self.book.on_closed(st.symbol, closed) if closed else None
         if signals:
-            out = self._on_signals(sym, signals, t, out)
-        if (t % self._clock_ms == 0 or signals) and (self._due_ms is None or t > self._due_ms):
+            out = self._on_signals(st.symbol, signals, t, out)
+        if (signals or t % self._clock_ms == 0) and (self._due_ms is None or t > self._due_ms):
             self._due_ms = t
         if self._due_ms is not None and self._caught_up(self._due_ms):
             due = self._due_ms
@@ -185,6 +201,7 @@ class Engine:
             if fill.trade_id in order.fill_ids:
                 return out
             order.apply_fill(fill)
+        self._flush_extremes(fill.symbol)
         result = self.ledger.apply(fill)
         if not result:
             return out
@@ -229,6 +246,7 @@ class Engine:
         """Block (stale) or unblock (recovered) new entries on a symbol."""
         if status.stale == (status.symbol in self._stale):
             return []
+        self._dirty = True
         if status.stale:
             self._stale.add(status.symbol)
             kind = PositionEventType.FEED_STALE
@@ -243,18 +261,46 @@ class Engine:
         """Close the books at the last event time: final equity snapshot and open trades' records."""
         t = self.last_time_ms
         marks = self._marks_decimal()
+        for sym in self.symbols:
+            self._flush_extremes(sym)
         out: list = [self._snapshot(t, marks)]
         out.extend(t for s in self.symbols if (t := self.ledger.open_trade(s)) is not None)
         return out
 
     # ------------------------------------------------------------------ clock and planning
     def _caught_up(self, due_ms: int) -> bool:
-        times = self._time
         stale = self._stale
-        return all(times[s] >= due_ms for s in self.symbols if s not in stale)
+        return all(st.time >= due_ms for s, st in self._sym.items() if s not in stale)
 
-    def _marks_decimal(self) -> dict[Symbol, Decimal]:
-        return {s: to_decimal(self._mark[s]) for s in self.symbols if self._mark[s] > 0}
+    def mark(self, symbol: str) -> float:
+        """Last close of ``symbol`` (quote currency), 0.0 before its first candle."""
+        return self._sym[symbol].mark
+
+    def marks_decimal(self) -> dict[Symbol, Decimal]:
+        """Last closes as exact decimals, for symbols that have one."""
+        return {s: to_decimal(st.mark) for s, st in self._sym.items() if st.mark > 0}
+
+    _marks_decimal = marks_decimal
+
+    def _flush_extremes(self, sym: str) -> None:
+        # Hand the running high/low of an open position to the trade tracker (MAE/MFE), then reset.
+        st = self._sym[sym]
+        if st.open and st.hi >= st.lo:
+            self.ledger.on_bar(sym, st.hi, st.lo)
+        st.hi = float("-inf")
+        st.lo = float("inf")
+
+    def _needs_plan(self, equity: float) -> bool:
+        # Cheap float check on the clock: does any symbol drift from its last target weight by more
+        # than the planner's band? Stream flips, overlay actions and pending replans set _dirty.
+        if self._dirty or self._always_plan or self._force or self._weights is None or self.overlay.clipping:
+            return True
+        threshold = self._band * equity
+        for sym, st in self._sym.items():
+            held = st.qty * st.mark
+            if abs(held - self._weights[sym] * equity) > threshold:
+                return True
+        return False
 
     def _snapshot(self, t: int, marks: Mapping[Symbol, Decimal]) -> EquitySnapshot:
         equity = self.ledger.equity(marks)
@@ -268,23 +314,31 @@ class Engine:
         marks = self._marks_decimal()
         if len(marks) < len(self.symbols):
             return []
+        for sym in self.symbols:
+            self._flush_extremes(sym)
         snap = self._snapshot(t, marks)
         out: list = [snap]
-        for sym in self.symbols:
-            candle = self.book.last_closed(sym, self.config.rebalance_timeframe)
-            if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
-                out.extend(self._apply_actions(sym, self.overlay.on_period(sym, candle, self.book), t))
-        events, _state = self.overlay.on_equity(t, snap.equity, self.ledger, self.symbols)
+        if self._managed:
+            for sym in self.symbols:
+                candle = self.book.last_closed(sym, self.config.rebalance_timeframe)
+                if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
+                    out.extend(self._apply_actions(sym, self.overlay.on_period(sym, candle, self.book), t))
+        state_before = self.overlay.trading_state
+        events, state = self.overlay.on_equity(t, snap.equity, self.ledger, self.symbols)
+        if state is not state_before:
+            self._dirty = True
         out.extend(self._risk_events(events, t))
         if self.in_flight:
             self._replan = True
             return out
-        out.extend(self._plan(t, reason="rebalance", marks=marks, equity=snap.equity))
+        if self._needs_plan(float(snap.equity)):
+            out.extend(self._plan(t, reason="rebalance", marks=marks, equity=snap.equity))
         return out
 
     def _plan(self, t: int, *, reason: str, marks: Mapping[Symbol, Decimal] | None = None,
               equity: Decimal | None = None) -> list:
         self._replan = False
+        self._dirty = False
         marks = marks if marks is not None else self._marks_decimal()
         if len(marks) < len(self.symbols):
             return []
@@ -317,6 +371,8 @@ class Engine:
         self._intent_seq = plan.next_intent_seq
         if plan.deferred_buys:
             self._replan = True
+        eq = float(equity)
+        self._weights = {s: (float(targets[s]) / eq if eq > 0 else 0.0) for s in self.symbols}
         traded = {o.symbol for o in plan.orders}
         for sym in self.symbols:
             if sym in traded or self.stats.streams_changed(sym):
@@ -399,6 +455,7 @@ class Engine:
         for sig in signals:
             if sig.flipped:
                 changed = True
+                self._dirty = True
                 self.stats.on_flip(sig)
                 out.append(sig)
         if changed:
@@ -411,6 +468,7 @@ class Engine:
         for action in actions:
             if action.urgent:
                 self._force.add(sym)
+                self._dirty = True
             qty = self.ledger.position(sym)
             out.append(
                 self._event(
@@ -458,8 +516,10 @@ class Engine:
     def _on_position_change(self, sym: Symbol, fill: Fill, result) -> list:
         out: list = []
         before, after = result.position_before, result.position_after
+        st = self._sym[sym]
+        st.qty = float(after)
         if before == 0 and after != 0:
-            self._open.add(sym)
+            st.open = True
             atr = self.book.atr(sym, self.config.rebalance_timeframe)
             actions = self.overlay.on_open(sym, fill, atr)
             risk = self.overlay.initial_risk(sym)
@@ -471,7 +531,7 @@ class Engine:
                                    client_order_ids=(fill.client_order_id,)))
             out.extend(self._apply_actions(sym, actions, fill.ts_ms))
         elif after == 0 and before != 0:
-            self._open.discard(sym)
+            st.open = False
             self.overlay.on_close(sym, fill.ts_ms)
             out.append(self._event(PositionEventType.EXIT, sym, fill.ts_ms, fill.client_order_id,
                                    f"{fill.side} {fill.qty} @ {fill.price}", price=fill.price,
@@ -491,7 +551,7 @@ class Engine:
                profit_pct: float | None = None, amount: Decimal | None = None) -> PositionEvent:
         self._event_seq += 1
         qty = self.ledger.position(sym)
-        mark = price if price is not None else to_decimal(self._mark.get(sym) or 0)
+        mark = price if price is not None else to_decimal(self._sym[sym].mark)
         avg = self.ledger.avg_entry(sym)
         if profit_pct is None and qty and avg:
             profit_pct = float((mark - avg) / avg * 100)
@@ -555,3 +615,21 @@ class Engine:
         for c in commands:
             (orders if isinstance(c, _ORDER_COMMANDS) else records).append(c)
         return orders, records
+
+
+class _SymState:
+    """Per-symbol hot-path state of the engine (one dict lookup per candle, then attributes)."""
+
+    __slots__ = ("agg", "hi", "lo", "managed", "manager", "mark", "open", "qty", "symbol", "time")
+
+    def __init__(self, symbol: str, agg, manager, managed: bool) -> None:
+        self.symbol = Symbol(symbol)
+        self.agg = agg
+        self.manager = manager
+        self.managed = managed
+        self.mark = 0.0
+        self.time = 0
+        self.qty = 0.0
+        self.open = False
+        self.hi = float("-inf")
+        self.lo = float("inf")

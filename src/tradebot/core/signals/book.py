@@ -155,7 +155,22 @@ class SignalBook:
         closed = aggregator.update(candle)
         if not closed:
             return NO_SIGNALS
-        targets = self._by_symbol[candle.symbol]
+        return self.on_closed(candle.symbol, closed)
+
+    def aggregator(self, symbol: str) -> CandleAggregator:
+        """Return the aggregator of ``symbol`` (the engine drives it directly on its hot path and hands
+        what it closes to :meth:`on_closed`).
+
+        Raises
+        ------
+        KeyError
+            If the symbol is unknown.
+        """
+        return self._aggregators[symbol]
+
+    def on_closed(self, symbol: str, closed: Sequence[Candle]) -> Sequence[StreamSignal]:
+        """Route aggregated candles of ``symbol`` (from its aggregator) to their streams; see :meth:`on_candle`."""
+        targets = self._by_symbol[symbol]
         signals = []
         for c in closed:
             target = targets[c.timeframe]
