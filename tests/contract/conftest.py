@@ -1,111 +1,30 @@
 """Database fixtures of the event-store contract suite: a SQLite file, or a fresh PostgreSQL database.
 
-PostgreSQL: 127.0.0.1:5432 with trust auth (user ``root`` or ``postgres``), or the admin URL in
-``TRADEBOT_TEST_PG_ADMIN_URL`` (``postgresql://user@host:port/postgres``). Each test gets its own
-database ``tradebot_test_<random>``, cloned from a template migrated once per session and dropped
-after the test. When PostgreSQL is unreachable the ``postgres`` tests are skipped, except under
-``CI=true``, where they fail.
+The PostgreSQL server fixture ``pg_server`` (and its rules: trust auth on 127.0.0.1:5432 or
+``TRADEBOT_TEST_PG_ADMIN_URL``, one fresh database per test, skipped when unreachable except under
+``CI=true``) lives in ``tests/conftest.py`` so that other suites can use it too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-import asyncpg
 import pytest
 
 from tradebot.adapters.store.migrate import upgrade
 
 T = TypeVar("T")
 
-_ADMIN_DSNS = (
-    "postgresql://root@127.0.0.1:5432/postgres",
-    "postgresql://postgres@127.0.0.1:5432/postgres",
-    "postgresql://root@127.0.0.1:5432/test",
-    "postgresql://postgres@127.0.0.1:5432/test",
-)
-
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
     # Run a coroutine on a private loop in another thread, away from the test's event loop.
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(fn())).result()  # type: ignore[arg-type]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required when CI=true: {reason}")
-    pytest.skip(f"PostgreSQL unreachable: {reason}")
-
-
-async def _admin_dsn() -> str:
-    explicit = os.environ.get("TRADEBOT_TEST_PG_ADMIN_URL")
-    errors = []
-    for dsn in (explicit,) if explicit else _ADMIN_DSNS:
-        try:
-            conn = await asyncpg.connect(dsn, timeout=3)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-            errors.append(f"{dsn}: {e!r}")
-            continue
-        await conn.close()
-        return dsn
-    raise ConnectionError("; ".join(errors))
-
-
-async def _admin(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        for sql in statements:
-            await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _sqlalchemy_url(admin_dsn: str, database: str) -> str:
-    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{database}"
-
-
-class PgServer:
-    """A reachable PostgreSQL server and a template database migrated to head."""
-
-    def __init__(self, admin_dsn: str, template: str) -> None:
-        self.admin_dsn = admin_dsn
-        self.template = template
-
-    def create(self, *, migrated: bool) -> tuple[str, str]:
-        """Create a fresh database (a clone of the migrated template, or empty); return (name, url)."""
-        name = f"tradebot_test_{secrets.token_hex(6)}"
-        source = self.template if migrated else "template0"
-        _run(lambda: _admin(self.admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
-        return name, _sqlalchemy_url(self.admin_dsn, name)
-
-    def drop(self, name: str) -> None:
-        """Drop database ``name`` (closing any connection left to it)."""
-        _run(lambda: _admin(self.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """The PostgreSQL server with a migrated template database (skips or fails when unreachable)."""
-    try:
-        dsn = _run(_admin_dsn)
-    except ConnectionError as e:
-        _unavailable(str(e))
-    template = f"tradebot_test_tpl_{secrets.token_hex(6)}"
-    _run(lambda: _admin(dsn, f'CREATE DATABASE "{template}"'))
-    try:
-        _run(lambda: upgrade(_sqlalchemy_url(dsn, template)))
-        yield PgServer(dsn, template)
-    finally:
-        _run(lambda: _admin(dsn, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +50,7 @@ def _database(
             shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    server: PgServer = request.getfixturevalue("pg_server")
+    server = request.getfixturevalue("pg_server")  # tests/conftest.py
     name, url = server.create(migrated=migrated)
     try:
         yield url
