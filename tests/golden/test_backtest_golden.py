@@ -126,7 +126,9 @@ def assert_golden(result: BacktestResult, golden: Golden) -> None:
     assert s["run"]["candles"] == golden.candles
     assert str(s["final_equity"]) == golden.final_equity
     assert str(overall["final_equity"]) == golden.final_equity
-    assert str(s["initial_equity"]) == "10000.0"
+    assert Decimal(str(s["initial_equity"])) == Decimal(
+        "10000"
+    )  # reported as "10000.0", see test_cli_backtest
     assert overall["n_orders"] == golden.n_orders
     assert result.engine.stats.n_fills == golden.n_fills
     assert overall["n_trades"] == golden.n_trades

@@ -1,0 +1,150 @@
+"""``tradebot backtest`` on the shipped sample, end to end in-process, then ``events`` and ``runs``.
+
+The numbers are the golden ones of ``tests/golden/test_backtest_golden.py`` (same data, default
+settings): final equity 10391.22413066 USDT, 152 orders, 21 closed trades, 21 entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tradebot.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample"
+GOLDEN_FINAL_EQUITY = "10391.22413066"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def backtest_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One CLI backtest of the sample into a SQLite file: exit code, stdout/stderr, db URL, out dir.
+
+    Module-scoped (the run takes a few seconds), so output is captured with redirect_* (capsys is per test).
+    """
+    root = tmp_path_factory.mktemp("cli_backtest")
+    db_url = f"sqlite+aiosqlite:///{root / 'events.db'}"
+    out = root / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
+            mp.delenv(key)
+        mp.chdir(root)  # no .env from the caller's working directory
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["backtest", "--data", str(SAMPLE), "--db", db_url, "--out", str(out)])
+    return {
+        "code": code,
+        "stdout": stdout.getvalue(),
+        "stderr": stderr.getvalue(),
+        "db_url": db_url,
+        "out": out,
+    }
+
+
+def _run_id(out: Path) -> str:
+    [folder] = [p for p in out.iterdir() if p.is_dir()]
+    return folder.name
+
+
+def test_backtest_exits_0_and_prints_the_summary_table(backtest_run: dict[str, object]) -> None:
+    assert backtest_run["code"] == 0, backtest_run["stderr"]
+    stdout = str(backtest_run["stdout"])
+    assert re.search(r"Initial equity \(USDT\)\s+│\s+10,000\.00\s+│", stdout), stdout
+    assert re.search(r"Final equity \(USDT\)\s+│\s+10,391\.22\s+│", stdout), stdout
+    assert re.search(r"Orders\s+│\s+152\s+│", stdout), stdout
+    assert re.search(r"Trades \(closed\)\s+│\s+21\s+│", stdout), stdout
+    assert re.search(r"│ entry\s+│\s+21 │", stdout), stdout
+    assert "198,261 candles in" in stdout
+
+
+def test_backtest_writes_summary_json_and_the_equity_chart(backtest_run: dict[str, object]) -> None:
+    out = Path(str(backtest_run["out"]))
+    run_id = _run_id(out)
+    assert re.fullmatch(r"bt-[0-9a-f]{12}", run_id)
+    summary = json.loads((out / run_id / "summary.json").read_text(encoding="utf-8"))
+    assert summary["run"]["run_id"] == run_id
+    assert Decimal(summary["initial_equity"]) == Decimal("10000")
+    assert summary["final_equity"] == GOLDEN_FINAL_EQUITY
+    assert summary["overall"]["n_orders"] == 152
+    assert summary["overall"]["n_trades"] == 21
+    assert (out / run_id / "equity.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert str(out / run_id / "summary.json") in str(backtest_run["stdout"]).replace("\n", "")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the summary's initial/final equity come from the float equity curve (EngineStats.on_equity "
+    "stores float(equity); core/metrics.py converts the first sample back with to_decimal), so the "
+    "configured Decimal('10000') is reported as '10000.0' - money passes through float",
+)
+def test_summary_json_reports_the_initial_cash_exactly(backtest_run: dict[str, object]) -> None:
+    out = Path(str(backtest_run["out"]))
+    summary = json.loads((out / _run_id(out) / "summary.json").read_text(encoding="utf-8"))
+    assert summary["initial_equity"] == "10000"
+
+
+def test_events_lists_the_entries_of_the_latest_run(
+    backtest_run: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _run_id(Path(str(backtest_run["out"])))
+    capsys.readouterr()
+    assert main(["events", "--db", str(backtest_run["db_url"]), "--type", "entry"]) == 0
+    stdout = capsys.readouterr().out
+    assert f"position events of run {run_id} (21 shown)" in stdout
+    rows = [line for line in stdout.splitlines() if re.match(r"│ 20\d\d-\d\d-\d\d \d\d:\d\d", line)]
+    assert len(rows) == 21
+    assert all(" entry " in row for row in rows)
+    # The first entries: one per asset at the first rebalance (2023-03-16 23:00 UTC).
+    assert rows[0].startswith("│ 2023-03-16 23:00 │ BTC/USDT │ entry ")
+
+
+def test_events_filters_by_symbol_and_limit(
+    backtest_run: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    code = main(
+        [
+            "events",
+            "--db",
+            str(backtest_run["db_url"]),
+            "--type",
+            "entry,exit",
+            "--symbol",
+            "SOL",
+            "--limit",
+            "5",
+        ]
+    )
+    assert code == 0
+    stdout = capsys.readouterr().out
+    rows = [line for line in stdout.splitlines() if re.match(r"│ 20\d\d-\d\d-\d\d \d\d:\d\d", line)]
+    assert len(rows) == 5
+    assert all("│ SOL/USDT │" in row for row in rows)
+    assert [("entry" if " entry " in r else "exit") for r in rows] == [
+        "entry",
+        "exit",
+        "entry",
+        "exit",
+        "entry",
+    ]
+
+
+def test_runs_lists_the_run_as_completed_with_its_final_equity(
+    backtest_run: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _run_id(Path(str(backtest_run["out"])))
+    capsys.readouterr()
+    assert main(["runs", "--db", str(backtest_run["db_url"])]) == 0
+    stdout = capsys.readouterr().out
+    [row] = [line for line in stdout.splitlines() if run_id in line]
+    assert re.search(
+        rf"│ {run_id} │ backtest │ completed │ 2023-03-16 22:15 │ {GOLDEN_FINAL_EQUITY} │", row
+    ), row
