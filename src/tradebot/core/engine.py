@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
+from tradebot.core import engine_state
 from tradebot.core.config import EngineConfig
 from tradebot.core.domain import (
     ZERO,
@@ -154,6 +155,35 @@ class Engine:
             if sig.state is StreamState.IN:
                 self.stats.on_flip(sig)
         return signals
+
+    def snapshot(self) -> dict:
+        """Return the engine's state as JSON-able data (see :mod:`tradebot.core.engine_state`)."""
+        return engine_state.snapshot(self)
+
+    def restore(self, data: dict) -> None:
+        """Load a :meth:`snapshot` into this freshly built engine; then warm up and :meth:`prime` the book.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot's version or run id does not match.
+        """
+        engine_state.restore(self, data)
+
+    def prime(self, candles: Iterable[Candle]) -> None:
+        """Feed base candles to the signal book and the marks only, deciding nothing.
+
+        Used after a restart to rebuild the periods still open (a 1d stream's day so far) from base
+        candles whose decisions were already taken before the restart. Aggregated periods that the
+        warm-up already covered are skipped by the book.
+        """
+        for candle in candles:
+            st = self._sym[candle.symbol]
+            st.mark = candle.close
+            st.time = max(st.time, candle.open_time_ms + self._base_ms)
+            closed = st.agg.update(candle)
+            if closed:
+                self.book.on_closed(st.symbol, closed)
 
     def on_candle(self, candle: Candle) -> list:
         """Apply one closed base candle (hot path). See :meth:`handle`.

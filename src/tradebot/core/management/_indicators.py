@@ -6,42 +6,42 @@ signal layer; ``tradebot.core.indicators`` has no persistence hooks.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
 
 class RollingMean:
-    """Simple moving average of the last ``period`` values (``None`` until ``period`` values)."""
+    """Simple moving average of the last ``period`` values (``None`` until ``period`` values).
 
-    __slots__ = ("_sum", "_values", "period")
+    The mean is ``math.fsum`` of the window (exactly rounded, O(period)), not a running sum, so a
+    restored instance gives bit-identical values to one that never stopped.
+    """
+
+    __slots__ = ("_values", "period")
 
     def __init__(self, period: int) -> None:
         self.period = period
-        self._values: deque[float] = deque()
-        self._sum = 0.0
+        self._values: deque[float] = deque(maxlen=period)
 
     @property
     def value(self) -> float | None:
         """The mean of the last ``period`` values, or ``None`` while warming up."""
         if len(self._values) < self.period:
             return None
-        return self._sum / self.period
+        return math.fsum(self._values) / self.period
 
     def update(self, x: float) -> None:
         """Add one value."""
         self._values.append(x)
-        self._sum += x
-        if len(self._values) > self.period:
-            self._sum -= self._values.popleft()
 
     def state(self) -> list[float]:
         """JSON-able state."""
         return list(self._values)
 
     def restore(self, values: list[float]) -> None:
-        """Restore from :meth:`state` (sum recomputed, so no float drift is carried over)."""
-        self._values = deque(float(x) for x in values[-self.period :])
-        self._sum = sum(self._values)
+        """Restore from :meth:`state`."""
+        self._values = deque((float(x) for x in values[-self.period :]), maxlen=self.period)
 
 
 class RateOfChange:
