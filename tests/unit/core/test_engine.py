@@ -59,6 +59,7 @@ def make_engine(
     base: Timeframe = H1,
     invest_fraction: float = 0.5,
     band: str = "0.02",
+    defer_buys: bool = True,
 ) -> Engine:
     """An engine with EMA 2/3 streams, pooled allocation, no cash buffer and no risk caps in the way."""
     config = EngineConfig(
@@ -70,7 +71,11 @@ def make_engine(
         initial_cash=Decimal("10000"),
         rebalance_timeframe=H1,
         allocation=AllocationConfig(policy="pooled", invest_fraction=invest_fraction),
-        planner=PlannerConfig(band_fraction=Decimal(band), cash_buffer_fraction=Decimal("0")),
+        planner=PlannerConfig(
+            band_fraction=Decimal(band),
+            cash_buffer_fraction=Decimal("0"),
+            defer_buys_while_selling=defer_buys,
+        ),
         risk=RiskLimits(max_position_fraction=None, daily_loss_limit_fraction=None),
     )
     return Engine(config, default_instruments(symbols))
@@ -313,13 +318,8 @@ def test_a_stale_feed_blocks_increases_on_that_symbol() -> None:
     assert of_type(out, PlaceOrder) == []  # recovery alone plans nothing; the next clock does
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py (lead's uncommitted hot-path change): _needs_plan compares holdings with the "
-    "last *risk-clipped* targets (_weights) and on_feed_status does not set _dirty, so after a stale "
-    "feed recovers the next clock skips planning and the blocked symbol is never bought",
-)
 def test_after_a_stale_feed_recovers_the_next_clock_buys_the_blocked_symbol() -> None:
+    # Regression: the clock's "plan only on change or drift" shortcut must count a recovered feed as a change.
     engine, out = _engine_with_stale_eth()
     [btc_order] = of_type(out, PlaceOrder)
     engine.handle(fill_for(btc_order, "110", "b-1", T0 + HOUR + 1))
@@ -418,3 +418,33 @@ def test_one_sol_stream_out_sells_sol_to_its_other_streams_and_raises_btc_eth_af
     ]
     # SOL is left at 118.070 × 18 = 2125.26 ≈ its 2-stream target 2125.17: no further SOL order.
     assert all(o.symbol != SOL for o in buys)
+
+
+def test_without_deferral_the_same_rebalance_sends_the_sell_before_the_buys() -> None:
+    """Same §2 scenario with ``defer_buys_while_selling=False``: one plan, sells first, buys sized on cash."""
+    engine = make_engine([BTC, ETH, SOL], (H1, H4, D1), invest_fraction=0.9, band="0.01", defer_buys=False)
+    closes = {BTC: (29000.0, 29500.0, 30000.0), ETH: (1900.0, 1950.0, 2000.0), SOL: (20.0, 21.0, 22.0)}
+    engine.warm_up([c for sym, cl in closes.items() for tf in (H1, H4, D1) for c in native(sym, tf, cl)])
+    out = feed(engine, [candle(BTC, H1, T0, 30000.0), candle(ETH, H1, T0, 2000.0), candle(SOL, H1, T0, 22.0)])
+    prices = {BTC: "30000", ETH: "2000", SOL: "22"}
+    for i, o in enumerate(of_type(out, PlaceOrder)):
+        engine.handle(fill_for(o, prices[o.symbol], f"f-{i}", T0 + HOUR + 1))
+
+    out = feed(
+        engine,
+        [
+            candle(BTC, H1, T0 + HOUR, 30000.0),
+            candle(ETH, H1, T0 + HOUR, 2000.0),
+            candle(SOL, H1, T0 + HOUR, 18.0),
+        ],
+    )
+    # Targets as in the deferred case (BTC/ETH 3187.87245471, SOL 2125.24830314). Cash 991.014014 covers
+    # the buys (2 × 187.87245471 × 1.001 = 376.12065433): BTC 187.87245471 / 30000 = 0.0062624… → 0.00626,
+    # ETH / 2000 = 0.0939362… → 0.0939.
+    orders = of_type(out, PlaceOrder)
+    assert [(o.symbol, o.side, o.qty) for o in orders] == [
+        (SOL, Side.SELL, Decimal("18.293")),
+        (BTC, Side.BUY, Decimal("0.00626")),
+        (ETH, Side.BUY, Decimal("0.0939")),
+    ]
+    assert [o.client_order_id for o in orders] == ["t-4-1", "t-5-1", "t-6-1"]
