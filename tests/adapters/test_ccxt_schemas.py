@@ -1,0 +1,240 @@
+"""Recorded Binance and Deribit order payloads decode to exact domain values (tests/fixtures/*/orders,
+copied from /work/shared/data/payloads)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebot.adapters.venues.ccxt_schemas import (
+    binance_balances,
+    binance_error,
+    binance_instrument,
+    binance_order,
+    binance_rate_limits,
+    binance_trade,
+    deribit_amount,
+    deribit_instrument,
+    deribit_is_inverse,
+    deribit_order,
+    deribit_qty,
+    deribit_rpc_error,
+    deribit_trade,
+)
+from tradebot.core.domain import Asset, Fill, Instrument, OrderStatus, Side, Symbol
+from tradebot.errors import DataError
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def load(venue: str, name: str) -> Any:
+    return json.loads((FIX / venue / "orders" / name).read_text())
+
+
+def inst(symbol: str, base: str, quote: str) -> Instrument:
+    return Instrument(symbol=Symbol(symbol), base=Asset(base), quote=Asset(quote), tick_size=D("0.01"),
+                      step_size=D("0.00000001"))  # fmt: skip
+
+
+BTCUSDT = inst("BTC/USDT", "BTC", "USDT")
+
+
+# ------------------------------------------------------------------------------------------ Binance
+
+
+def test_binance_full_answer_decodes_every_fill_exactly() -> None:
+    report = binance_order(load("binance", "rest_order_response_full_docs.json"), BTCUSDT)
+    assert report.client_order_id == "6gCrw2kRUAF9CvJDGP16IP"
+    assert report.exchange_order_id == "28"
+    assert report.status is OrderStatus.FILLED
+    assert (report.qty, report.filled_qty, report.avg_price) == (D("10"), D("10"), D("1"))
+    assert report.ts_ms == 1507725176595
+    assert [(f.trade_id, f.qty, f.price, f.fee, f.fee_quote) for f in report.fills] == [
+        ("56", D("1"), D("4000"), D("4"), D("4")),
+        ("57", D("5"), D("3999"), D("19.995"), D("19.995")),
+        ("58", D("2"), D("3998"), D("7.996"), D("7.996")),
+        ("59", D("1"), D("3997"), D("3.997"), D("3.997")),
+        ("60", D("1"), D("3995"), D("3.995"), D("3.995")),
+    ]
+    first = report.fills[0]
+    assert first == Fill(venue="binance", symbol=Symbol("BTC/USDT"), trade_id="56",  # type: ignore[arg-type]
+                         client_order_id="6gCrw2kRUAF9CvJDGP16IP", side=Side.SELL, qty=D("1"),  # type: ignore[arg-type]
+                         price=D("4000"), fee_quote=D("4"), ts_ms=1507725176595,
+                         exchange_order_id="28", fee=D("4"), fee_currency="USDT")  # type: ignore[arg-type]  # fmt: skip
+    assert sum(f.qty for f in report.fills) == report.filled_qty
+
+
+def test_binance_partial_fill_then_expired_market_order() -> None:
+    ltcbnb = inst("LTC/BNB", "LTC", "BNB")
+    report = binance_order(load("binance", "rest_order_response_full_partial_fill_expired_docs.json"), ltcbnb)
+    assert report.status is OrderStatus.EXPIRED
+    assert (report.qty, report.filled_qty, report.avg_price) == (D("6"), D("4"), D("1"))
+    assert [(f.trade_id, f.side, f.qty, f.price, f.fee_quote, f.fee_currency) for f in report.fills] == [
+        ("7", Side.BUY, D("2"), D("1"), D("0.001"), "BNB"),
+        ("8", Side.BUY, D("2"), D("1"), D("0.001"), "BNB"),
+    ]
+
+
+def test_binance_result_and_ack_answers() -> None:
+    result = binance_order(load("binance", "rest_order_response_result_docs.json"), BTCUSDT)
+    assert (result.status, result.filled_qty, result.fills) == (OrderStatus.FILLED, D("10"), ())
+    ack = binance_order(load("binance", "rest_order_response_ack_docs.json"), BTCUSDT)
+    assert (ack.status, ack.qty, ack.filled_qty, ack.exchange_order_id, ack.ts_ms) == (
+        OrderStatus.ACCEPTED, D(0), D(0), "28", 1507725176595)  # fmt: skip
+
+
+def test_binance_query_order_open_limit() -> None:
+    report = binance_order(load("binance", "rest_query_order_docs.json"), inst("LTC/BTC", "LTC", "BTC"))
+    assert report.client_order_id == "myOrder1"
+    assert (report.status, report.qty, report.filled_qty, report.avg_price) == (
+        OrderStatus.ACCEPTED, D("1.0"), D("0.0"), None)  # fmt: skip
+    assert report.ts_ms == 1499827319559
+
+
+def test_binance_base_asset_commission_is_valued_at_the_fill_price() -> None:
+    row = {"symbol": "BTCUSDT", "id": 9, "orderId": 4, "price": "25000.10", "qty": "0.002",
+           "commission": "0.000002", "commissionAsset": "BTC", "time": 1679533200000, "isBuyer": True}  # fmt: skip
+    fill = binance_trade(row, BTCUSDT, "run-1-1")  # type: ignore[arg-type]
+    assert (fill.trade_id, fill.side, fill.qty, fill.price) == ("9", Side.BUY, D("0.002"), D("25000.10"))
+    assert fill.fee_quote == D("0.0500002000")
+    assert (fill.exchange_order_id, fill.client_order_id, fill.ts_ms) == ("4", "run-1-1", 1679533200000)
+
+
+def test_binance_account_balances_are_free_plus_locked() -> None:
+    assert binance_balances(load("binance", "rest_account_docs.json")) == {
+        "BTC": D("4723846.89208129"),
+        "LTC": D("4763368.68006011"),
+    }
+    assert binance_balances({"balances": [{"asset": "USDT", "free": "1.5", "locked": "2.25"}]}) == {
+        "USDT": D("3.75")
+    }
+
+
+def test_binance_error_bodies() -> None:
+    cases = {
+        (e["body"]["code"], e["body"]["msg"]) for e in load("binance", "rest_error_examples_assembled.json")
+    }
+    assert (-1013, "Filter failure: NOTIONAL") in cases
+    for code, msg in cases:
+        assert binance_error(json.dumps({"code": code, "msg": msg})) == (code, msg)
+    assert binance_error("<html>502</html>") == (None, "<html>502</html>")
+
+
+def test_binance_exchange_info_filters_and_rate_limits() -> None:
+    info = load("binance", "rest_exchangeInfo_real_2021-10-12_BTCUSDT_ETHUSDT_SOLUSDT.json")
+    by = {s["symbol"]: s for s in info["symbols"]}
+    eth = binance_instrument(by["ETHUSDT"], Symbol("ETH/USDT"))
+    assert (eth.base, eth.quote, eth.tick_size, eth.step_size, eth.min_qty, eth.min_notional) == (
+        "ETH", "USDT", D("0.01"), D("0.0001"), D("0.0001"), D("10"))  # fmt: skip
+    assert str(eth.step_size) == "0.0001"  # normalized: formats to the wire without trailing zeros
+    assert binance_rate_limits(info) == (20.0, 5.0)
+
+
+def test_malformed_binance_payload_names_the_field() -> None:
+    raw = load("binance", "rest_order_response_full_docs.json")
+    raw["executedQty"] = None
+    with pytest.raises(DataError, match=r"binance order.executedQty must be a number, was None"):
+        binance_order(raw, BTCUSDT)
+    raw = load("binance", "rest_order_response_full_docs.json") | {"status": "WEIRD"}
+    with pytest.raises(DataError, match="was 'WEIRD'"):
+        binance_order(raw, BTCUSDT)
+
+
+# ------------------------------------------------------------------------------------------ Deribit
+
+
+def deribit_inst(file: str, name: str) -> tuple[Instrument, bool]:
+    raw = next(i for i in load("deribit", file)["result"] if i["instrument_name"] == name)
+    return deribit_instrument(
+        raw, Symbol(f"{raw['base_currency']}/USD:{raw['base_currency']}")
+    ), deribit_is_inverse(raw)
+
+
+def test_deribit_inverse_instrument() -> None:
+    btc, inverse = deribit_inst("rest_get_instruments_BTC_perpetuals_real.json", "BTC-PERPETUAL")
+    assert inverse
+    assert (btc.tick_size, btc.step_size, btc.min_notional, btc.contract_size) == (
+        D("0.5"), D("1e-8"), D("10.0"), D("10.0"))  # fmt: skip
+    assert (btc.taker_fee, btc.maker_fee) == (D("0.0005"), D("0.0"))
+
+
+def test_deribit_inverse_amount_conversion_is_pinned() -> None:
+    # 0.0123 BTC at 40 000 USD = 492 USD → 490 USD (49 contracts of 10 USD, rounded down)
+    assert deribit_amount(D("0.0123"), D("40000"), inverse=True, contract_size=D("10")) == D("490")
+    assert deribit_qty(D("490"), D("40000"), inverse=True) == D("0.01225000")
+    # linear (USDC) perpetuals: the amount is in base units
+    assert deribit_amount(D("0.25"), D("2000"), inverse=False, contract_size=D("0.01")) == D("0.25")
+    assert deribit_qty(D("0.25"), D("2000"), inverse=False) == D("0.25")
+
+
+def test_deribit_buy_answer_inverse_market_order() -> None:
+    eth, inverse = deribit_inst("rest_get_instruments_ETH_perpetuals_real.json", "ETH-PERPETUAL")
+    result = load("deribit", "docs_private_buy_response.json")["result"]
+    report = deribit_order(result["order"], eth, inverse=inverse, trades=result["trades"])
+    assert report.client_order_id == "market0000234"
+    assert (report.status, report.exchange_order_id, report.ts_ms) == (
+        OrderStatus.FILLED, "ETH-584849853", 1590483938456)  # fmt: skip
+    # 40 USD at 203.3 = 0.19675357 ETH (1e-8, half-even)
+    assert (report.qty, report.filled_qty, report.avg_price) == (D("0.19675357"), D("0.19675357"), D("203.3"))
+    (fill,) = report.fills
+    assert (fill.trade_id, fill.side, fill.qty, fill.price) == (
+        "ETH-2696083",
+        Side.BUY,
+        D("0.19675357"),
+        D("203.3"),
+    )
+    assert (fill.fee, fill.fee_currency, fill.fee_quote) == (D("0.00014757"), "ETH", D("0.030000981"))
+    assert fill.client_order_id == "market0000234"
+
+
+def test_deribit_linear_open_order_and_state_lookup() -> None:
+    usdc = Instrument(symbol=Symbol("ETH/USDC:USDC"), base=Asset("ETH"), quote=Asset("USDC"), tick_size=D("0.1"),
+                      step_size=D("0.001"))  # fmt: skip
+    report = deribit_order(load("deribit", "nautilus_ws_order_buy_response.json")["result"]["order"], usdc,
+                           inverse=False)  # fmt: skip
+    assert (report.status, report.qty, report.filled_qty, report.avg_price) == (
+        OrderStatus.ACCEPTED, D("0.001"), D("0.0"), None)  # fmt: skip
+    assert (report.client_order_id, report.exchange_order_id) == (
+        "O-19700101-000000-001-001-1",
+        "USDC-104819327443",
+    )
+    eth, _ = deribit_inst("rest_get_instruments_ETH_perpetuals_real.json", "ETH-PERPETUAL")
+    state = deribit_order(
+        load("deribit", "docs_private_get_order_state_response.json")["result"], eth, inverse=True
+    )
+    assert (state.status, state.filled_qty, state.avg_price) == (
+        OrderStatus.FILLED,
+        D("0.31108122"),
+        D("118.94"),
+    )
+
+
+def test_deribit_untriggered_stop_orders_are_open() -> None:
+    eth, _ = deribit_inst("rest_get_instruments_ETH_perpetuals_real.json", "ETH-PERPETUAL")
+    sell = deribit_order(
+        load("deribit", "docs_private_sell_response.json")["result"]["order"], eth, inverse=True
+    )
+    assert (sell.status, sell.qty, sell.filled_qty) == (OrderStatus.ACCEPTED, D("0.84472220"), D(0))
+    cancel = deribit_order(load("deribit", "docs_private_cancel_response.json")["result"], eth, inverse=True)
+    assert (cancel.status, cancel.qty) == (OrderStatus.ACCEPTED, D("0.03454709"))  # 5 USD at trigger 144.73
+
+
+def test_deribit_user_trades_notification() -> None:
+    btc, _ = deribit_inst("rest_get_instruments_BTC_perpetuals_real.json", "BTC-PERPETUAL")
+    rows = load("deribit", "docs_sub_user_trades_notification_data.json")[0]["data"]
+    fills = [deribit_trade(r, btc, inverse=True, client_order_id="run-3-1") for r in rows]  # type: ignore[arg-type]
+    assert [(f.trade_id, f.side, f.qty, f.price, f.fee, f.fee_quote) for f in fills] == [
+        ("48079254", Side.SELL, D("0.00223364"), D("8954"), D("0.00000168"), D("0.01504272")),
+        ("48079255", Side.SELL, D("0.00223364"), D("8954"), D("0.00000168"), D("0.01504272")),
+    ]
+    assert {f.exchange_order_id for f in fills} == {"4008965646"}
+
+
+def test_deribit_rpc_error() -> None:
+    assert deribit_rpc_error(load("deribit", "docs_error_response_format_example.json")) == (
+        13009, "invalid_token: token has expired")  # fmt: skip
+    assert deribit_rpc_error({"result": 1}) == (None, "")
