@@ -85,6 +85,92 @@ class BacktestSettings(_Section):
     max_volume_fraction: float | None = Field(None, gt=0.0, le=1.0)
 
 
+class _FeedConnection(_Section):
+    """Connection settings shared by the websocket feeds (defaults of ``adapters/feeds/*.py``)."""
+
+    ws_url: str | None = Field(None, description="websocket URL; None = the selected mode's default host")
+    rest_url: str | None = Field(None, description="REST URL of the history backfill; None = mode default")
+    stale_after_s: float = Field(30.0, gt=0, description="reconnect after this long without data, seconds")
+    max_session_s: float = Field(23.5 * 3600, gt=0, description="reconnect proactively after, seconds")
+    open_timeout_s: float = Field(10.0, gt=0, description="websocket handshake timeout, seconds")
+    ping_interval_s: float | None = Field(20.0, gt=0, description="client ping period, seconds; None = off")
+    ping_timeout_s: float | None = Field(20.0, gt=0, description="pong timeout, seconds; None = off")
+    backoff_initial_s: float = Field(0.5, gt=0, description="first reconnect delay, seconds")
+    backoff_max_s: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
+    backoff_factor: float = Field(2.0, ge=1.0, description="delay growth per attempt")
+    backoff_jitter: float = Field(0.5, ge=0.0, lt=1.0, description="random reduction of a delay, fraction")
+    banned_backoff_s: float = Field(120.0, gt=0, description="wait after an HTTP 418 ban, seconds")
+    idle_check_s: float = Field(1.0, gt=0, description="read-loop wake-up without frames, seconds")
+    max_lag_ms: int = Field(15_000, gt=0, description="a closed candle is fresh within this long, ms")
+
+
+class BinanceFeedSettings(_FeedConnection):
+    """Binance spot 1m kline feed (``TRADEBOT_FEEDS__BINANCE__*``)."""
+
+    symbols: tuple[str, ...] | None = Field(None, description="ccxt symbols; None = TRADEBOT_SYMBOLS")
+
+
+class DeribitFeedSettings(_FeedConnection):
+    """Deribit 1m chart feed (``TRADEBOT_FEEDS__DERIBIT__*``)."""
+
+    instruments: tuple[str, ...] = ("BTC_USDC-PERPETUAL", "ETH_USDC-PERPETUAL", "SOL_USDC-PERPETUAL")
+    heartbeat_interval_s: float = Field(10.0, ge=10.0, description="public/set_heartbeat interval, seconds")
+    final_grace_s: float = Field(15.0, gt=0, description="REST-confirm a forming candle after, seconds")
+
+
+class BackfillSettings(_Section):
+    """REST history (warm-up and gap backfill) through ccxt (``TRADEBOT_FEEDS__BACKFILL__*``)."""
+
+    page_limit: int = Field(1000, ge=1, description="candles per request")
+    rate_limit: int = Field(5, ge=1, description="requests per rate_period_s")
+    rate_period_s: float = Field(1.0, gt=0)
+    retry_attempts: int = Field(6, ge=1)
+    retry_max_delay_s: float = Field(60.0, gt=0)
+    retry_initial_s: float = Field(0.5, ge=0)
+    retry_max_wait_s: float = Field(10.0, ge=0)
+    retry_jitter_s: float = Field(1.0, ge=0)
+    timeout_ms: int = Field(10_000, gt=0, description="ccxt HTTP timeout, ms")
+
+
+class FeedsSettings(_Section):
+    """Market-data feeds of the daemon (``TRADEBOT_FEEDS__*``)."""
+
+    binance: BinanceFeedSettings = BinanceFeedSettings()
+    deribit: DeribitFeedSettings = DeribitFeedSettings()
+    backfill: BackfillSettings = BackfillSettings()
+
+
+class ExchangeEndpoint(_Section):
+    """Execution endpoints of one venue (orders, balances); ``None`` = the selected mode's default."""
+
+    rest_url: str | None = None
+    ws_url: str | None = None
+
+
+class ExchangeSettings(_Section):
+    """Execution endpoints per venue (``TRADEBOT_EXCHANGE__BINANCE__REST_URL`` …)."""
+
+    binance: ExchangeEndpoint = ExchangeEndpoint()
+    deribit: ExchangeEndpoint = ExchangeEndpoint()
+
+
+class DaemonSettings(_Section):
+    """Runtime of ``tradebot run`` (``TRADEBOT_DAEMON__*``)."""
+
+    run_id: str | None = Field(None, description="run to create or resume; None = '<mode>-<venue>'")
+    status_interval_s: float = Field(60.0, gt=0, description="period of the status log line, seconds")
+    checkpoint_interval_s: float = Field(5.0, gt=0, description="longest time between state saves, seconds")
+    health_file: str = Field("/tmp/tradebot-health.json", description="written for `tradebot healthcheck`")
+    health_max_age_s: float = Field(180.0, gt=0, description="healthcheck: health file older than this fails")
+    health_max_feed_lag_s: float = Field(300.0, gt=0, description="healthcheck: feed lag above this fails")
+    sequencer_timeout_s: float = Field(5.0, gt=0, description="hold a candle for slower symbols at most")
+    shutdown_timeout_s: float = Field(20.0, gt=0, description="graceful shutdown budget, seconds")
+
+
+#: Exact value ``TRADEBOT_LIVE_CONFIRMATION`` must have for ``TRADEBOT_MODE=live``.
+LIVE_CONFIRMATION_PHRASE = "I-ACCEPT-REAL-MONEY-RISK"
+
+
 class Settings(BaseSettings):
     """All of tradebot's settings. See ``config/default.toml`` and ``.env.example``."""
 
@@ -114,6 +200,17 @@ class Settings(BaseSettings):
     risk: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_RISK))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    feeds: FeedsSettings = FeedsSettings()
+    exchange: ExchangeSettings = ExchangeSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    # API keys: testnet and live under separate names; a mode only ever reads its own (app/interlock.py).
+    testnet_api_key: SecretStr | None = None
+    testnet_api_secret: SecretStr | None = None
+    live_api_key: SecretStr | None = None
+    live_api_secret: SecretStr | None = None
+    live_confirmation: str | None = Field(
+        None, description=f"must be exactly {LIVE_CONFIRMATION_PHRASE!r} for TRADEBOT_MODE=live"
+    )
 
     @field_validator("symbols")
     @classmethod

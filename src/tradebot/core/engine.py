@@ -102,6 +102,7 @@ class Engine:
         self._stale: set[str] = set()
         self._weights: dict[str, float] | None = None
         self._dirty = True
+        self._blackout = False
         self._always_plan = config.allocation.policy == "inverse_vol" or config.allocation.confidence_weighting
         self._band = float(config.planner.band_fraction) * 0.999
         self._base_ms = config.base_timeframe.ms
@@ -323,7 +324,7 @@ class Engine:
     def _needs_plan(self, equity: float) -> bool:
         # Cheap float check on the clock: does any symbol drift from its last target weight by more
         # than the planner's band? Stream flips, overlay actions and pending replans set _dirty.
-        if self._dirty or self._always_plan or self._force or self._weights is None or self.overlay.clipping:
+        if self._dirty or self._always_plan or self._force or self._weights is None:
             return True
         threshold = self._band * equity
         for sym, st in self._sym.items():
@@ -353,6 +354,10 @@ class Engine:
                 candle = self.book.last_closed(sym, self.config.rebalance_timeframe)
                 if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
                     out.extend(self._apply_actions(sym, self.overlay.on_period(sym, candle, self.book), t))
+        blackout = self.overlay.risk.in_blackout(t)
+        if blackout != self._blackout:
+            self._blackout = blackout
+            self._dirty = True
         state_before = self.overlay.trading_state
         events, state = self.overlay.on_equity(t, snap.equity, self.ledger, self.symbols)
         if state is not state_before:

@@ -176,11 +176,6 @@ class Overlay:
             blocked.update(asset_notional)
         return dict(clipped), multipliers, self._new_blocks(events), blocked
 
-    @property
-    def clipping(self) -> bool:
-        """True while a risk limit clips some target (the engine then re-plans on every clock)."""
-        return bool(self._blocks)
-
     def _new_blocks(self, events) -> list:
         # A limit that keeps clipping the same symbol is recorded once, when it starts, not every tick.
         active: set[tuple] = set()

@@ -51,6 +51,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "event_seq": engine._event_seq,
             "replan": engine._replan,
             "dirty": engine._dirty,
+            "blackout": engine._blackout,
             "force": sorted(engine._force),
             "stale": sorted(engine._stale),
             "weights": engine._weights,
@@ -108,6 +109,7 @@ def restore(engine: Engine, data: dict[str, Any]) -> None:
     engine._event_seq = c["event_seq"]
     engine._replan = c["replan"]
     engine._dirty = c["dirty"]
+    engine._blackout = c["blackout"]
     engine._force = set(c["force"])
     engine._stale = set(c["stale"])
     engine._weights = c["weights"]
