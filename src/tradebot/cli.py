@@ -81,16 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
 
     sim = sub.add_parser("exchange-sim", help="serve the local exchange simulator on 127.0.0.1")
-    sim.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    sim.add_argument("--speed", type=float, default=60.0, help="replay speed-up (default 60x)")
-    sim.add_argument("--port", type=int, default=0, help="HTTP/WS port (default: any free port)")
+    from tradebot.exchange_sim.server import add_arguments
+
+    add_arguments(sim)
+
+    run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
+    run.add_argument("--config", type=Path, help="TOML configuration file")
+    run.add_argument("--migrate", action="store_true",
+                     help="upgrade the database schema to head first (default: refuse an old schema)")
+
+    demo = sub.add_parser("demo", help="offline demo: the daemon against the local exchange simulator")
+    demo.add_argument("--data", type=Path, default=DEFAULT_DATA, help="candle folder (default data/sample)")
+    demo.add_argument("--days", type=float, default=7.0, help="simulated days to trade (default 7)")
+    demo.add_argument("--minute-wall-s", type=float, default=0.004,
+                      help="wall seconds per simulated minute (default 0.004 = 15,000x)")
+    demo.add_argument("--db", default="sqlite+aiosqlite:///demo.db", help="database (default demo.db)")
+    demo.add_argument("--config", type=Path, help="TOML configuration file")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="folder for summary JSON and chart")
+
+    hc = sub.add_parser("healthcheck", help="exit 0 when the running daemon's health file is fresh")
+    hc.add_argument("--file", help="health file (default TRADEBOT_DAEMON__HEALTH_FILE)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tradebot`` command; return the process exit code."""
     args = build_parser().parse_args(argv)
-    from tradebot.app.logging import configure_logging
+    from tradebot.app.logging import configure_logging, redact_text
 
     try:
         if args.command == "backtest":
@@ -115,11 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.commands import cmd_exchange_sim
 
             return cmd_exchange_sim(args)
+        if args.command in ("run", "demo", "healthcheck"):
+            from tradebot.app import commands
+
+            return getattr(commands, f"cmd_{args.command}")(args)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except TradebotError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -130,7 +130,7 @@ def test_binance_exchange_info_filters_and_rate_limits() -> None:
     eth = binance_instrument(by["ETHUSDT"], Symbol("ETH/USDT"))
     assert (eth.base, eth.quote, eth.tick_size, eth.step_size, eth.min_qty, eth.min_notional) == (
         "ETH", "USDT", D("0.01"), D("0.0001"), D("0.0001"), D("10"))  # fmt: skip
-    assert str(eth.step_size) == "0.0001"  # normalized: formats to the wire without trailing zeros
+    assert (str(eth.step_size), str(eth.min_notional)) == ("0.0001", "10")  # no trailing zeros, no exponent
     assert binance_rate_limits(info) == (20.0, 5.0)
 
 

@@ -79,12 +79,6 @@ def test_backtest_writes_summary_json_and_the_equity_chart(backtest_run: dict[st
     assert str(out / run_id / "summary.json") in str(backtest_run["stdout"]).replace("\n", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the summary's initial/final equity come from the float equity curve (EngineStats.on_equity "
-    "stores float(equity); core/metrics.py converts the first sample back with to_decimal), so the "
-    "configured Decimal('10000') is reported as '10000.0' - money passes through float",
-)
 def test_summary_json_reports_the_initial_cash_exactly(backtest_run: dict[str, object]) -> None:
     out = Path(str(backtest_run["out"]))
     summary = json.loads((out / _run_id(out) / "summary.json").read_text(encoding="utf-8"))

@@ -150,11 +150,6 @@ def test_a_bad_date_is_refused_by_the_parser_with_exit_2(
     assert "expected a UTC date like 2024-01-31, was '2024-13-01'" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/commands.py _options calls Timeframe.parse(args.timeframe), whose ValueError is not a "
-    "ConfigError/DataError: the CLI dies with a traceback instead of exit 2 and one message",
-)
 def test_a_bad_timeframe_is_named_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_data(tmp_path / "data")
 
@@ -228,11 +223,6 @@ def test_a_missing_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFi
     assert err == f"error: config file {str(missing)!r} does not exist\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/commands.py writes --out only after the run (folder.mkdir → NotADirectoryError): an --out "
-    "that is a file is not checked up front, the CLI dies with a traceback after a completed run",
-)
 def test_an_out_path_that_is_a_file_is_named_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ same object the daemon drives; only the adapters differ.
 from __future__ import annotations
 
 import asyncio
+import decimal
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from tradebot.errors import DataError
 log = structlog.get_logger("tradebot.backtest")
 
 CHUNK = 25_000
+#: Decimal digits for money maths in the runtime (28 by default; 60 keeps absurd prices from overflowing).
+DECIMAL_PRECISION = 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +197,7 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
         For an invalid configuration.
     """
     started = time.perf_counter()
+    decimal.getcontext().prec = DECIMAL_PRECISION
     data = load_data(settings, options)
     run_id = options.run_id or f"bt-{uuid.uuid4().hex[:12]}"
     config = build_engine_config(settings, run_id=run_id, base_timeframe=data.base)

@@ -16,6 +16,7 @@ from tradebot.app.logging import bind_run, configure_logging
 from tradebot.app.report import render_comparison, render_summary, write_equity_chart, write_summary_json
 from tradebot.app.settings import Settings, load_settings
 from tradebot.core.domain import Timeframe, ms_to_datetime
+from tradebot.errors import ConfigError, TradebotError
 
 
 def _console() -> Console:
@@ -57,9 +58,15 @@ class _Progress:
 
 def _options(args: Any, settings: Settings, label: str = "") -> BacktestOptions:
     db_url = None if args.no_db else (args.db or settings.database_url.get_secret_value())
+    try:
+        timeframe = Timeframe.parse(args.timeframe) if args.timeframe else None
+    except ValueError as exc:
+        raise ConfigError(f"--timeframe: {exc}") from None
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out must be a folder, was the file {str(args.out)!r}")
     return BacktestOptions(
         data_dir=args.data,
-        timeframe=Timeframe.parse(args.timeframe) if args.timeframe else None,
+        timeframe=timeframe,
         symbols=args.symbols,
         start_ms=args.start,
         end_ms=args.end,
@@ -160,7 +167,71 @@ def cmd_events(args: Any) -> int:
 
 
 def cmd_exchange_sim(args: Any) -> int:
-    """``tradebot exchange-sim``: serve the local exchange simulator until interrupted."""
+    """``tradebot exchange-sim``: serve the local exchange simulator until its data ends."""
     from tradebot.exchange_sim.server import main as sim_main
 
-    return asyncio.run(sim_main(data_dir=args.data, speed=args.speed, port=args.port)) or 0
+    return asyncio.run(sim_main(args)) or 0
+
+
+def _daemon_logging(settings: Settings) -> None:
+    from tradebot.app.bootstrap import secrets_of
+    from tradebot.app.logging import register_secrets
+
+    register_secrets(secrets_of(settings))
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+
+def cmd_run(args: Any) -> int:
+    """``tradebot run``: the daemon until SIGTERM/SIGINT (exit 0), a refused start (2) or a failure (1)."""
+    from tradebot.app.bootstrap import DaemonOptions
+    from tradebot.app.daemon import run_daemon
+    from tradebot.app.logging import redact_text
+
+    settings = load_settings(args.config)
+    _daemon_logging(settings)
+    try:
+        return asyncio.run(run_daemon(settings, DaemonOptions(migrate=args.migrate)))
+    except BaseExceptionGroup as group:
+        errors = list(group.exceptions)
+        if len(errors) == 1 and isinstance(errors[0], TradebotError):
+            raise errors[0] from None  # printed by the CLI (exit 2 for a refused start)
+        import structlog
+
+        structlog.get_logger("tradebot.daemon").error(
+            "daemon_failed", errors=[redact_text(repr(e)) for e in errors]
+        )
+        return 1
+
+
+def cmd_demo(args: Any) -> int:
+    """``tradebot demo``: the daemon against the local simulator; ends with the backtest summary."""
+    from tradebot.app.demo import DemoOptions, run_demo
+
+    settings = load_settings(args.config)
+    configure_logging(level="warning" if settings.log_level == "info" else settings.log_level,
+                      fmt=settings.log_format)
+    console = _console()
+    options = DemoOptions(data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=args.db)
+    console.print(f"demo: exchange simulator on 127.0.0.1 replaying {args.data} ({args.days:g} days), "
+                  f"daemon in paper mode, database {args.db}")
+    with _Progress(console, "demo (simulated minutes)") as progress:
+        result = asyncio.run(run_demo(settings, options, progress=progress))
+    render_summary(result.summary, console)
+    if args.out is not None:
+        folder = args.out / result.summary["run"]["run_id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_summary_json(result.summary, folder / "summary.json")
+        write_equity_chart(result.daemon.c.engine.stats.equity_curve, folder / "equity.png")
+        console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
+    return 0
+
+
+def cmd_healthcheck(args: Any) -> int:
+    """``tradebot healthcheck``: 0 when the daemon's health file is fresh and the feed lag is small."""
+    from tradebot.app.health import check_health
+
+    daemon = load_settings().daemon
+    healthy, line = check_health(args.file or daemon.health_file, max_age_s=daemon.health_max_age_s,
+                                 max_feed_lag_s=daemon.health_max_feed_lag_s)
+    print(line)
+    return 0 if healthy else 1

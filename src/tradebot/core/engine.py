@@ -336,7 +336,7 @@ class Engine:
     def _snapshot(self, t: int, marks: Mapping[Symbol, Decimal]) -> EquitySnapshot:
         equity = self.ledger.equity(marks)
         positions = {s: self.ledger.position(s) for s in self.symbols}
-        self.stats.on_equity(t, float(equity), any(q != 0 for q in positions.values()))
+        self.stats.on_equity(t, equity, any(q != 0 for q in positions.values()))
         return EquitySnapshot(
             time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=dict(marks)
         )

@@ -42,7 +42,7 @@ class EngineStats:
         self.state: dict[str, StreamState] = dict.fromkeys(streams, StreamState.OUT)
         self.event_counts: dict[str, int] = {}
         self.event_amounts: dict[str, Decimal] = {}
-        self.equity_curve: list[tuple[int, float]] = []
+        self.equity_curve: list[tuple[int, Decimal]] = []
         self.exposure_ms = 0
         self._last_equity_ms: int | None = None
         self._last_exposed = False
@@ -99,7 +99,7 @@ class EngineStats:
         if amount is not None:
             self.event_amounts[kind.value] = self.event_amounts.get(kind.value, ZERO) + amount
 
-    def on_equity(self, t: int, equity: float, exposed: bool) -> None:
+    def on_equity(self, t: int, equity: Decimal, exposed: bool) -> None:
         """Append an equity sample and accumulate exposure time (time with any position open)."""
         if self.equity_curve and self.equity_curve[-1][0] == t:
             self.equity_curve[-1] = (t, equity)

@@ -75,7 +75,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "state": {k: v.value for k, v in stats.state.items()},
             "event_counts": stats.event_counts,
             "event_amounts": {k: str(v) for k, v in stats.event_amounts.items()},
-            "equity_curve": [[t, v] for t, v in stats.equity_curve],
+            "equity_curve": [[t, str(v)] for t, v in stats.equity_curve],
             "exposure_ms": stats.exposure_ms,
             "last_equity_ms": stats._last_equity_ms,
             "last_exposed": stats._last_exposed,
@@ -136,7 +136,7 @@ def _restore_stats(engine: Engine, s: dict[str, Any]) -> None:
     stats.state = {k: StreamState(v) for k, v in s["state"].items()}
     stats.event_counts = dict(s["event_counts"])
     stats.event_amounts = {k: Decimal(v) for k, v in s["event_amounts"].items()}
-    stats.equity_curve = [(int(t), float(v)) for t, v in s["equity_curve"]]
+    stats.equity_curve = [(int(t), Decimal(v)) for t, v in s["equity_curve"]]
     stats.exposure_ms = s["exposure_ms"]
     stats._last_equity_ms = s["last_equity_ms"]
     stats._last_exposed = s["last_exposed"]

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
@@ -25,12 +26,17 @@ from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from tradebot.exchange_sim.binance_private import BinancePrivate, binance_rules
 from tradebot.exchange_sim.binance_rest import BinanceRest
 from tradebot.exchange_sim.binance_ws import BinanceStreams, requested_symbols
 from tradebot.exchange_sim.deribit_rest import DeribitRest, load_instruments
 from tradebot.exchange_sim.deribit_ws import DeribitStreams
 from tradebot.exchange_sim.faults import Faults, RandomFaults
 from tradebot.exchange_sim.market import MINUTE_MS, Market, Tape
+from tradebot.exchange_sim.orders import OrderEngine
+
+#: Initial balances of the simulated accounts (tests may set ``sim.binance_orders.free``).
+DEFAULT_BALANCES = {"USDT": Decimal("10000")}
 
 DERIBIT_WS_PATH = "/ws/api/v2"
 
@@ -117,6 +123,10 @@ class ExchangeSim:
         self.deribit_streams = DeribitStreams(self.market, self.faults.deribit, instruments)
         self.binance_rest = BinanceRest(self.market, self.faults.binance)
         self.deribit_rest = DeribitRest(self.market, self.faults.deribit)
+        self.binance_orders = OrderEngine(
+            self.market, binance_rules(self.binance_rest.exchange_info), dict(DEFAULT_BALANCES)
+        )
+        self.binance_private = BinancePrivate(self.binance_orders)
         self._ws_server: Server | None = None
         self._runner: web.AppRunner | None = None
         self._clock_task: asyncio.Task[None] | None = None
@@ -147,7 +157,9 @@ class ExchangeSim:
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> ExchangeSim:
         app = web.Application()
-        app.add_routes(self.binance_rest.routes() + self.deribit_rest.routes())
+        app.add_routes(
+            self.binance_rest.routes() + self.deribit_rest.routes() + self.binance_private.routes()
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.http_port)

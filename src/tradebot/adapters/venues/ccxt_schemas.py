@@ -252,6 +252,11 @@ def binance_balances(raw: Mapping[str, Any]) -> dict[str, Decimal]:
     return out
 
 
+def plain(value: Decimal) -> Decimal:
+    """Return ``value`` without trailing zeros and without an exponent (``"10.000"`` → ``10``)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
 def _filters(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {f["filterType"]: f for f in raw.get("filters", ()) if isinstance(f, Mapping)}
 
@@ -275,11 +280,11 @@ def binance_instrument(raw: Mapping[str, Any], symbol: Symbol, *, taker_fee: Dec
         symbol=symbol,
         base=Asset(str(raw.get("baseAsset"))),
         quote=Asset(str(raw.get("quoteAsset"))),
-        tick_size=dec(price_f, "tickSize", where=where).normalize(),
-        step_size=dec(lot, "stepSize", where=where).normalize(),
-        min_qty=dec(lot, "minQty", where=where).normalize(),
-        min_notional=dec(notional, "minNotional", where=where).normalize() if notional else ZERO,
-        max_notional=to_decimal(max_notional).normalize() if max_notional is not None else None,
+        tick_size=plain(dec(price_f, "tickSize", where=where)),
+        step_size=plain(dec(lot, "stepSize", where=where)),
+        min_qty=plain(dec(lot, "minQty", where=where)),
+        min_notional=plain(dec(notional, "minNotional", where=where)) if notional else ZERO,
+        max_notional=plain(to_decimal(max_notional)) if max_notional is not None else None,
         taker_fee=taker_fee,
         maker_fee=maker_fee,
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from tradebot.core.domain.decimals import ZERO
 from tradebot.core.domain.ids import Asset, Symbol
+
+#: Rounding context wide enough that no real quantity or price overflows the default 28 digits.
+_WIDE = Context(prec=60)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,21 +66,25 @@ class Instrument:
 
         Rounding down never sends more than intended or more than the balance holds.
         """
-        steps = (qty / self.step_size).to_integral_value(rounding=rounding)
-        return (steps * self.step_size).quantize(self.step_size)
+        with localcontext(_WIDE):
+            steps = (qty / self.step_size).to_integral_value(rounding=rounding)
+            return (steps * self.step_size).quantize(self.step_size)
 
     def round_price(self, price: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
         """Return ``price`` (quote currency) quantized to ``tick_size`` (half-even by default)."""
-        ticks = (price / self.tick_size).to_integral_value(rounding=rounding)
-        return (ticks * self.tick_size).quantize(self.tick_size)
+        with localcontext(_WIDE):
+            ticks = (price / self.tick_size).to_integral_value(rounding=rounding)
+            return (ticks * self.tick_size).quantize(self.tick_size)
 
     def is_qty_on_step(self, qty: Decimal) -> bool:
         """True when ``qty`` is an exact multiple of ``step_size``."""
-        return qty % self.step_size == 0
+        with localcontext(_WIDE):
+            return qty % self.step_size == 0
 
     def is_price_on_tick(self, price: Decimal) -> bool:
         """True when ``price`` is an exact multiple of ``tick_size``."""
-        return price % self.tick_size == 0
+        with localcontext(_WIDE):
+            return price % self.tick_size == 0
 
     def check_order(self, qty: Decimal, price: Decimal) -> str | None:
         """Check an order against the venue filters as the exchange would, without rounding.
