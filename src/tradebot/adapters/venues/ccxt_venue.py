@@ -1,0 +1,414 @@
+"""Binance spot execution through ``ccxt.async_support`` (mainnet, the spot testnet, or the simulator).
+
+ccxt signs and sends the requests through its raw endpoints (``private_post_order`` …); answers
+are decoded by :mod:`tradebot.adapters.venues.ccxt_schemas` from the venue's decimal strings, so
+no price or quantity ever passes through a float. Requests pass a :class:`VenueGate` (throttling,
+priorities, 429 back-off, 418 halt).
+
+Outcome of :meth:`CcxtVenue.submit` (sent once, never retried here):
+
+=========================================  ===================================================
+venue answer                               result
+=========================================  ===================================================
+2xx with a decodable order                 the :class:`OrderReport` (ACCEPTED, FILLED, …)
+4xx ``-2010`` insufficient balance         raises :class:`InsufficientFunds`
+other 4xx with a code (``-1013`` filters…) raises :class:`OrderRejected` with code and message
+429 / 418 / ``-1021`` / gate refusal       raises :class:`RateLimited` / :class:`VenueBanned` /
+                                           :class:`VenueUnavailable`: *not processed*, nothing
+                                           was placed (a caller may send the same id again)
+timeout, connection reset, 5xx, ``-1007``, report with status ``UNKNOWN``: resolve by
+``-1006``, undecodable answer              :meth:`fetch_order` by client order id, never by re-sending
+=========================================  ===================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt.async_support as ccxt
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from tradebot.adapters.feeds.backfill import BINANCE_REST_URL, BINANCE_TESTNET_REST_URL
+from tradebot.adapters.venues.ccxt_schemas import (
+    binance_balances,
+    binance_error,
+    binance_instrument,
+    binance_order,
+    binance_rate_limits,
+    binance_trade,
+)
+from tradebot.adapters.venues.gate import Priority, VenueGate
+from tradebot.core.domain import (
+    ZERO,
+    ClientOrderId,
+    Fill,
+    Instrument,
+    OrderStatus,
+    OrderType,
+    PlaceOrder,
+    Symbol,
+    to_wire,
+)
+from tradebot.errors import (
+    ConfigError,
+    DataError,
+    InsufficientFunds,
+    OrderRejected,
+    RateLimited,
+    VenueBanned,
+    VenueError,
+    VenueUnavailable,
+    is_retryable,
+)
+from tradebot.ports import OrderReport
+
+__all__ = ["BINANCE_REST_URL", "BINANCE_TESTNET_REST_URL", "CcxtVenue", "HttpAnswer", "VenueConfig",
+           "binance_exchange", "wire_client_order_id"]  # fmt: skip
+
+log = structlog.get_logger("tradebot.venues.ccxt")
+T = TypeVar("T")
+
+_WIRE_CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+#: Codes whose answer leaves the execution status unknown (Binance docs: -1006, -1007).
+_UNKNOWN_CODES = frozenset({-1000, -1001, -1006, -1007})
+_NOT_FOUND = frozenset({-2011, -2013})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueConfig:
+    """Settings of a ccxt venue.
+
+    Attributes
+    ----------
+    timeout_ms
+        HTTP timeout per request, ms (default 10 000); a submit that times out is UNKNOWN.
+    read_attempts, read_max_delay_s
+        Idempotent reads and lookups are retried at most this many times / this long (6 / 30 s).
+    read_initial_s, read_max_wait_s, read_jitter_s
+        Exponential wait ``initial·2**n`` capped at ``max_wait``, plus uniform jitter (0.2 / 5 / 0.5 s).
+    orders_per_s
+        New-order rate (Binance: 50 per 10 s → 5/s); the request rate comes from exchangeInfo.
+    max_wait_s
+        Longest wait for a 429 back-off before a request fails, seconds (default 120).
+    """
+
+    timeout_ms: int = 10_000
+    read_attempts: int = 6
+    read_max_delay_s: float = 30.0
+    read_initial_s: float = 0.2
+    read_max_wait_s: float = 5.0
+    read_jitter_s: float = 0.5
+    orders_per_s: float = 5.0
+    max_wait_s: float = 120.0
+
+
+class HttpAnswer(Exception):  # a venue's HTTP error answer, raised from ccxt's handle_errors
+    """An HTTP error answer: ``status``, venue ``code`` (or None), ``msg`` and ``Retry-After`` seconds."""
+
+    def __init__(self, status: int, code: int | None, msg: str, retry_after_s: float | None) -> None:
+        super().__init__(f"HTTP {status} {code if code is not None else ''} {msg}".strip())
+        self.status, self.code, self.msg, self.retry_after_s = status, code, msg, retry_after_s
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _Binance(ccxt.binance):  # type: ignore[misc]
+    """ccxt's Binance, raising :class:`HttpAnswer` for every HTTP error (status, code, Retry-After)."""
+
+    def handle_errors(self, code: int, reason: str, url: str, method: str, headers: Any, body: Any,
+                      response: Any, request_headers: Any, request_body: Any) -> None:  # fmt: skip
+        if code is None or code < 400:
+            return None
+        venue_code, msg = binance_error(body)
+        raise HttpAnswer(code, venue_code, msg or reason, _retry_after(headers))
+
+
+def binance_exchange(rest_url: str = BINANCE_REST_URL, *, api_key: str = "", secret: str = "",
+                     timeout_ms: int = 10_000) -> Any:  # fmt: skip
+    """Return a ccxt Binance spot client for ``rest_url`` (mainnet, :data:`BINANCE_TESTNET_REST_URL`
+    or the simulator), with our error hook; ccxt's own rate limiter is off (the gate throttles)."""
+    exchange = _Binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False, "timeout": timeout_ms,
+                         "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}})  # fmt: skip
+    base = rest_url.rstrip("/")
+    exchange.urls["api"]["public"] = base + "/api/v3"
+    exchange.urls["api"]["private"] = base + "/api/v3"
+    return exchange
+
+
+def wire_client_order_id(cid: str) -> str:
+    """Return the id sent as ``newClientOrderId``: ``cid`` itself when Binance accepts it (≤ 36 of
+    ``[.A-Z:/a-z0-9_-]``), else ``"tb-"`` + 33 characters of its SHA-256 (deterministic)."""
+    if _WIRE_CID.match(cid):
+        return cid
+    digest = base64.b32encode(hashlib.sha256(cid.encode()).digest()).decode().lower()
+    return "tb-" + digest[:33]
+
+
+def _on_grid(value: Decimal, step: Decimal, filter_name: str, order: PlaceOrder) -> str:
+    """Format ``value`` with the market's precision (``step``'s decimals); refuse (never round) a
+    value off the grid: the order is not sent."""
+    wire = value.quantize(step) if value.as_tuple().exponent != step.as_tuple().exponent else value
+    if value <= 0 or wire != value or value % step != 0:
+        raise OrderRejected(f"{order.client_order_id}: {filter_name}: {value} is not a positive multiple of "
+                            f"{step} (not sent)")  # fmt: skip
+    return to_wire(wire)
+
+
+class CcxtVenue:
+    """A :class:`tradebot.ports.Venue` over a ccxt Binance spot client.
+
+    Parameters
+    ----------
+    exchange
+        From :func:`binance_exchange`; closed by :meth:`close`.
+    name
+        Venue name written into fills (``"binance"``).
+    config
+        Timeouts, retry bounds and order rate.
+    gate
+        Request gate (default: one sized from the venue's limits at :meth:`load_instruments`).
+    """
+
+    def __init__(self, exchange: Any, *, name: str = "binance", config: VenueConfig | None = None,
+                 gate: VenueGate | None = None) -> None:  # fmt: skip
+        self.exchange, self.name = exchange, name
+        self.config = config or VenueConfig()
+        self.gate = gate or VenueGate(
+            name, orders_per_s=self.config.orders_per_s, max_wait_s=self.config.max_wait_s
+        )
+        self._sized = gate is not None
+        self.instruments: dict[Symbol, Instrument] = {}
+        self._wire_symbol: dict[Symbol, str] = {}
+        self._cid_by_wire: dict[str, ClientOrderId] = {}
+        self._cid_by_oid: dict[tuple[str, str], ClientOrderId] = {}
+
+    # ------------------------------------------------------------------ reads
+    async def _read(
+        self, what: str, fn: Callable[[], Awaitable[T]], *, priority: Priority = Priority.READ
+    ) -> T:
+        cfg = self.config
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(cfg.read_attempts) | stop_after_delay(cfg.read_max_delay_s),
+            wait=wait_exponential_jitter(multiplier=cfg.read_initial_s, max=cfg.read_max_wait_s, jitter=cfg.read_jitter_s),
+            before_sleep=lambda rs: log.warning("venue_read_retry", venue=self.name, call=what,
+                                                attempt=rs.attempt_number,
+                                                error=str(rs.outcome.exception() if rs.outcome else "")[:200]),
+            reraise=True,
+        )  # fmt: skip
+        async for attempt in retrying:
+            with attempt:
+                async with self.gate.slot(priority):
+                    try:
+                        return await fn()
+                    except HttpAnswer as e:
+                        raise await self._read_error(e) from e
+                    except ccxt.NetworkError as e:
+                        raise VenueUnavailable(f"{self.name} {what}: {e}"[:300]) from e
+                    except ccxt.BaseError as e:
+                        raise VenueError(f"{self.name} {what}: {e}"[:300]) from e
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _read_error(self, e: HttpAnswer) -> VenueError:
+        if e.status == 429:
+            self.gate.back_off(e.retry_after_s)
+            return RateLimited(f"{self.name}: {e}", retry_after_s=e.retry_after_s)
+        if e.status == 418:
+            self.gate.ban(e.retry_after_s)
+            return VenueBanned(f"{self.name}: {e}", retry_after_s=e.retry_after_s)
+        if e.code == -1021:
+            await self._resync_clock()
+        if e.status >= 500 or e.code in _UNKNOWN_CODES or e.code == -1021:
+            return VenueUnavailable(f"{self.name}: {e}")
+        return VenueError(f"{self.name}: {e}")
+
+    async def _resync_clock(self) -> None:
+        try:
+            await self.exchange.load_time_difference()
+        except (ccxt.BaseError, HttpAnswer) as e:
+            log.warning("venue_clock_resync_failed", venue=self.name, error=str(e)[:200])
+
+    async def load_instruments(self, symbols: Sequence[str]) -> dict[Symbol, Instrument]:
+        """Return precision and filters of ``symbols`` (from ``load_markets`` and ``exchangeInfo``) and
+        size the gate from the venue's rate limits. Raises ``ConfigError`` for an unknown symbol."""
+        markets = await self._read("load_markets", self.exchange.load_markets)
+        unknown = [s for s in symbols if s not in markets]
+        if unknown:
+            raise ConfigError(f"unknown symbol(s) {unknown!r} on venue {self.name}")
+        if not self._sized:
+            info = await self._read("exchange_info", self.exchange.public_get_exchangeinfo)
+            weight_per_s, orders_per_s = binance_rate_limits(info)
+            self.gate = VenueGate(self.name, requests_per_s=weight_per_s, max_wait_s=self.config.max_wait_s,
+                                  orders_per_s=min(orders_per_s, self.config.orders_per_s))  # fmt: skip
+            self._sized = True
+        for s in symbols:
+            sym = Symbol(s)
+            self.instruments[sym] = binance_instrument(markets[s]["info"], sym)
+            self._wire_symbol[sym] = markets[s]["id"]
+        return {Symbol(s): self.instruments[Symbol(s)] for s in symbols}
+
+    def _instrument(self, symbol: str) -> tuple[Instrument, str]:
+        inst = self.instruments.get(Symbol(symbol))
+        if inst is None:
+            raise ConfigError(f"{self.name}: symbol {symbol!r} not loaded; call load_instruments first")
+        return inst, self._wire_symbol[Symbol(symbol)]
+
+    # ------------------------------------------------------------------ orders
+    def _own(self, report: OrderReport) -> OrderReport:
+        """Map wire client ids back to ours and remember exchange id → client id."""
+        cid = self._cid_by_wire.get(report.client_order_id, report.client_order_id)
+        if report.exchange_order_id is not None:
+            self._cid_by_oid[(report.symbol, report.exchange_order_id)] = cid
+        fills = tuple(dataclasses.replace(f, client_order_id=cid) for f in report.fills)
+        return dataclasses.replace(report, client_order_id=cid, fills=fills)
+
+    async def submit(self, order: PlaceOrder) -> OrderReport:
+        """Send ``order`` once (see the module docstring for every outcome)."""
+        inst, wire_symbol = self._instrument(order.symbol)
+        wire_cid = wire_client_order_id(order.client_order_id)
+        self._cid_by_wire[wire_cid] = order.client_order_id
+        params = {"symbol": wire_symbol, "side": order.side.value.upper(), "type": order.order_type.value.upper(),
+                  "quantity": _on_grid(order.qty, inst.step_size, "LOT_SIZE", order), "newClientOrderId": wire_cid,
+                  "newOrderRespType": "FULL"}  # fmt: skip
+        if order.order_type is OrderType.LIMIT:
+            if order.limit_price is None:
+                raise OrderRejected(f"{order.client_order_id}: a limit order needs limit_price, was None")
+            params |= {
+                "price": _on_grid(order.limit_price, inst.tick_size, "PRICE_FILTER", order),
+                "timeInForce": "GTC",
+            }
+        async with self.gate.slot(Priority.ORDER):  # VenueBanned here: nothing was sent
+            try:
+                raw = await self.exchange.private_post_order(params)
+            except HttpAnswer as e:
+                return await self._submit_error(order, e)
+            except (ccxt.BaseError, TimeoutError, OSError) as e:  # sent, outcome not known
+                return self._unknown(order, f"{type(e).__name__}: {e}")
+        try:
+            return self._own(binance_order(raw, inst, venue=self.name))
+        except DataError as e:
+            return self._unknown(order, f"undecodable answer: {e}")
+
+    async def _submit_error(self, order: PlaceOrder, e: HttpAnswer) -> OrderReport:
+        cid = order.client_order_id
+        if e.status == 429:
+            self.gate.back_off(e.retry_after_s)
+            raise RateLimited(f"{cid} not processed: {e}", retry_after_s=e.retry_after_s)
+        if e.status == 418:
+            self.gate.ban(e.retry_after_s)
+            raise VenueBanned(f"{cid} not processed: {e}", retry_after_s=e.retry_after_s)
+        if e.code == -1021:
+            await self._resync_clock()
+            raise VenueUnavailable(f"{cid} not processed (clock skew, resynchronised): {e}")
+        if e.status >= 500 or e.code is None or e.code in _UNKNOWN_CODES:
+            return self._unknown(order, str(e))
+        if e.code == -2010 and "insufficient balance" in e.msg.lower():
+            raise InsufficientFunds(f"{cid}: {e.code} {e.msg}")
+        raise OrderRejected(f"{cid}: {e.code} {e.msg}")
+
+    def _unknown(self, order: PlaceOrder, reason: str) -> OrderReport:
+        log.warning(
+            "order_state_unknown", venue=self.name, client_order_id=order.client_order_id, reason=reason[:200]
+        )
+        return OrderReport(client_order_id=order.client_order_id, symbol=order.symbol, status=OrderStatus.UNKNOWN,
+                           qty=order.qty, filled_qty=ZERO, ts_ms=order.created_ms, reason=reason[:300])  # fmt: skip
+
+    async def cancel(self, symbol: Symbol, client_order_id: ClientOrderId) -> OrderReport:
+        """Cancel an open order (urgent priority). Raises ``OrderRejected`` (``-2011``) if it is unknown
+        or closed, ``VenueUnavailable`` when the outcome is unknown (look it up)."""
+        inst, wire_symbol = self._instrument(symbol)
+        params = {"symbol": wire_symbol, "origClientOrderId": wire_client_order_id(client_order_id)}
+        async with self.gate.slot(Priority.URGENT):
+            try:
+                raw = await self.exchange.private_delete_order(params)
+            except HttpAnswer as e:
+                if e.code in _NOT_FOUND:
+                    raise OrderRejected(f"{client_order_id}: {e.code} {e.msg}") from e
+                raise await self._read_error(e) from e
+            except ccxt.BaseError as e:
+                raise VenueUnavailable(f"cancel {client_order_id}: outcome unknown: {e}"[:300]) from e
+        return self._own(binance_order(raw, inst, venue=self.name))
+
+    async def fetch_order(self, symbol: Symbol, client_order_id: ClientOrderId) -> OrderReport | None:
+        """Look an order up by client order id (urgent, retried); ``None`` when the venue says it does
+        not exist (which may be temporary: never conclude "cancelled" from one answer)."""
+        inst, wire_symbol = self._instrument(symbol)
+        wire_cid = wire_client_order_id(client_order_id)
+        self._cid_by_wire[wire_cid] = client_order_id
+        raw = await self._lookup({"symbol": wire_symbol, "origClientOrderId": wire_cid})
+        return None if raw is None else self._own(binance_order(raw, inst, venue=self.name))
+
+    async def _lookup(self, params: dict[str, str]) -> Any:
+        async def call() -> Any:
+            try:
+                return await self.exchange.private_get_order(params)
+            except HttpAnswer as e:
+                if e.code in _NOT_FOUND:
+                    return None
+                raise
+
+        return await self._read("fetch_order", call, priority=Priority.URGENT)
+
+    async def fetch_open_orders(self, symbol: Symbol | None = None) -> list[OrderReport]:
+        """Return open orders of ``symbol`` (or of every loaded symbol)."""
+        symbols = [symbol] if symbol is not None else list(self.instruments)
+        out: list[OrderReport] = []
+        for sym in symbols:
+            inst, wire_symbol = self._instrument(sym)
+            rows = await self._read(
+                "fetch_open_orders", lambda w=wire_symbol: self.exchange.private_get_openorders({"symbol": w})
+            )
+            out.extend(self._own(binance_order(r, inst, venue=self.name)) for r in rows)
+        return out
+
+    async def fetch_balances(self) -> dict[str, Decimal]:
+        """Return the total balance (free + locked) per asset."""
+        return binance_balances(await self._read("fetch_balances", self.exchange.private_get_account))
+
+    async def fetch_my_trades(self, symbol: Symbol, since_ms: int | None = None) -> list[Fill]:
+        """Return our executions on ``symbol`` since ``since_ms``, oldest first, de-duplicated by trade id.
+
+        ``myTrades`` names orders by exchange id only; unknown ids are looked up to learn their
+        client order id.
+        """
+        inst, wire_symbol = self._instrument(symbol)
+        params: dict[str, Any] = {"symbol": wire_symbol, "limit": 1000}
+        if since_ms is not None:
+            params["startTime"] = since_ms
+        rows = await self._read("fetch_my_trades", lambda: self.exchange.private_get_mytrades(params))
+        fills: dict[str, Fill] = {}
+        for row in rows:
+            oid = str(row.get("orderId"))
+            cid = self._cid_by_oid.get((inst.symbol, oid))
+            if cid is None:
+                raw = await self._lookup({"symbol": wire_symbol, "orderId": oid})
+                if raw is None:
+                    raise DataError(f"{self.name}: trade {row.get('id')} names unknown order {oid}")
+                cid = self._own(binance_order(raw, inst, venue=self.name)).client_order_id
+            fill = binance_trade(row, inst, cid, venue=self.name)
+            fills.setdefault(fill.trade_id, fill)
+        return sorted(fills.values(), key=lambda f: (f.ts_ms, int(f.trade_id) if f.trade_id.isdigit() else 0))
+
+    async def close(self) -> None:
+        """Close the ccxt client's HTTP session."""
+        await self.exchange.close()

@@ -1,0 +1,220 @@
+"""Simulated Binance spot private REST endpoints (the ones ccxt's raw API calls):
+``POST|GET|DELETE /api/v3/order``, ``GET /api/v3/openOrders``, ``GET /api/v3/myTrades`` and
+``GET /api/v3/account``, over :class:`~tradebot.exchange_sim.orders.OrderEngine`.
+
+Authentication like Binance: header ``X-MBX-APIKEY`` (else ``-2015``, HTTP 401) and an HMAC-SHA256
+``signature`` of the query string / form body without the signature (else ``-1022``). The
+``timestamp`` is not compared with the simulated clock (simulated time runs faster than the
+wall clock); clock skew is injected with :attr:`OrderFaults.clock_skew` instead.
+
+Fault switches are applied in this order: throttle (429/418 with ``Retry-After``), auth, clock
+skew, then the endpoint; ``accept_then_500`` / ``accept_then_hang`` / ``unknown_1007`` act *after*
+the order was executed, and ``lookup_not_found`` answers ``-2013`` to order lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from tradebot.exchange_sim.orders import OrderEngine, SimOrder, SimReject, SimTrade, SymbolRules
+
+API_KEY = "sim-binance-key"
+API_SECRET = "sim-binance-secret"
+_CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+_EIGHT = Decimal("0.00000001")
+
+
+def f8(value: Decimal) -> str:
+    """Binance's 8-decimal string of ``value``."""
+    return f"{value.quantize(_EIGHT):f}"
+
+
+def binance_rules(exchange_info: dict[str, Any]) -> dict[str, SymbolRules]:
+    """Return the simulator's symbol rules from an ``exchangeInfo`` document."""
+    out = {}
+    for s in exchange_info["symbols"]:
+        f = {x["filterType"]: x for x in s["filters"]}
+        notional = f.get("NOTIONAL") or f.get("MIN_NOTIONAL") or {"minNotional": "0"}
+        out[s["symbol"]] = SymbolRules(
+            symbol=s["symbol"], base=s["baseAsset"], quote=s["quoteAsset"],
+            tick=Decimal(f["PRICE_FILTER"]["tickSize"]).normalize(),
+            step=Decimal(f["LOT_SIZE"]["stepSize"]).normalize(),
+            min_qty=Decimal(f["LOT_SIZE"]["minQty"]), min_notional=Decimal(notional["minNotional"]),
+            tape=s["symbol"],
+        )  # fmt: skip
+    return out
+
+
+def order_json(o: SimOrder, *, fills: bool, duplicate: bool = False) -> dict[str, Any]:
+    """Binance order object (``GET /api/v3/order`` shape, plus ``fills`` for a FULL answer)."""
+    body: dict[str, Any] = {
+        "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "transactTime": o.created_ms, "price": f8(o.price or Decimal(0)), "origQty": f8(o.qty),
+        "executedQty": f8(o.filled), "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status,
+        "timeInForce": "GTC", "type": o.type, "side": o.side, "time": o.created_ms,
+        "updateTime": o.updated_ms, "workingTime": o.created_ms, "isWorking": o.is_open,
+        "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
+    }  # fmt: skip
+    if fills:
+        rows = [
+            {"price": f8(t.price), "qty": f8(t.qty), "commission": f8(t.fee), "commissionAsset": t.fee_asset,
+             "tradeId": t.trade_id}
+            for t in o.trades
+        ]  # fmt: skip
+        body["fills"] = rows + rows if duplicate else rows
+    return body
+
+
+def trade_json(t: SimTrade) -> dict[str, Any]:
+    """``GET /api/v3/myTrades`` row."""
+    return {
+        "symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1,
+        "price": f8(t.price), "qty": f8(t.qty), "quoteQty": f8(t.qty * t.price), "commission": f8(t.fee),
+        "commissionAsset": t.fee_asset, "time": t.ts_ms, "isBuyer": t.side == "BUY", "isMaker": False,
+        "isBestMatch": True,
+    }  # fmt: skip
+
+
+def _error(code: int, msg: str, status: int = 400, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
+
+
+class BinancePrivate:
+    """aiohttp handlers of the Binance private order endpoints."""
+
+    def __init__(self, engine: OrderEngine, *, api_key: str = API_KEY, secret: str = API_SECRET) -> None:
+        self.engine = engine
+        self.api_key, self.secret = api_key, secret
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every private request
+
+    def routes(self) -> list[web.RouteDef]:
+        """Return the routes to add to the simulator's aiohttp app."""
+        return [
+            web.post("/api/v3/order", self._wrap(self.new_order)),
+            web.get("/api/v3/order", self._wrap(self.query_order)),
+            web.delete("/api/v3/order", self._wrap(self.cancel_order)),
+            web.get("/api/v3/openOrders", self._wrap(self.open_orders)),
+            web.get("/api/v3/myTrades", self._wrap(self.my_trades)),
+            web.get("/api/v3/account", self._wrap(self.account)),
+        ]
+
+    def _wrap(self, handler: Any) -> Any:
+        async def run(request: web.Request) -> web.Response:
+            self.requests.append((request.method, request.path))
+            faults = self.engine.faults
+            if faults.throttle:
+                status, retry_after = faults.throttle.popleft()
+                msg = (
+                    "Too much request weight used."
+                    if status == 429
+                    else "Way too much request weight used; IP banned."
+                )
+                return _error(-1003, msg, status, {"Retry-After": str(retry_after)})
+            body = await request.text()
+            params, denied = self._authenticate(request, body)
+            if denied is not None:
+                return denied
+            if faults.clock_skew > 0:
+                faults.clock_skew -= 1
+                return _error(-1021, "Timestamp for this request is outside of the recvWindow.")
+            try:
+                return await handler(params)
+            except SimReject as e:
+                return _error(e.code, e.msg, e.status)
+
+        return run
+
+    def _authenticate(self, request: web.Request, body: str) -> tuple[dict[str, str], web.Response | None]:
+        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+            return {}, _error(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        raw = request.query_string or body
+        signed, _, signature = raw.rpartition("&signature=")
+        expected = hmac.new(self.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if not signature or not hmac.compare_digest(signature, expected):
+            return {}, _error(-1022, "Signature for this request is not valid.")
+        return dict(parse_qsl(signed, keep_blank_values=True)), None
+
+    async def new_order(self, p: dict[str, str]) -> web.Response:
+        """``POST /api/v3/order`` (MARKET or LIMIT; answer FULL unless ``newOrderRespType`` says otherwise)."""
+        cid = p.get("newClientOrderId", "")
+        if not _CID.match(cid):
+            return _error(
+                -1100,
+                f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CID.pattern}'.",
+            )
+        try:
+            qty = Decimal(p["quantity"])
+            price = Decimal(p["price"]) if "price" in p else None
+        except (KeyError, InvalidOperation):
+            return _error(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        order = self.engine.place(symbol=p.get("symbol", ""), side=p.get("side", ""), type=p.get("type", ""),
+                                  qty=qty, price=price, client_order_id=cid)  # fmt: skip
+        faults = self.engine.faults
+        if faults.accept_then_500 > 0:
+            faults.accept_then_500 -= 1
+            return web.Response(status=500, text="<html><body>Internal Server Error</body></html>",
+                                content_type="text/html")  # fmt: skip
+        if faults.unknown_1007 > 0:
+            faults.unknown_1007 -= 1
+            return _error(-1007, "Timeout waiting for response from backend server. Send status unknown; "
+                          "execution status unknown.", 503)  # fmt: skip
+        if faults.accept_then_hang > 0:
+            faults.accept_then_hang -= 1
+            await asyncio.sleep(faults.hang_s)
+        kind = p.get("newOrderRespType", "FULL")
+        body = order_json(order, fills=kind == "FULL", duplicate=faults.duplicate_trades)
+        if kind == "ACK":
+            body = {k: body[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
+        return web.json_response(body)
+
+    async def query_order(self, p: dict[str, str]) -> web.Response:
+        """``GET /api/v3/order?symbol=&origClientOrderId=|orderId=``."""
+        faults = self.engine.faults
+        if faults.lookup_not_found > 0:
+            faults.lookup_not_found -= 1
+            raise SimReject(-2013, "Order does not exist.")
+        oid = int(p["orderId"]) if p.get("orderId") else None
+        order = self.engine.find(
+            p.get("symbol", ""), client_order_id=p.get("origClientOrderId"), order_id=oid
+        )
+        return web.json_response(order_json(order, fills=False))
+
+    async def cancel_order(self, p: dict[str, str]) -> web.Response:
+        """``DELETE /api/v3/order?symbol=&origClientOrderId=``."""
+        order = self.engine.cancel(p.get("symbol", ""), p.get("origClientOrderId", ""))
+        return web.json_response(order_json(order, fills=False))
+
+    async def open_orders(self, p: dict[str, str]) -> web.Response:
+        """``GET /api/v3/openOrders[?symbol=]``."""
+        return web.json_response(
+            [order_json(o, fills=False) for o in self.engine.open_orders(p.get("symbol"))]
+        )
+
+    async def my_trades(self, p: dict[str, str]) -> web.Response:
+        """``GET /api/v3/myTrades?symbol=[&startTime=][&orderId=][&limit=]``, oldest first."""
+        start = int(p["startTime"]) if p.get("startTime") else None
+        trades = self.engine.trades_of(p.get("symbol", ""), start)
+        if p.get("orderId"):
+            trades = [t for t in trades if t.order_id == int(p["orderId"])]
+        rows = [trade_json(t) for t in trades[: int(p.get("limit", "500"))]]
+        if self.engine.faults.duplicate_trades:
+            rows = [r for row in rows for r in (row, row)]
+        return web.json_response(rows)
+
+    async def account(self, p: dict[str, str]) -> web.Response:
+        """``GET /api/v3/account`` (balances with free and locked)."""
+        e = self.engine
+        rows = [
+            {"asset": a, "free": f8(e.free.get(a, Decimal(0))), "locked": f8(e.locked.get(a, Decimal(0)))}
+            for a in e.balances()
+        ]
+        return web.json_response({"makerCommission": 10, "takerCommission": 10, "canTrade": True,
+                                  "accountType": "SPOT", "balances": rows, "permissions": ["SPOT"]})  # fmt: skip

@@ -1,0 +1,340 @@
+"""The simulator's order engine: one spot account, orders keyed by client order id, fills against the
+replayed candles, and order-path fault switches. Venue-neutral; the Binance and Deribit private
+endpoints (``binance_private.py``, ``deribit_private.py``) translate it to their wire formats.
+
+Fill model (deterministic, so tests can compute balances by hand):
+
+* A **market** order fills at once at the open of the candle forming now (the simulator's last
+  price), moved by ``slippage_bps`` against the taker; the commission ``notional × fee_rate``
+  (quantized to 1e-8, half-even) is charged in the *quote* asset for buys and sells alike (a
+  simplification of Binance, which charges buys in the base asset; it keeps "ledger = balance"
+  checkable).
+* A **limit** order rests (``NEW``) with its funds locked and fills at its limit price on a later
+  closed candle that trades through it (buy: low ≤ limit, sell: high ≥ limit), at most
+  ``volume × limit_volume_fraction`` per candle (partial fills).
+* Filters are checked without rounding like Binance: quantity on the step and ≥ min qty
+  (``LOT_SIZE``), limit price on the tick (``PRICE_FILTER``), ``qty × price`` ≥ min notional
+  (``NOTIONAL``) → :class:`SimReject` ``-1013``; not enough free balance → ``-2010``. A client order
+  id that is *open* is refused (``-2010 Duplicate order sent.``); the id of a *closed* order is
+  accepted again and creates a second order (Binance's rule, which makes blind retries unsafe).
+
+Fault switches (:class:`OrderFaults`) let tests break the order path on purpose.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+from tradebot.exchange_sim.market import Market, MarketEvent
+
+ZERO = Decimal(0)
+_FEE_Q = Decimal("1e-8")
+_BPS = Decimal(10_000)
+
+
+class SimReject(Exception):
+    """A definitive refusal: HTTP ``status`` with venue ``code`` and ``msg`` (Binance wording)."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(f"{code} {msg}")
+        self.code, self.msg, self.status = code, msg, status
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRules:
+    """Precision and filters of one wire symbol; ``tape`` is the replayed candle symbol."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick: Decimal
+    step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+    tape: str
+
+
+@dataclass
+class SimTrade:
+    """One execution of our order."""
+
+    trade_id: int
+    order_id: int
+    symbol: str
+    side: str  # "BUY" | "SELL"
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    ts_ms: int
+
+
+@dataclass
+class SimOrder:
+    """One order as the venue holds it (Binance status strings)."""
+
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str  # "MARKET" | "LIMIT"
+    qty: Decimal
+    price: Decimal | None
+    created_ms: int
+    updated_ms: int
+    status: str = "NEW"
+    filled: Decimal = ZERO
+    quote_filled: Decimal = ZERO
+    locked: Decimal = ZERO
+    trades: list[SimTrade] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        """True while ``NEW`` or ``PARTIALLY_FILLED``."""
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+
+@dataclass
+class OrderFaults:
+    """Order-path fault switches (each counts down as it fires).
+
+    Attributes
+    ----------
+    accept_then_500
+        The next N order placements are executed, then answered HTTP 500.
+    accept_then_hang, hang_s
+        The next N placements are executed, then the answer is held ``hang_s`` seconds (longer
+        than the client's timeout).
+    unknown_1007
+        The next N placements are executed, then answered ``-1007`` (execution status unknown).
+    lookup_not_found
+        The next N order lookups answer "order does not exist" although the order exists.
+    partial_then_expire
+        The next market order fills only this fraction (rounded down to the step), then EXPIRES.
+    throttle
+        Queue of (HTTP status 429/418, Retry-After seconds) answered to the next private requests.
+    clock_skew
+        The next N signed requests are refused with ``-1021`` (timestamp outside recvWindow).
+    duplicate_trades
+        Trade listings and FULL order answers report every trade twice.
+    """
+
+    accept_then_500: int = 0
+    accept_then_hang: int = 0
+    hang_s: float = 3.0
+    unknown_1007: int = 0
+    lookup_not_found: int = 0
+    partial_then_expire: Decimal | None = None
+    throttle: deque[tuple[int, int]] = field(default_factory=deque)
+    clock_skew: int = 0
+    duplicate_trades: bool = False
+
+
+class OrderEngine:
+    """Orders, trades and balances of one simulated account on one venue.
+
+    Parameters
+    ----------
+    market
+        The replayed market (current price = open of the candle forming now).
+    rules
+        Wire symbol → :class:`SymbolRules`.
+    balances
+        Initial balance per asset.
+    fee_rate
+        Commission as a fraction of notional (default 0.001).
+    slippage_bps
+        Adverse move of market fills, basis points (default 0).
+    limit_volume_fraction
+        Share of a candle's volume a resting limit order may fill per candle (default 1).
+    """
+
+    def __init__(self, market: Market, rules: dict[str, SymbolRules], balances: dict[str, Decimal], *,
+                 fee_rate: Decimal = Decimal("0.001"), slippage_bps: Decimal = ZERO,
+                 limit_volume_fraction: Decimal = Decimal(1)) -> None:  # fmt: skip
+        self.market, self.rules = market, rules
+        self.free: dict[str, Decimal] = dict(balances)
+        self.locked: dict[str, Decimal] = {}
+        self.fee_rate, self.slippage_bps = fee_rate, slippage_bps
+        self.limit_volume_fraction = limit_volume_fraction
+        self.faults = OrderFaults()
+        self.orders: list[SimOrder] = []
+        self.trades: list[SimTrade] = []
+        self.placements: list[str] = []  # client order ids of every placement request that reached us
+        self._order_seq = 0
+        self._trade_seq = 0
+        market.subscribe(self._on_market)
+
+    # ------------------------------------------------------------------ queries
+    def balances(self) -> dict[str, Decimal]:
+        """Total (free + locked) per asset."""
+        assets = set(self.free) | set(self.locked)
+        return {a: self.free.get(a, ZERO) + self.locked.get(a, ZERO) for a in sorted(assets)}
+
+    def find(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
+    ) -> SimOrder:
+        """Return the latest order of ``symbol`` with that id, or raise ``SimReject(-2013)``."""
+        for order in reversed(self.orders):
+            if order.symbol == symbol and (
+                order.client_order_id == client_order_id
+                or (order_id is not None and order.order_id == order_id)
+            ):
+                return order
+        raise SimReject(-2013, "Order does not exist.")
+
+    def orders_of(self, client_order_id: str) -> list[SimOrder]:
+        """Every order ever created with ``client_order_id`` (a duplicate shows up as two)."""
+        return [o for o in self.orders if o.client_order_id == client_order_id]
+
+    def open_orders(self, symbol: str | None = None) -> list[SimOrder]:
+        """Open orders (of ``symbol``, or all), oldest first."""
+        return [o for o in self.orders if o.is_open and (symbol is None or o.symbol == symbol)]
+
+    def trades_of(self, symbol: str, start_ms: int | None = None) -> list[SimTrade]:
+        """Trades of ``symbol`` with ``ts_ms >= start_ms``, oldest first."""
+        return [t for t in self.trades if t.symbol == symbol and (start_ms is None or t.ts_ms >= start_ms)]
+
+    def last_price(self, symbol: str) -> Decimal:
+        """Open of the candle forming now (raises ``SimReject(-1121)`` for an unknown symbol)."""
+        rules = self._rules(symbol)
+        bar = self.market.tape.bar(rules.tape, self.market.now_ms)
+        if bar is None:
+            bars = self.market.tape.bars(rules.tape, "1m", 0, self.market.now_ms)
+            if not bars:
+                raise SimReject(-1013, "Market is closed.")
+            return Decimal(bars[-1].close)
+        return Decimal(bar.open)
+
+    # ------------------------------------------------------------------ commands
+    def place(self, *, symbol: str, side: str, type: str, qty: Decimal, price: Decimal | None,
+              client_order_id: str) -> SimOrder:  # fmt: skip
+        """Validate and execute a new order (see the module docstring); raises :class:`SimReject`."""
+        rules = self._rules(symbol)
+        self.placements.append(client_order_id)
+        if side not in ("BUY", "SELL") or type not in ("MARKET", "LIMIT"):
+            raise SimReject(
+                -1116 if type not in ("MARKET", "LIMIT") else -1117, "Invalid side or order type."
+            )
+        if any(o.is_open and o.client_order_id == client_order_id for o in self.orders):
+            raise SimReject(-2010, "Duplicate order sent.")
+        now = self.market.now_ms
+        ref = price if type == "LIMIT" and price is not None else self.last_price(symbol)
+        self._check_filters(rules, qty, price if type == "LIMIT" else None, ref)
+        fill_price = self._market_price(side, ref, rules) if type == "MARKET" else ref
+        self._check_funds(rules, side, qty, fill_price)
+        self._order_seq += 1
+        order = SimOrder(self._order_seq, client_order_id, symbol, side, type, qty, price, now, now)
+        self.orders.append(order)
+        if type == "MARKET":
+            fill_qty = qty
+            if self.faults.partial_then_expire is not None:
+                fraction, self.faults.partial_then_expire = self.faults.partial_then_expire, None
+                fill_qty = (qty * fraction / rules.step).to_integral_value(ROUND_DOWN) * rules.step
+            if fill_qty > 0:
+                self._execute(order, rules, fill_qty, fill_price, now)
+            if order.filled < order.qty:
+                order.status = "EXPIRED"
+        else:
+            self._lock(order, rules, qty)
+        return order
+
+    def cancel(self, symbol: str, client_order_id: str) -> SimOrder:
+        """Cancel an open order (fills stay); raises ``SimReject(-2011)`` if unknown or closed."""
+        order = next((o for o in reversed(self.orders) if o.symbol == symbol and o.client_order_id ==
+                      client_order_id and o.is_open), None)  # fmt: skip
+        if order is None:
+            raise SimReject(-2011, "Unknown order sent.")
+        order.status = "CANCELED"
+        order.updated_ms = self.market.now_ms
+        self._unlock(order, self._rules(symbol))
+        return order
+
+    # ------------------------------------------------------------------ internals
+    def _rules(self, symbol: str) -> SymbolRules:
+        rules = self.rules.get(symbol)
+        if rules is None:
+            raise SimReject(-1121, "Invalid symbol.")
+        return rules
+
+    @staticmethod
+    def _check_filters(rules: SymbolRules, qty: Decimal, limit: Decimal | None, ref: Decimal) -> None:
+        if qty <= 0 or qty % rules.step != 0 or qty < rules.min_qty:
+            raise SimReject(-1013, "Filter failure: LOT_SIZE")
+        if limit is not None and (limit <= 0 or limit % rules.tick != 0):
+            raise SimReject(-1013, "Filter failure: PRICE_FILTER")
+        if qty * ref < rules.min_notional:
+            raise SimReject(-1013, "Filter failure: NOTIONAL")
+
+    def _market_price(self, side: str, ref: Decimal, rules: SymbolRules) -> Decimal:
+        move = ref * self.slippage_bps / _BPS
+        raw = ref + move if side == "BUY" else ref - move
+        rounding = "ROUND_CEILING" if side == "BUY" else "ROUND_FLOOR"
+        return (raw / rules.tick).to_integral_value(rounding=rounding) * rules.tick
+
+    def _fee(self, notional: Decimal) -> Decimal:
+        return (notional * self.fee_rate).quantize(_FEE_Q, rounding=ROUND_HALF_EVEN)
+
+    def _check_funds(self, rules: SymbolRules, side: str, qty: Decimal, price: Decimal) -> None:
+        if side == "BUY":
+            need, asset = qty * price + self._fee(qty * price), rules.quote
+        else:
+            need, asset = qty, rules.base
+        if self.free.get(asset, ZERO) < need:
+            raise SimReject(-2010, "Account has insufficient balance for requested action.")
+
+    def _lock(self, order: SimOrder, rules: SymbolRules, qty: Decimal) -> None:
+        assert order.price is not None
+        asset = rules.quote if order.side == "BUY" else rules.base
+        amount = qty * order.price + self._fee(qty * order.price) if order.side == "BUY" else qty
+        order.locked = amount
+        self.free[asset] = self.free.get(asset, ZERO) - amount
+        self.locked[asset] = self.locked.get(asset, ZERO) + amount
+
+    def _unlock(self, order: SimOrder, rules: SymbolRules) -> None:
+        asset = rules.quote if order.side == "BUY" else rules.base
+        self.free[asset] = self.free.get(asset, ZERO) + order.locked
+        self.locked[asset] = self.locked.get(asset, ZERO) - order.locked
+        order.locked = ZERO
+
+    def _execute(self, order: SimOrder, rules: SymbolRules, qty: Decimal, price: Decimal, ts: int) -> None:
+        notional = qty * price
+        fee = self._fee(notional)
+        sign = 1 if order.side == "BUY" else -1
+        if order.locked:  # a resting order pays from its locked funds
+            self._unlock(order, rules)
+        self.free[rules.base] = self.free.get(rules.base, ZERO) + sign * qty
+        self.free[rules.quote] = self.free.get(rules.quote, ZERO) - sign * notional - fee
+        self._trade_seq += 1
+        trade = SimTrade(
+            self._trade_seq, order.order_id, order.symbol, order.side, qty, price, fee, rules.quote, ts
+        )
+        self.trades.append(trade)
+        order.trades.append(trade)
+        order.filled += qty
+        order.quote_filled += notional
+        order.updated_ms = ts
+        order.status = "FILLED" if order.filled == order.qty else "PARTIALLY_FILLED"
+        if order.status == "PARTIALLY_FILLED" and order.type == "LIMIT":
+            self._lock(order, rules, order.qty - order.filled)
+
+    def _on_market(self, events: list[MarketEvent]) -> None:
+        finals = {e.symbol: e.bar for e in events if e.final}
+        for order in [o for o in self.orders if o.is_open and o.type == "LIMIT"]:
+            rules = self.rules[order.symbol]
+            bar = finals.get(rules.tape)
+            if bar is None or bar.open_time_ms < order.created_ms or order.price is None:
+                continue
+            crossed = (
+                Decimal(bar.low) <= order.price if order.side == "BUY" else Decimal(bar.high) >= order.price
+            )
+            if not crossed:
+                continue
+            cap = (Decimal(bar.volume) * self.limit_volume_fraction / rules.step).to_integral_value(
+                ROUND_DOWN
+            )
+            qty = min(order.qty - order.filled, cap * rules.step)
+            if qty > 0:
+                self._execute(order, rules, qty, order.price, bar.open_time_ms + 60_000)
