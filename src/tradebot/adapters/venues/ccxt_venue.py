@@ -389,7 +389,7 @@ class CcxtVenue:
         """Return our executions on ``symbol`` since ``since_ms``, oldest first, de-duplicated by trade id.
 
         ``myTrades`` names orders by exchange id only; unknown ids are looked up to learn their
-        client order id.
+        client order id (a trade whose order the venue cannot show yet is left for a later call).
         """
         inst, wire_symbol = self._instrument(symbol)
         params: dict[str, Any] = {"symbol": wire_symbol, "limit": 1000}
@@ -402,8 +402,14 @@ class CcxtVenue:
             cid = self._cid_by_oid.get((inst.symbol, oid))
             if cid is None:
                 raw = await self._lookup({"symbol": wire_symbol, "orderId": oid})
-                if raw is None:
-                    raise DataError(f"{self.name}: trade {row.get('id')} names unknown order {oid}")
+                if raw is None:  # the order is not visible yet: the next listing will carry the trade
+                    log.warning(
+                        "trade_of_unknown_order_skipped",
+                        venue=self.name,
+                        trade_id=row.get("id"),
+                        order_id=oid,
+                    )
+                    continue
                 cid = self._own(binance_order(raw, inst, venue=self.name)).client_order_id
             fill = binance_trade(row, inst, cid, venue=self.name)
             fills.setdefault(fill.trade_id, fill)
