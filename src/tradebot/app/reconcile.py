@@ -1,0 +1,308 @@
+"""Reconciliation of the database/ledger with the venue: at start (before any new order) and periodically.
+
+:func:`reconcile` fetches the venue's open orders, our recent trades and the balances, then:
+
+1. **Orders.** Every order the database holds as not terminal (PENDING_SUBMIT, UNKNOWN, ACCEPTED,
+   PARTIALLY_FILLED) is handed to the :class:`~tradebot.app.execution.OrderExecutor`, which resolves
+   it by client order id (never by re-sending). Open orders at the venue that the database does not
+   know are *adopted* (a row is written and the executor tracks them).
+2. **Fills.** Venue trades whose (symbol, trade id) is not among the applied fills are returned for
+   the engine, each once (an adopted or resolved order's fills come through the executor).
+3. **Balances.** :func:`compare_balances` (pure) checks, per traded base asset and the quote asset,
+   ``venue balance − ledger`` against the net of the missing fills: within dust → fine; equal to
+   the missing fills → a ``reconcile_adjustment`` position event (the fills are the adjustment);
+   otherwise a ``reconcile_mismatch`` event and trading is refused with a message naming the asset,
+   both amounts and the difference.
+
+The periodic run is skipped while the executor has orders in flight (their fills move balances
+between the requests, which would look like a mismatch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import structlog
+
+from tradebot.app.execution import Event, OrderExecutor
+from tradebot.core.domain import (
+    ZERO,
+    ClientOrderId,
+    Fill,
+    Instrument,
+    OrderRecord,
+    OrderStatus,
+    PlaceOrder,
+    PositionEvent,
+    PositionEventType,
+    Side,
+    Symbol,
+    position_event_id,
+)
+from tradebot.ports import OrderReport
+
+log = structlog.get_logger("tradebot.reconcile")
+
+#: Builds a position event: (type, symbol, time ms, trigger reason, action, size before, size after).
+EventFactory = Callable[[PositionEventType, Symbol, int, str, str, Decimal, Decimal], PositionEvent]
+
+
+class SequencedEvents:
+    """An :data:`EventFactory` numbering its events from ``first_seq`` (ids ``uuid5(run:seq)``).
+
+    The daemon should number reconciliation events in the engine's own sequence (see the report);
+    this class is for callers that reserve a separate range.
+    """
+
+    def __init__(self, run_id: str, first_seq: int) -> None:
+        self.run_id, self.next_seq = run_id, first_seq
+
+    def __call__(self, kind: PositionEventType, symbol: Symbol, t: int, reason: str, action: str,
+                 before: Decimal, after: Decimal) -> PositionEvent:  # fmt: skip
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        return PositionEvent(event_id=position_event_id(self.run_id, seq), seq=seq, position_id=None,
+                             event_type=kind, symbol=symbol, event_time_ms=t, price=ZERO, size_before=before,
+                             size_after=after, trigger_reason=reason, action_taken=action)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcileConfig:
+    """Tolerances and windows.
+
+    Attributes
+    ----------
+    quote_dust
+        Largest ignored difference of the quote balance, quote currency (default 0.01).
+    base_dust_steps
+        Largest ignored difference of a base asset, in steps of the instrument (default 1).
+    resolve_timeout_s
+        How long the start-up run waits for open / unknown orders to resolve (default 60 s).
+    trades_lookback_ms
+        Trades are listed from ``since_ms − lookback`` (default 1 h).
+    """
+
+    quote_dust: Decimal = Decimal("0.01")
+    base_dust_steps: Decimal = Decimal(1)
+    resolve_timeout_s: float = 60.0
+    trades_lookback_ms: int = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class AssetCheck:
+    """One asset's comparison: ledger and venue amounts, net of missing fills, verdict."""
+
+    asset: str
+    ledger: Decimal
+    venue: Decimal
+    missing_fills: Decimal
+    dust: Decimal
+
+    @property
+    def gap(self) -> Decimal:
+        """``venue − ledger``."""
+        return self.venue - self.ledger
+
+    @property
+    def verdict(self) -> str:
+        """``"ok"`` (within dust), ``"adjusted"`` (explained by the missing fills) or ``"mismatch"``."""
+        if abs(self.gap) <= self.dust and self.missing_fills == 0:
+            return "ok"
+        if abs(self.gap - self.missing_fills) <= self.dust:
+            return "adjusted"
+        return "mismatch"
+
+    def describe(self) -> str:
+        """Human-readable line naming the amounts."""
+        return (f"{self.asset}: ledger {self.ledger} + missing fills {self.missing_fills} vs venue {self.venue} "
+                f"(difference {self.gap - self.missing_fills}, dust {self.dust})")  # fmt: skip
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """Outcome of one reconciliation.
+
+    Attributes
+    ----------
+    events
+        Fills and order updates for the engine, in order (apply before trading).
+    position_events
+        ``reconcile_adjustment`` / ``reconcile_mismatch`` events (already written to the store).
+    checks
+        The per-asset comparisons.
+    adopted
+        Client order ids of venue orders the database did not know.
+    ok
+        False when trading must be refused; ``message`` says why.
+    """
+
+    events: list[Event] = field(default_factory=list)
+    position_events: list[PositionEvent] = field(default_factory=list)
+    checks: list[AssetCheck] = field(default_factory=list)
+    adopted: list[ClientOrderId] = field(default_factory=list)
+    ok: bool = True
+    message: str = "reconciled"
+
+
+def compare_balances(instruments: Mapping[Symbol, Instrument], quote: str, ledger_positions: Mapping[str, Decimal],
+                     ledger_cash: Decimal, venue_balances: Mapping[str, Decimal], missing: Sequence[Fill],
+                     config: ReconcileConfig) -> list[AssetCheck]:  # fmt: skip
+    """Compare the ledger with the venue per traded base asset and the quote asset (pure).
+
+    ``missing`` are venue fills the ledger has not applied; their net base quantity and cash flow
+    (``−Σ signed qty × price − fees``) are what may explain a difference.
+    """
+    checks = []
+    cash_flow = ZERO
+    for sym, inst in instruments.items():
+        mine = [f for f in missing if f.symbol == sym]
+        net = sum((f.qty if f.side is Side.BUY else -f.qty for f in mine), ZERO)
+        cash_flow -= sum(
+            ((f.qty if f.side is Side.BUY else -f.qty) * f.price + f.fee_quote for f in mine), ZERO
+        )
+        checks.append(AssetCheck(inst.base, ledger_positions.get(sym, ZERO), venue_balances.get(inst.base, ZERO),
+                                 net, inst.step_size * config.base_dust_steps))  # fmt: skip
+    checks.append(
+        AssetCheck(quote, ledger_cash, venue_balances.get(quote, ZERO), cash_flow, config.quote_dust)
+    )
+    return checks
+
+
+def order_from_record(r: OrderRecord) -> PlaceOrder:
+    """The command a stored order row stands for (to track it; it is never sent again)."""
+    return PlaceOrder(client_order_id=r.client_order_id, symbol=r.symbol, side=r.side, qty=r.qty,
+                      ref_price=r.ref_price, reason=r.reason, intent_id=r.intent_id, created_ms=r.created_ms,
+                      order_type=r.order_type)  # fmt: skip
+
+
+def _adopted(report: OrderReport, now_ms: int) -> PlaceOrder:
+    side = Side.BUY
+    for f in report.fills:
+        side = f.side
+    return PlaceOrder(client_order_id=report.client_order_id, symbol=report.symbol, side=side, qty=report.qty,
+                      ref_price=report.avg_price or ZERO, reason="adopted at reconciliation", intent_id="adopted",
+                      created_ms=min(report.ts_ms, now_ms))  # fmt: skip
+
+
+async def reconcile(executor: OrderExecutor, *, db_orders: Sequence[OrderRecord], applied: Iterable[Fill],
+                    ledger_positions: Mapping[str, Decimal], ledger_cash: Decimal, quote: str, since_ms: int,
+                    now_ms: int, events: EventFactory, config: ReconcileConfig | None = None,
+                    startup: bool = True) -> ReconcileReport:  # fmt: skip
+    """Compare the database and ledger with the venue and repair what can be explained (module docstring).
+
+    Parameters
+    ----------
+    executor
+        The executor (its venue, store and instruments are used; it adopts the open orders).
+    db_orders
+        The run's order rows (``store.orders(run_id)``).
+    applied
+        Fills already applied to the ledger (by (symbol, trade id)).
+    ledger_positions, ledger_cash
+        The ledger's base quantity per symbol and quote cash before this reconciliation.
+    quote
+        Quote asset code.
+    since_ms
+        Start of the trade window (the run's start, or the previous reconciliation), ms UTC.
+    now_ms
+        Event time of the position events, ms UTC.
+    events
+        Builds the position events (the engine's sequence).
+    startup
+        At start: wait for open / unknown orders to resolve. Periodic: skip while orders are in flight.
+
+    Returns
+    -------
+    ReconcileReport
+        ``ok`` False (trading refused) on an unexplained balance mismatch or unresolved orders.
+    """
+    cfg = config or ReconcileConfig()
+    report = ReconcileReport()
+    if not startup and executor.open_orders():
+        report.message = f"skipped: {executor.open_orders()} order(s) in flight"
+        return report
+    venue, instruments = executor.venue, executor.instruments
+    applied = list(applied)
+    executor.mark_seen(applied)
+    known = {r.client_order_id for r in db_orders}
+    for r in db_orders:
+        if not r.status.is_terminal and r.client_order_id not in executor.orders:
+            executor.adopt(order_from_record(r), r.status, exchange_order_id=r.exchange_order_id,
+                           fills=[f for f in applied if f.client_order_id == r.client_order_id])  # fmt: skip
+    for open_report in await venue.fetch_open_orders(None):
+        cid = open_report.client_order_id
+        if cid not in known and cid not in executor.orders:
+            log.warning("order_adopted", client_order_id=cid, symbol=open_report.symbol)
+            executor.adopt(_adopted(open_report, now_ms), OrderStatus.ACCEPTED,
+                           exchange_order_id=open_report.exchange_order_id)  # fmt: skip
+            report.adopted.append(cid)
+    report.events.extend(await _settle(executor, cfg.resolve_timeout_s if startup else 0.0))
+    seen = {(f.symbol, f.trade_id) for f in applied}
+    seen.update((e.symbol, e.trade_id) for e in report.events if isinstance(e, Fill))
+    missing: list[Fill] = []
+    for sym in instruments:
+        for f in await venue.fetch_my_trades(sym, since_ms - cfg.trades_lookback_ms):
+            if (f.symbol, f.trade_id) not in seen:
+                seen.add((f.symbol, f.trade_id))
+                missing.append(f)
+    executor.mark_seen(missing)
+    if missing:
+        await executor.store.write(missing)
+    report.events.extend(missing)
+    from_executor = [e for e in report.events if isinstance(e, Fill) and e not in missing]
+    balances = await venue.fetch_balances()
+    report.checks = compare_balances(instruments, quote, ledger_positions, ledger_cash, balances,
+                                     [*from_executor, *missing], cfg)  # fmt: skip
+    await _judge(report, executor, instruments, events, now_ms)
+    return report
+
+
+async def _settle(executor: OrderExecutor, timeout_s: float) -> list[Event]:
+    # one lookup of every order, then more only for the unresolved ones, until resolved or timeout
+    out = await executor.poll()
+    deadline = time.monotonic() + timeout_s
+    while executor.unresolved() and time.monotonic() < deadline:
+        await asyncio.sleep(min(executor.config.lookup_initial_s, max(0.0, deadline - time.monotonic())))
+        out.extend(await executor.poll())
+    return out
+
+
+async def _judge(report: ReconcileReport, executor: OrderExecutor, instruments: Mapping[Symbol, Instrument],
+                 events: EventFactory, now_ms: int) -> None:  # fmt: skip
+    by_asset = {inst.base: sym for sym, inst in instruments.items()}
+    anchor = next(iter(instruments))
+    problems = []
+    for check in report.checks:
+        if check.verdict == "ok":
+            continue
+        sym = by_asset.get(check.asset, anchor)
+        if check.verdict == "adjusted":
+            kind, action = (
+                PositionEventType.RECONCILE_ADJUSTMENT,
+                f"applied missing fills: {check.missing_fills:+f}",
+            )
+        else:
+            kind, action = (
+                PositionEventType.RECONCILE_MISMATCH,
+                "trading refused until the account is checked",
+            )
+            problems.append(check.describe())
+        event = events(
+            kind, sym, now_ms, check.describe(), action, check.ledger, check.ledger + check.missing_fills
+        )
+        report.position_events.append(event)
+        (log.error if kind is PositionEventType.RECONCILE_MISMATCH else log.warning)(
+            str(kind), detail=check.describe()
+        )
+    unresolved = executor.unresolved()
+    if unresolved:
+        problems.append(f"orders still unresolved at the venue: {unresolved}")
+    if report.position_events:
+        await executor.store.write(report.position_events)
+    if problems:
+        report.ok = False
+        report.message = "refusing to trade: " + "; ".join(problems)
+        log.error("reconcile_refused", message=report.message)
