@@ -99,6 +99,7 @@ class Engine:
         self._sym: dict[str, _SymState] = {
             s: _SymState(s, self.book.aggregator(s), self.overlay.managers[s], self._managed) for s in self.symbols
         }
+        self._states = tuple(self._sym.values())
         self._stale: set[str] = set()
         self._weights: dict[str, float] | None = None
         self._dirty = True
@@ -184,7 +185,7 @@ class Engine:
             st.time = max(st.time, candle.open_time_ms + self._base_ms)
             closed = st.agg.update(candle)
             if closed:
-                self.book.on_closed(st.symbol, closed)
+                self.book.on_closed(st.symbol, closed, flips_only=True)
 
     def on_candle(self, candle: Candle) -> list:
         """Apply one closed base candle (hot path). See :meth:`handle`.
@@ -209,10 +210,11 @@ class Engine:
                 if actions:
                     out = self._apply_actions(st.symbol, actions, t)
         closed = st.agg.update(candle)
-        signals = self.book.on_closed(st.symbol, closed) if closed else None
-        if signals:
-            out = self._on_signals(st.symbol, signals, t, out)
-        if (signals or t % self._clock_ms == 0) and (self._due_ms is None or t > self._due_ms):
+        if closed:
+            signals = self.book.on_closed(st.symbol, closed, flips_only=True)
+            if signals:
+                out = self._on_signals(st.symbol, signals, t, out)
+        if (closed or t % self._clock_ms == 0) and (self._due_ms is None or t > self._due_ms):
             self._due_ms = t
         if self._due_ms is not None and self._caught_up(self._due_ms):
             due = self._due_ms
@@ -301,7 +303,10 @@ class Engine:
     # ------------------------------------------------------------------ clock and planning
     def _caught_up(self, due_ms: int) -> bool:
         stale = self._stale
-        return all(st.time >= due_ms for s, st in self._sym.items() if s not in stale)
+        for st in self._states:  # noqa: SIM110 - a plain loop is faster than all() on this path
+            if st.time < due_ms and st.symbol not in stale:
+                return False
+        return True
 
     def mark(self, symbol: str) -> float:
         """Last close of ``symbol`` (quote currency), 0.0 before its first candle."""
@@ -336,7 +341,7 @@ class Engine:
     def _snapshot(self, t: int, marks: Mapping[Symbol, Decimal]) -> EquitySnapshot:
         equity = self.ledger.equity(marks)
         positions = {s: self.ledger.position(s) for s in self.symbols}
-        self.stats.on_equity(t, equity, any(q != 0 for q in positions.values()))
+        self.stats.on_equity(t, equity, any(st.qty for st in self._states))
         return EquitySnapshot(
             time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=dict(marks)
         )

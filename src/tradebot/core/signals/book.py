@@ -168,8 +168,12 @@ class SignalBook:
         """
         return self._aggregators[symbol]
 
-    def on_closed(self, symbol: str, closed: Sequence[Candle]) -> Sequence[StreamSignal]:
-        """Route aggregated candles of ``symbol`` (from its aggregator) to their streams; see :meth:`on_candle`."""
+    def on_closed(self, symbol: str, closed: Sequence[Candle], *, flips_only: bool = False) -> Sequence[StreamSignal]:
+        """Route aggregated candles of ``symbol`` (from its aggregator) to their streams; see :meth:`on_candle`.
+
+        With ``flips_only`` only the signals of streams whose state flipped are returned (and only
+        those are built: the engine's hot path); the others stay available as ``stream.last_signal``.
+        """
         targets = self._by_symbol[symbol]
         signals = []
         for c in closed:
@@ -178,7 +182,10 @@ class SignalBook:
             if last is not None and c.open_time_ms <= last.open_time_ms:
                 continue
             if type(target) is TrendStream:
-                signals.append(target.update(c))
+                if not flips_only:
+                    signals.append(target.update(c))
+                elif target.step(c):
+                    signals.append(target.last_signal)
             else:
                 target.update(c)
         return signals or NO_SIGNALS

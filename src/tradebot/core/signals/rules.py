@@ -90,6 +90,21 @@ class EmaCrossRule:
 
     def update(self, candle: Candle, current: StreamState) -> RuleDecision | None:
         """Add the candle's close to both EMAs and decide (``None`` until the slow EMA is seeded)."""
+        decided = self.decide(candle, current)
+        if decided is None:
+            return None
+        return self.describe(decided[0], self._fast.value, self._slow.value)
+
+    @property
+    def emas(self) -> tuple[float | None, float | None]:
+        """Current (fast, slow) EMA values, ``None`` while seeding."""
+        return self._fast.value, self._slow.value
+
+    def decide(self, candle: Candle, current: StreamState) -> tuple[StreamState, float] | None:
+        """Like :meth:`update` but return only ``(state, strength)``: the allocation-free hot path.
+
+        :meth:`describe` gives the reason and indicators of the same decision afterwards.
+        """
         close = candle.close
         fast = self._fast.update(close)
         slow = self._slow.update(close)
@@ -100,6 +115,11 @@ class EmaCrossRule:
             state = StreamState.OUT if fast < slow * (1.0 - band) else StreamState.IN
         else:
             state = StreamState.IN if fast > slow * (1.0 + band) else StreamState.OUT
+        return state, abs(fast - slow) / slow
+
+    def describe(self, state: StreamState, fast: float, slow: float) -> RuleDecision:
+        """Return the full decision (reason, indicators) for ``state`` at EMA values ``fast``/``slow``."""
+        band = self.band
         spread = (fast - slow) / slow
         op = ">" if fast > slow else "<" if fast < slow else "="
         reason = f"ema{self.fast} {op} ema{self.slow} ({spread * 100:+.2f}%)"

@@ -111,8 +111,10 @@ class TrendStream:
 
     __slots__ = (
         "_atr",
+        "_confidence",
         "_last_candle",
         "_last_signal",
+        "_pending",
         "_rule",
         "_seen",
         "_state",
@@ -146,6 +148,8 @@ class TrendStream:
         self._state = StreamState.OUT
         self._last_candle: Candle | None = None
         self._last_signal: StreamSignal | None = None
+        self._pending: tuple | None = None
+        self._confidence = 0.0
 
     @classmethod
     def for_asset(cls, symbol: str, asset: str, config: StreamConfig) -> TrendStream:
@@ -165,14 +169,15 @@ class TrendStream:
     @property
     def confidence(self) -> float:
         """Confidence of the last signal in [0, 1] (0 before any candle)."""
-        return 0.0 if self._last_signal is None else self._last_signal.confidence
+        return self._confidence
 
     @property
     def reason(self) -> str:
         """Reason of the last signal."""
-        if self._last_signal is None:
+        signal = self.last_signal
+        if signal is None:
             return f"warming up: 0/{self.required} candles"
-        return self._last_signal.reason
+        return signal.reason
 
     @property
     def atr(self) -> float | None:
@@ -186,7 +191,10 @@ class TrendStream:
 
     @property
     def last_signal(self) -> StreamSignal | None:
-        """The signal of the last candle processed."""
+        """The signal of the last candle processed (built on first access after :meth:`step`)."""
+        if self._pending is not None:
+            self._last_signal = self._build(*self._pending)
+            self._pending = None
         return self._last_signal
 
     def warm_up(self, candles: Iterable[Candle]) -> StreamSignal | None:
@@ -213,12 +221,50 @@ class TrendStream:
             If the candle's symbol or timeframe is not the stream's, or its open time is not after
             the previous candle's; the message names the stream and times.
         """
+        self.step(candle)
+        signal = self.last_signal
+        assert signal is not None
+        return signal
+
+    def step(self, candle: Candle) -> bool:
+        """Process one closed candle like :meth:`update`, but build the signal lazily; return whether the
+        state flipped. This is the engine's hot path (one call per stream candle close).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`update`.
+        """
         self._check(candle)
         self._last_candle = candle
         self._seen += 1
         atr = self._atr.update(candle.high, candle.low, candle.close)
-        decision = self._rule.update(candle, self._state)
         previous = self._state
+        rule = self._rule
+        decide = getattr(rule, "decide", None)
+        if decide is None:
+            decision = rule.update(candle, previous)
+            self._pending = (candle, atr, previous, decision, None)
+            state = previous if decision is None else decision.state
+            strength = 0.0 if decision is None else decision.strength
+        else:
+            decided = decide(candle, previous)
+            state, strength = (previous, 0.0) if decided is None else decided
+            self._pending = (candle, atr, previous, decided, rule.emas)  # type: ignore[attr-defined]
+        if self._pending[3] is None or self._seen < self.required:
+            state, self._confidence = StreamState.OUT, 0.0
+        else:
+            self._confidence = confidence_from_strength(
+                strength, atr, candle.close, self.config.confidence_atr_mult
+            )
+        self._state = state
+        self._last_signal = None
+        return state is not previous
+
+    def _build(self, candle: Candle, atr: float | None, previous: StreamState, decision, emas) -> StreamSignal:
+        # Build the full StreamSignal of a processed candle (reason text and indicator dict).
+        if emas is not None and decision is not None:
+            decision = self._rule.describe(decision[0], *emas)  # type: ignore[attr-defined]
         indicators: dict[str, float] = {"close": candle.close}
         if atr is not None:
             indicators["atr"] = atr
@@ -234,8 +280,7 @@ class TrendStream:
             )
             reason = decision.reason
             indicators.update(decision.indicators)
-        self._state = state
-        signal = StreamSignal(
+        return StreamSignal(
             stream=self.stream_id,
             symbol=self.symbol,
             time_ms=candle.open_time_ms + self._tf_ms,
@@ -245,8 +290,6 @@ class TrendStream:
             reason=reason,
             indicators=indicators,
         )
-        self._last_signal = signal
-        return signal
 
     def _check(self, candle: Candle) -> None:
         if candle.symbol != self.symbol or candle.timeframe != self.timeframe:
