@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.app.report import build_summary
-from tradebot.core.domain import Timeframe, TradeRecord
+from tradebot.core.domain import Timeframe, TradeRecord, ms_to_datetime
 from tradebot.core.engine import Engine
 from tradebot.core.metrics import StreamStats, compute_metrics, group_metrics
 
@@ -79,7 +79,7 @@ def build_run_summary(*, engine: Engine, trades: Sequence[TradeRecord], n_orders
         "base_timeframe": str(base),
         "candles": n_candles,
         "symbols": list(engine.symbols),
-        "data_gaps": {s: len(g) for s, g in gaps.items()},
+        "data_gaps": {s: _describe_gaps(g) for s, g in gaps.items()},
         "policy": engine.config.allocation.policy,
     }
     scale_ins = stats.event_counts.get("scale_in", 0)
@@ -102,3 +102,14 @@ def _scale_in_success(trades: Sequence[TradeRecord], stats) -> float | None:
     if not closed:
         return None
     return sum(1 for t in closed if t.net_pnl > 0) / len(closed)
+
+
+def _describe_gaps(gaps: Sequence[Any], shown: int = 3) -> str:
+    # "1 gap, 80 bars: after 2023-03-24 12:39" — the largest few gaps of one symbol's base candles.
+    if not gaps:
+        return "none"
+    total = sum(int(m) for _, m in gaps)
+    largest = sorted(gaps, key=lambda g: -int(g[1]))[:shown]
+    parts = ", ".join(f"{int(m)} after {ms_to_datetime(int(t)).strftime('%Y-%m-%d %H:%M')}" for t, m in largest)
+    more = f", +{len(gaps) - shown} more" if len(gaps) > shown else ""
+    return f"{len(gaps)} gap(s), {total} bars missing: {parts}{more}"
