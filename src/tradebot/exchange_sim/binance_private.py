@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -94,6 +95,8 @@ class BinancePrivate:
         self.engine = engine
         self.api_key, self.secret = api_key, secret
         self.requests: list[tuple[str, str]] = []  # (method, path) of every private request
+        #: Kill-point hook: called with each order just executed, before the answer is sent (crash tests).
+        self.after_accept: Callable[[SimOrder], None] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         """Return the routes to add to the simulator's aiohttp app."""
@@ -157,6 +160,8 @@ class BinancePrivate:
             return _error(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
         order = self.engine.place(symbol=p.get("symbol", ""), side=p.get("side", ""), type=p.get("type", ""),
                                   qty=qty, price=price, client_order_id=cid)  # fmt: skip
+        if self.after_accept is not None:
+            self.after_accept(order)
         faults = self.engine.faults
         if faults.accept_then_500 > 0:
             faults.accept_then_500 -= 1
