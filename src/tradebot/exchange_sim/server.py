@@ -29,14 +29,16 @@ from websockets.http11 import Request, Response
 from tradebot.exchange_sim.binance_private import BinancePrivate, binance_rules
 from tradebot.exchange_sim.binance_rest import BinanceRest
 from tradebot.exchange_sim.binance_ws import BinanceStreams, requested_symbols
+from tradebot.exchange_sim.deribit_private import DeribitPrivate, deribit_rules
 from tradebot.exchange_sim.deribit_rest import DeribitRest, load_instruments
 from tradebot.exchange_sim.deribit_ws import DeribitStreams
 from tradebot.exchange_sim.faults import Faults, RandomFaults
 from tradebot.exchange_sim.market import MINUTE_MS, Market, Tape
 from tradebot.exchange_sim.orders import OrderEngine
 
-#: Initial balances of the simulated accounts (tests may set ``sim.binance_orders.free``).
+#: Initial balances of the simulated accounts (tests may set ``sim.binance_orders.free`` / ``deribit_orders``).
 DEFAULT_BALANCES = {"USDT": Decimal("10000")}
+DERIBIT_BALANCES = {"USDC": Decimal("10000")}
 
 DERIBIT_WS_PATH = "/ws/api/v2"
 
@@ -127,6 +129,13 @@ class ExchangeSim:
             self.market, binance_rules(self.binance_rest.exchange_info), dict(DEFAULT_BALANCES)
         )
         self.binance_private = BinancePrivate(self.binance_orders)
+        self.deribit_orders = OrderEngine(
+            self.market,
+            deribit_rules(self.deribit_rest.instruments),
+            dict(DERIBIT_BALANCES),
+            fee_rate=Decimal("0.0005"),
+        )
+        self.deribit_private = DeribitPrivate(self.deribit_orders, self.market)
         self._ws_server: Server | None = None
         self._runner: web.AppRunner | None = None
         self._clock_task: asyncio.Task[None] | None = None
@@ -158,7 +167,10 @@ class ExchangeSim:
     async def __aenter__(self) -> ExchangeSim:
         app = web.Application()
         app.add_routes(
-            self.binance_rest.routes() + self.deribit_rest.routes() + self.binance_private.routes()
+            self.binance_rest.routes()
+            + self.deribit_rest.routes()
+            + self.binance_private.routes()
+            + self.deribit_private.routes()
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -1,0 +1,136 @@
+"""DeribitVenue against the exchange simulator's private endpoints: label = client order id, amounts
+converted to the instrument's unit (base coin for USDC perpetuals, USD for inverse ones), exact
+fills and balances, refusals, and an UNKNOWN submit resolved through the OrderExecutor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
+from tradebot.adapters.venues.ccxt_venue import VenueConfig
+from tradebot.app.execution import ExecutionConfig, OrderExecutor
+from tradebot.core.domain import ClientOrderId, Fill, OrderStatus, OrderType, PlaceOrder, Side, Symbol
+from tradebot.core.portfolio.ledger import Ledger
+from tradebot.errors import InsufficientFunds, OrderRejected
+from tradebot.exchange_sim import ExchangeSim, SimConfig
+from tradebot.exchange_sim.deribit_private import CLIENT_ID, CLIENT_SECRET
+
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
+START_MS = 1679529600000 + 60 * 60_000
+ETH = Symbol("ETH/USDC:USDC")
+BTC_INVERSE = Symbol("BTC/USD:BTC")
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _Records:
+    def __init__(self) -> None:
+        self.rows: list[object] = []
+
+    async def write(self, records: list[object]) -> None:
+        self.rows.extend(records)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[ExchangeSim]:
+    async with ExchangeSim(
+        SimConfig(data_dir=DATA, start_ms=START_MS, minute_wall_s=3600.0, ping_interval_s=None)
+    ) as s:
+        yield s
+
+
+@pytest.fixture
+async def venue(sim: ExchangeSim) -> AsyncIterator[DeribitVenue]:
+    v = DeribitVenue(deribit_exchange(sim.deribit_rest_url, client_id=CLIENT_ID, secret=CLIENT_SECRET, timeout_ms=500),
+                     config=VenueConfig(read_initial_s=0.01, read_max_wait_s=0.05, read_jitter_s=0.01))  # fmt: skip
+    await v.load_instruments(["ETH/USDC:USDC", "BTC/USD:BTC"])
+    yield v
+    await v.close()
+
+
+def cmd(cid: str, qty: str, symbol: Symbol = ETH, ref: str = "1737.4", **kw: object) -> PlaceOrder:
+    return PlaceOrder(client_order_id=ClientOrderId(cid), symbol=symbol, side=Side.BUY, qty=D(qty), ref_price=D(ref),
+                      reason="t", intent_id=cid.rsplit("-", 1)[0], created_ms=START_MS, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+async def test_instruments_from_load_markets(venue: DeribitVenue) -> None:
+    eth, btc = venue.instruments[ETH], venue.instruments[BTC_INVERSE]
+    assert (eth.base, eth.quote, eth.tick_size, eth.step_size, eth.min_qty) == (
+        "ETH",
+        "USDC",
+        D("0.1"),
+        D("0.01"),
+        D("0.01"),
+    )
+    assert (btc.base, btc.quote, btc.min_notional, btc.contract_size) == ("BTC", "USD", D("10.0"), D("10.0"))
+
+
+async def test_market_buy_round_trip_is_exact(sim: ExchangeSim, venue: DeribitVenue) -> None:
+    assert sim.deribit_orders.last_price("ETH_USDC-PERPETUAL") == D("1737.37")
+    price = D("1737.4")  # a buy fills at the last price rounded up to the 0.1 tick
+    report = await venue.submit(cmd("d-1-1", "0.5", ref=str(price)))
+    assert (report.client_order_id, report.status, report.filled_qty, report.avg_price) == (
+        "d-1-1", OrderStatus.FILLED, D("0.5"), price)  # fmt: skip
+    (fill,) = report.fills
+    assert (fill.trade_id, fill.qty, fill.price, fill.fee_currency) == ("USDC-T1", D("0.5"), price, "USDC")
+    assert fill.fee_quote == (D("0.5") * price * D("0.0005")).quantize(D("1e-8"))
+    (placed,) = sim.deribit_orders.orders_of("d-1-1")  # the label carries our id; amount in ETH
+    assert placed.qty == D("0.5")
+    assert await venue.fetch_my_trades(ETH) == [fill]
+    found = await venue.fetch_order(ETH, ClientOrderId("d-1-1"))
+    assert found is not None and (found.status, found.exchange_order_id) == (OrderStatus.FILLED, "USDC-1")
+    assert await venue.fetch_order(ETH, ClientOrderId("never-1-1")) is None
+    assert await venue.fetch_balances() == {
+        "USDC": D("10000") - fill.notional - fill.fee_quote,
+        "ETH": D("0.5"),
+    }
+
+
+async def test_inverse_amount_is_sent_in_usd(venue: DeribitVenue) -> None:
+    # 0.0123 BTC at 40 000 USD → 490 USD (10-USD contracts, rounded down); the simulator trades
+    # linear instruments only and echoes the amount it received
+    with pytest.raises(OrderRejected, match=r"'BTC-PERPETUAL' \(amount 490\)"):
+        await venue.submit(cmd("d-2-1", "0.0123", symbol=BTC_INVERSE, ref="40000"))
+
+
+async def test_refusals(sim: ExchangeSim, venue: DeribitVenue) -> None:
+    with pytest.raises(OrderRejected, match="LOT_SIZE"):
+        await venue.submit(cmd("d-3-1", "0.005"))  # off the 0.01 contract size: not sent
+    with pytest.raises(InsufficientFunds, match="10009 not_enough_funds"):
+        await venue.submit(cmd("d-3-2", "100"))
+    assert sim.deribit_orders.orders == []
+
+
+async def test_open_order_cancel_by_label(venue: DeribitVenue) -> None:
+    report = await venue.submit(cmd("d-4-1", "0.1", order_type=OrderType.LIMIT, limit_price=D("1000.0")))
+    assert report.status is OrderStatus.ACCEPTED
+    assert [o.client_order_id for o in await venue.fetch_open_orders(ETH)] == ["d-4-1"]
+    assert (await venue.cancel(ETH, ClientOrderId("d-4-1"))).status is OrderStatus.CANCELED
+    with pytest.raises(OrderRejected):
+        await venue.cancel(ETH, ClientOrderId("d-4-1"))
+
+
+async def test_unknown_submit_resolved_by_label_through_the_executor(
+    sim: ExchangeSim, venue: DeribitVenue
+) -> None:
+    sim.deribit_orders.faults.accept_then_500 = 1
+    sim.deribit_orders.faults.lookup_not_found = 2
+    executor = OrderExecutor(venue, _Records(), venue.instruments, now_ms=lambda: sim.market.now_ms,
+                             config=ExecutionConfig(lookup_initial_s=0.01, lookup_max_s=0.05))  # fmt: skip
+    events = await executor.submit(cmd("d-5-1", "0.5"))
+    assert [e.status.value if not isinstance(e, Fill) else "fill" for e in events] == [
+        "unknown",
+        "accepted",
+        "fill",
+    ]
+    assert len(sim.deribit_orders.orders_of("d-5-1")) == 1
+    ledger = Ledger("USDC", D("10000"), ["ETH/USDC:USDC"], {})
+    for e in events:
+        if isinstance(e, Fill):
+            assert ledger.apply(e)
+    balances = sim.deribit_orders.balances()
+    assert (ledger.position(ETH), ledger.cash) == (balances["ETH"], balances["USDC"])
