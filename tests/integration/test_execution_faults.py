@@ -243,3 +243,20 @@ async def test_never_sent_order_is_concluded_not_placed_only_after_repeated_look
     assert statuses(rig.events) == ["rejected"]
     assert rig.executor.orders[cmd.client_order_id].misses >= FAST_EXEC.min_lookups
     await check_invariants(rig, {f"{RUN}-1-1": 0})
+
+
+async def test_pending_row_not_committed_means_nothing_is_sent(rig: Rig) -> None:
+    class FailingStore:
+        async def write(self, records: object) -> None:
+            raise OSError("database is locked")
+
+    executor = OrderExecutor(
+        rig.venue, FailingStore(), rig.venue.instruments, now_ms=lambda: START_MS, config=FAST_EXEC
+    )
+    with pytest.raises(OSError, match="database is locked"):
+        await executor.submit(child(1))
+    assert rig.sim.binance_private.requests == []
+    executor.store = rig.store  # the database is back: the same command may now go out, once
+    rig.apply(await executor.submit(child(1)))
+    assert statuses(rig.events) == ["accepted", "fill"]
+    assert rig.sim.binance_orders.placements == [f"{RUN}-1-1"]

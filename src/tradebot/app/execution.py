@@ -201,7 +201,11 @@ class OrderExecutor:
         denial = self._local_denial(cmd)
         if denial is not None:
             return await self._finish_denied(t, denial)
-        await self.store.write([self._record(t)])  # committed before the request is sent
+        try:
+            await self.store.write([self._record(t)])  # committed before the request is sent
+        except BaseException:
+            del self.orders[cid]  # nothing was sent: the same command may be submitted again
+            raise
         t.sent_at_s = self._monotonic()
         report = await self._send(t)
         out: list[Event] = []
