@@ -21,10 +21,21 @@ Example (Binance ``POST /api/v3/order``, ``newOrderRespType=FULL``, abridged)::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
+from tradebot.adapters.venues.deribit_schemas import (  # the Deribit decoders, re-exported
+    DERIBIT_STATUS,
+    deribit_amount,
+    deribit_instrument,
+    deribit_is_inverse,
+    deribit_order,
+    deribit_qty,
+    deribit_rpc_error,
+    deribit_trade,
+)
+from tradebot.adapters.venues.wire import dec, fee_in_quote, plain, wire_int, wire_side
 from tradebot.core.domain import (
     ZERO,
     Asset,
@@ -53,64 +64,6 @@ BINANCE_STATUS: dict[str, OrderStatus] = {
     "EXPIRED": OrderStatus.EXPIRED,
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
-
-#: Deribit ``order_state`` → domain status (``open`` with a fill becomes PARTIALLY_FILLED).
-DERIBIT_STATUS: dict[str, OrderStatus] = {
-    "open": OrderStatus.ACCEPTED,
-    "untriggered": OrderStatus.ACCEPTED,
-    "filled": OrderStatus.FILLED,
-    "rejected": OrderStatus.REJECTED,
-    "cancelled": OrderStatus.CANCELED,
-    "archive": OrderStatus.CANCELED,
-}
-
-_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL, "buy": Side.BUY, "sell": Side.SELL}
-_QTY_QUANTUM = Decimal("1e-8")
-
-
-def dec(raw: Mapping[str, Any], key: str, *, where: str) -> Decimal:
-    """Return ``raw[key]`` as an exact ``Decimal`` (string, int or float via ``repr``).
-
-    Raises
-    ------
-    DataError
-        If the field is missing or not a finite number; the message names ``where.key`` and the value.
-    """
-    value = raw.get(key) if isinstance(raw, Mapping) else None
-    if value is None or isinstance(value, bool):
-        raise DataError(f"{where}.{key} must be a number, was {value!r}")
-    try:
-        return to_decimal(value, field=f"{where}.{key}")
-    except ValueError as e:
-        raise DataError(str(e)) from None
-
-
-def _int(raw: Mapping[str, Any], key: str, *, where: str) -> int:
-    value = raw.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"{where}.{key} must be an integer, was {value!r}")
-    return value
-
-
-def _side(value: Any, *, where: str) -> Side:
-    side = _SIDES.get(value) if isinstance(value, str) else None
-    if side is None:
-        raise DataError(f"{where}: side must be buy or sell, was {value!r}")
-    return side
-
-
-def fee_in_quote(fee: Decimal, fee_asset: str, price: Decimal, instrument: Instrument) -> Decimal:
-    """Return a fee charged in ``fee_asset`` in the instrument's quote currency.
-
-    Quote-asset fees are taken as is, base-asset fees are valued at the fill ``price``; a fee in a
-    third asset (Binance BNB discount) cannot be valued here and gives 0 (the raw fee and its
-    currency stay on the fill).
-    """
-    if fee_asset == instrument.quote:
-        return fee
-    if fee_asset == instrument.base:
-        return fee * price
-    return ZERO
 
 
 # --------------------------------------------------------------------------------------- Binance
@@ -144,7 +97,7 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
     cid = raw.get("clientOrderId")
     if not isinstance(cid, str) or not cid:
         raise DataError(f"{where}.clientOrderId must be a non-empty string, was {cid!r}")
-    oid = ExchangeOrderId(str(_int(raw, "orderId", where=where)))
+    oid = ExchangeOrderId(str(wire_int(raw, "orderId", where=where)))
     ts = raw.get("updateTime") or raw.get("transactTime") or raw.get("time")
     if not isinstance(ts, int) or isinstance(ts, bool):
         raise DataError(f"{where}: updateTime/transactTime/time must be an integer ms, was {ts!r}")
@@ -158,7 +111,7 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
     qty = dec(raw, "origQty", where=where)
     filled = dec(raw, "executedQty", where=where)
     quote = dec(raw, "cummulativeQuoteQty", where=where)
-    side = _side(raw.get("side"), where=where)
+    side = wire_side(raw.get("side"), where=where)
     fills = tuple(
         binance_order_fill(f, instrument, side=side, client_order_id=ClientOrderId(cid),
                            exchange_order_id=oid, ts_ms=ts, venue=venue)
@@ -196,7 +149,7 @@ def binance_order_fill(
     return Fill(
         venue=venue,
         symbol=instrument.symbol,
-        trade_id=TradeId(str(_int(raw, "tradeId", where=where))),
+        trade_id=TradeId(str(wire_int(raw, "tradeId", where=where))),
         client_order_id=client_order_id,
         side=side,
         qty=dec(raw, "qty", where=where),
@@ -226,14 +179,14 @@ def binance_trade(
     return Fill(
         venue=venue,
         symbol=instrument.symbol,
-        trade_id=TradeId(str(_int(raw, "id", where=where))),
+        trade_id=TradeId(str(wire_int(raw, "id", where=where))),
         client_order_id=client_order_id,
         side=Side.BUY if is_buyer else Side.SELL,
         qty=dec(raw, "qty", where=where),
         price=price,
         fee_quote=fee_in_quote(fee, asset, price, instrument),
-        ts_ms=_int(raw, "time", where=where),
-        exchange_order_id=ExchangeOrderId(str(_int(raw, "orderId", where=where))),
+        ts_ms=wire_int(raw, "time", where=where),
+        exchange_order_id=ExchangeOrderId(str(wire_int(raw, "orderId", where=where))),
         fee=fee,
         fee_currency=asset,
     )
@@ -250,11 +203,6 @@ def binance_balances(raw: Mapping[str, Any]) -> dict[str, Decimal]:
         if total != 0:
             out[str(row.get("asset"))] = total
     return out
-
-
-def plain(value: Decimal) -> Decimal:
-    """Return ``value`` without trailing zeros and without an exponent (``"10.000"`` → ``10``)."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 def _filters(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -321,144 +269,24 @@ def binance_error(body: str | bytes | Mapping[str, Any] | None) -> tuple[int | N
     return None, str(data)[:200]
 
 
-# --------------------------------------------------------------------------------------- Deribit
-
-
-def deribit_is_inverse(raw_instrument: Mapping[str, Any]) -> bool:
-    """True for an inverse contract (amount in USD, settled in the base coin, e.g. ``BTC-PERPETUAL``)."""
-    # newer answers say instrument_type "reversed"; older ones only quote inverse contracts in USD
-    return (
-        raw_instrument.get("instrument_type") == "reversed" or raw_instrument.get("quote_currency") == "USD"
-    )
-
-
-def deribit_instrument(raw: Mapping[str, Any], symbol: Symbol) -> Instrument:
-    """Decode a Deribit ``public/get_instruments`` entry.
-
-    Linear (USDC) perpetuals: step = ``contract_size`` and min qty = ``min_trade_amount`` in base
-    units. Inverse perpetuals trade in USD: the step is 1e-8 base units, and the minimum order is a
-    notional of ``min_trade_amount`` USD (``min_notional``); :func:`deribit_amount` rounds to the
-    USD contract size.
-    """
-    where = f"deribit instrument {raw.get('instrument_name')!r}"
-    fee = dec(raw, "taker_commission", where=where)
-    common = {"symbol": symbol, "base": Asset(str(raw.get("base_currency"))),
-              "quote": Asset(str(raw.get("quote_currency"))), "taker_fee": fee,
-              "maker_fee": dec(raw, "maker_commission", where=where) if "maker_commission" in raw else fee,
-              "tick_size": dec(raw, "tick_size", where=where)}  # fmt: skip
-    if deribit_is_inverse(raw):
-        return Instrument(step_size=_QTY_QUANTUM, min_notional=dec(raw, "min_trade_amount", where=where),
-                          contract_size=dec(raw, "contract_size", where=where), **common)  # fmt: skip
-    return Instrument(step_size=dec(raw, "contract_size", where=where),
-                      min_qty=dec(raw, "min_trade_amount", where=where), **common)  # fmt: skip
-
-
-def deribit_amount(qty: Decimal, price: Decimal, *, inverse: bool, contract_size: Decimal) -> Decimal:
-    """Return the wire ``amount`` of an order of ``qty`` base units at ``price`` (quote currency).
-
-    Linear: ``qty`` itself. Inverse: the USD notional ``qty × price`` rounded *down* to a multiple
-    of the USD ``contract_size`` (never more than intended), e.g. 0.0123 BTC at 40 000 → 490 USD
-    with contract size 10.
-    """
-    if not inverse:
-        return qty
-    return ((qty * price) / contract_size).to_integral_value(rounding=ROUND_DOWN) * contract_size
-
-
-def deribit_qty(amount: Decimal, price: Decimal, *, inverse: bool) -> Decimal:
-    """Return base units of a wire ``amount`` at ``price``: linear as is, inverse ``USD / price``
-    quantized to 1e-8 (half-even), e.g. 490 USD at 40 000 → 0.01225000 BTC."""
-    if not inverse:
-        return amount
-    return (amount / price).quantize(_QTY_QUANTUM, rounding=ROUND_HALF_EVEN)
-
-
-def deribit_trade(raw: Mapping[str, Any], instrument: Instrument, *, inverse: bool,
-                  client_order_id: ClientOrderId | None = None, venue: str = "deribit") -> Fill:  # fmt: skip
-    """Decode one Deribit trade (``private/buy`` answer ``trades[]``, ``get_user_trades_by_*``).
-
-    Quantity is converted to base units (:func:`deribit_qty`); ``client_order_id`` defaults to the
-    trade's ``label``. The fee is charged in ``fee_currency`` (the base coin for inverse contracts).
-    """
-    where = "deribit trade"
-    price = dec(raw, "price", where=where)
-    fee = dec(raw, "fee", where=where)
-    cid = client_order_id or raw.get("label") or ""
-    asset = str(raw.get("fee_currency", ""))
-    return Fill(
-        venue=venue,
-        symbol=instrument.symbol,
-        trade_id=TradeId(str(raw.get("trade_id"))),
-        client_order_id=ClientOrderId(str(cid)),
-        side=_side(raw.get("direction"), where=where),
-        qty=deribit_qty(dec(raw, "amount", where=where), price, inverse=inverse),
-        price=price,
-        fee_quote=fee_in_quote(fee, asset, price, instrument) if asset != "USDC" else fee,
-        ts_ms=_int(raw, "timestamp", where=where),
-        exchange_order_id=ExchangeOrderId(str(raw.get("order_id"))),
-        fee=fee,
-        fee_currency=asset,
-    )
-
-
-def deribit_order(raw: Mapping[str, Any], instrument: Instrument, *, inverse: bool,
-                  trades: Sequence[Mapping[str, Any]] = (), venue: str = "deribit") -> OrderReport:  # fmt: skip
-    """Decode a Deribit order object (``private/buy|sell`` ``result.order``, ``get_order_state``).
-
-    Our client order id is the ``label``. Amounts are converted to base units at the average
-    price (inverse: ordered USD at the limit price when nothing filled yet).
-    """
-    where = "deribit order"
-    state = DERIBIT_STATUS.get(raw.get("order_state", ""))
-    if state is None:
-        raise DataError(
-            f"{where}.order_state must be one of {sorted(DERIBIT_STATUS)}, was {raw.get('order_state')!r}"
-        )
-    amount, filled = (
-        dec(raw, "amount", where=where),
-        dec(raw, "filled_amount", where=where) if "filled_amount" in raw else ZERO,
-    )
-    avg = dec(raw, "average_price", where=where) if filled > 0 else None
-    ref = avg if avg is not None else _order_price(raw)
-    if inverse and ref is None:
-        raise DataError(
-            f"{where}: an inverse order needs a price to convert USD amounts, was {raw.get('price')!r}"
-        )
-    if state is OrderStatus.ACCEPTED and filled > 0:
-        state = OrderStatus.PARTIALLY_FILLED
-    cid = ClientOrderId(str(raw.get("label", "")))
-    return OrderReport(
-        client_order_id=cid,
-        symbol=instrument.symbol,
-        status=state,
-        qty=deribit_qty(amount, ref, inverse=True) if inverse and ref else amount,
-        filled_qty=deribit_qty(filled, avg, inverse=True) if inverse and avg else filled,
-        ts_ms=_int(raw, "last_update_timestamp", where=where),
-        avg_price=avg,
-        exchange_order_id=ExchangeOrderId(str(raw.get("order_id"))),
-        fills=tuple(
-            deribit_trade(t, instrument, inverse=inverse, client_order_id=cid, venue=venue) for t in trades
-        ),
-    )
-
-
-def _order_price(raw: Mapping[str, Any]) -> Decimal | None:
-    # the limit price, else the trigger price of a stop market order ("price": "market_price")
-    for key in ("price", "trigger_price"):
-        value = raw.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return to_decimal(value)
-    return None
-
-
-def deribit_rpc_error(payload: Mapping[str, Any]) -> tuple[int | None, str]:
-    """Return (code, message[: reason]) of a JSON-RPC error answer, or (None, "") if there is none."""
-    err = payload.get("error") if isinstance(payload, Mapping) else None
-    if not isinstance(err, Mapping):
-        return None, ""
-    data = err.get("data")
-    reason = data.get("reason") if isinstance(data, Mapping) else None
-    message = str(err.get("message", ""))
-    return (int(err["code"]) if isinstance(err.get("code"), int) else None), (
-        f"{message}: {reason}" if reason else message
-    )
+__all__ = [
+    "BINANCE_STATUS",
+    "DERIBIT_STATUS",
+    "binance_balances",
+    "binance_error",
+    "binance_instrument",
+    "binance_order",
+    "binance_order_fill",
+    "binance_rate_limits",
+    "binance_trade",
+    "dec",
+    "deribit_amount",
+    "deribit_instrument",
+    "deribit_is_inverse",
+    "deribit_order",
+    "deribit_qty",
+    "deribit_rpc_error",
+    "deribit_trade",
+    "fee_in_quote",
+    "plain",
+]
