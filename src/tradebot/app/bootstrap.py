@@ -1,0 +1,374 @@
+"""The one place that builds the daemon's parts for a mode, in the issue's start-up order.
+
+settings validated (interlock) → database migrated or checked → markets loaded → reconciliation →
+indicator warm-up by backfill → trading. Every part with a lifecycle is entered on the caller's
+``AsyncExitStack`` and closed in reverse order.
+
+Execution venue: ``paper`` uses :class:`~tradebot.app.paper.PaperRouter` (a simulated venue fed by the
+live candles; no keys). ``testnet`` / ``live`` need the ccxt execution venue
+(``tradebot.adapters.venues.ccxt_venue``) and the order executor (``tradebot.app.execution``); until
+they exist :func:`build_router` refuses those modes with a clear message (see ``EXECUTION_MODULES``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from tradebot import __version__
+from tradebot.adapters.feeds.backfill import (
+    BackfillConfig,
+    CcxtHistory,
+    make_binance,
+    make_deribit,
+    map_ccxt_error,
+)
+from tradebot.adapters.feeds.binance_ws import BinanceFeedConfig, BinanceKlineFeed
+from tradebot.adapters.feeds.deribit_ws import DeribitChartFeed, DeribitFeedConfig
+from tradebot.adapters.feeds.replay import merge_by_time
+from tradebot.adapters.feeds.ws_base import LiveCandleFeed
+from tradebot.adapters.store import BatchingWriter, SqlEventStore
+from tradebot.adapters.store.migrate import check_current, ensure_schema
+from tradebot.app.clock import LiveClock
+from tradebot.app.instruments import default_instruments
+from tradebot.app.interlock import ResolvedEndpoints, check_interlock
+from tradebot.app.logging import bind_run, register_secrets
+from tradebot.app.paper import PaperRouter
+from tradebot.app.settings import Settings, build_engine_config, redacted_dump
+from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
+from tradebot.core.engine import Engine
+from tradebot.errors import ConfigError
+
+log = structlog.get_logger("tradebot.daemon")
+
+#: Modules the testnet/live execution path needs (engineer I's work); paper mode needs neither.
+EXECUTION_MODULES = ("tradebot.adapters.venues.ccxt_venue", "tradebot.app.execution")
+BASE = Timeframe.M1
+STATE_VERSION = 1
+
+
+@dataclass(kw_only=True)
+class DaemonOptions:
+    """How to run the daemon (the CLI's and the demo's knobs; settings hold the rest).
+
+    Attributes
+    ----------
+    migrate
+        Upgrade the schema to head at start (demo, SQLite); otherwise only check it.
+    clock
+        Runtime clock (default the wall clock; the demo follows the simulator's clock).
+    stop_at_open_ms
+        Stop once every symbol's candle with this open time (ms UTC) was processed (demo, tests);
+        ``None`` runs until a signal.
+    handle_signals
+        Install SIGTERM/SIGINT handlers (off when embedded in another asyncio program).
+    run_id
+        Overrides ``TRADEBOT_DAEMON__RUN_ID``.
+    anchor_ms
+        First candle (open time, ms UTC) a *new* run trades; the warm-up ends before it and the feed
+        backfills from it. Default: the current minute of the venue's clock. Ignored on resume.
+    finish_run
+        When the stop time is reached, close the books (``Engine.finish``), store the summary and mark
+        the run ``completed`` (the demo); a daemon stopped by a signal stays resumable.
+    """
+
+    migrate: bool = False
+    clock: LiveClock | None = None
+    stop_at_open_ms: int | None = None
+    handle_signals: bool = True
+    run_id: str | None = None
+    anchor_ms: int | None = None
+    finish_run: bool = False
+
+
+@dataclass(kw_only=True)
+class Components:
+    """What :func:`bootstrap` built; owned by the caller's exit stack."""
+
+    settings: Settings
+    endpoints: ResolvedEndpoints
+    run_id: str
+    symbols: tuple[Symbol, ...]
+    engine: Engine
+    router: PaperRouter
+    feed: LiveCandleFeed
+    queue: Any
+    store: SqlEventStore
+    writer: BatchingWriter
+    history: CcxtHistory
+    clock: LiveClock
+    anchor_ms: int
+    resumed: bool
+    last_reconciliation_ms: int
+    startup_records: list[object] = field(default_factory=list)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Return every secret value in ``settings`` (API keys, the database password) for redaction."""
+    values = [
+        s.get_secret_value()
+        for s in (
+            settings.testnet_api_key,
+            settings.testnet_api_secret,
+            settings.live_api_key,
+            settings.live_api_secret,
+        )
+        if s
+    ]
+    url = settings.database_url.get_secret_value()
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # a malformed URL is refused later with its own message
+        password = None
+    if password:
+        values.append(str(password))
+    return values
+
+
+def resolve_run_id(settings: Settings, options: DaemonOptions) -> str:
+    """Return the run to create or resume: option, ``TRADEBOT_DAEMON__RUN_ID``, else ``<mode>-<venue>``."""
+    return options.run_id or settings.daemon.run_id or f"{settings.mode}-{settings.venue}"
+
+
+def build_router(
+    settings: Settings, instruments: Mapping[Symbol, Instrument], balances: Mapping[str, Decimal]
+) -> PaperRouter:
+    """Return the execution side for the mode.
+
+    Raises
+    ------
+    ConfigError
+        For testnet/live while the ccxt execution venue is not part of this build.
+    """
+    if settings.mode == "paper":
+        return PaperRouter(
+            instruments,
+            balances,
+            slippage_bps=settings.backtest.slippage_bps,
+            max_volume_fraction=settings.backtest.max_volume_fraction,
+        )
+    missing = [m for m in EXECUTION_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"{settings.mode} mode needs the ccxt execution venue, missing from this build: {missing}; "
+            "use TRADEBOT_MODE=paper meanwhile"
+        )
+    raise ConfigError(f"{settings.mode} mode: wiring of the ccxt execution venue is not done yet")
+
+
+async def open_database(settings: Settings, options: DaemonOptions, stack: AsyncExitStack) -> SqlEventStore:
+    """Migrate (``options.migrate``) or check the schema, then open the store on ``stack``.
+
+    Raises
+    ------
+    ConfigError
+        If the schema is not at head and migration was not asked for.
+    """
+    url = settings.database_url.get_secret_value()
+    if options.migrate:
+        await ensure_schema(url)
+    elif not await check_current(url):
+        raise ConfigError(
+            "the database schema is not at the newest revision: run `tradebot db upgrade` "
+            "(or the compose service `migrate`) first"
+        )
+    store = SqlEventStore(url)
+    await store.open()
+    stack.push_async_callback(store.close)
+    return store
+
+
+def _feed_and_history(
+    settings: Settings, endpoints: ResolvedEndpoints, clock: LiveClock, queue: Any, stack: AsyncExitStack
+) -> tuple[type[LiveCandleFeed], Any, CcxtHistory, tuple[Symbol, ...]]:
+    bf = settings.feeds.backfill
+    backfill = BackfillConfig(**bf.model_dump())
+    if settings.venue == "binance":
+        exchange = make_binance(endpoints.feed_rest.url, timeout_ms=bf.timeout_ms)
+        fs = settings.feeds.binance
+        cfg: Any = BinanceFeedConfig(
+            **{
+                **fs.model_dump(exclude={"rest_url", "symbols"}),
+                "ws_url": endpoints.feed_ws.url,
+                "symbols": tuple(fs.symbols or settings.symbols),
+            }
+        )
+        feed_cls: Any = BinanceKlineFeed
+    else:
+        exchange = make_deribit(endpoints.feed_rest.url, timeout_ms=bf.timeout_ms)
+        fs2 = settings.feeds.deribit
+        cfg = DeribitFeedConfig(**{**fs2.model_dump(exclude={"rest_url"}), "ws_url": endpoints.feed_ws.url})
+        feed_cls = DeribitChartFeed
+    stack.push_async_callback(exchange.close)
+    symbols = tuple(Symbol(s) for s in cfg.wire_symbols().values())
+    return feed_cls, cfg, CcxtHistory(exchange, backfill), symbols
+
+
+async def load_markets(history: CcxtHistory, symbols: Sequence[str]) -> None:
+    """Load the market list of the data venue and check every symbol is listed.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown symbols.
+    VenueError
+        When the venue cannot be reached (mapped from ccxt).
+    """
+    import ccxt.async_support as ccxt
+
+    try:
+        markets = await history.exchange.load_markets()
+    except ccxt.BaseError as e:
+        raise map_ccxt_error(e) from e
+    unknown = [s for s in symbols if s not in markets]
+    if unknown:
+        raise ConfigError(f"symbols not listed on {history.exchange.id}: {unknown}")
+
+
+async def warm_up(engine: Engine, history: CcxtHistory, settings: Settings, anchor_ms: int) -> list[object]:
+    """Warm the streams from native candles before ``anchor_ms`` exactly as the backtest does.
+
+    For each stream timeframe (and the rebalance timeframe) the candles with
+    ``anchor − 3·max(slow)·tf <= open <= anchor − tf`` are fetched over REST (the window of
+    :func:`tradebot.app.backtest.load_data`), so a daemon started at ``anchor_ms`` decides like a
+    backtest starting there.
+    """
+    tfs = {Timeframe(s.timeframe) for s in settings.streams} | {Timeframe(settings.rebalance_timeframe)}
+    lookback = max(s.slow for s in settings.streams) * 3
+    candles: list[Candle] = []
+    for sym in engine.symbols:
+        for tf in sorted(tfs, key=lambda t: t.ms):
+            candles += await history.fetch_candles(
+                sym, tf, anchor_ms - lookback * tf.ms, anchor_ms - tf.ms + 1
+            )
+    return list(engine.warm_up(candles))
+
+
+async def prime(engine: Engine, history: CcxtHistory, since_ms: int, last_open: Mapping[str, int]) -> int:
+    """Replay to the book (deciding nothing) the base candles from ``since_ms`` to each symbol's last
+    processed open time; return how many."""
+    per_symbol = {}
+    for sym in engine.symbols:
+        per_symbol[sym] = await history.fetch_candles(sym, BASE, since_ms, last_open[sym] + BASE.ms)
+    candles = list(merge_by_time(per_symbol))
+    engine.prime(candles)
+    return len(candles)
+
+
+async def bootstrap(
+    settings: Settings, options: DaemonOptions, stack: AsyncExitStack, queue: Any
+) -> Components:
+    """Build everything in start-up order; see the module docstring.
+
+    Raises
+    ------
+    ConfigError
+        Interlock refusal, schema not at head, unknown symbols, unsupported mode.
+    VenueError
+        The market-data venue is unreachable.
+    """
+    register_secrets(secrets_of(settings))
+    endpoints = check_interlock(settings)
+    run_id = resolve_run_id(settings, options)
+    bind_run(run_id=run_id, mode=settings.mode, venue=settings.venue)
+    log.info("daemon_starting", version=__version__, **endpoints.log_fields())
+    clock = options.clock or LiveClock()
+    store = await open_database(settings, options, stack)
+    log.info("database_ready", dialect=store.dialect)
+    feed_cls, feed_cfg, history, symbols = _feed_and_history(settings, endpoints, clock, queue, stack)
+    if tuple(settings.symbols) != symbols:
+        settings = settings.model_copy(update={"symbols": symbols})
+    await load_markets(history, symbols)
+    instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    log.info("markets_loaded", symbols=list(symbols), source=history.exchange.id)
+    state = await store.load_engine_state(run_id)
+    engine = Engine(build_engine_config(settings, run_id=run_id, base_timeframe=BASE), instruments)
+    balances = (
+        {settings.quote: settings.backtest.initial_cash}
+        if state is None
+        else PaperRouter.balances_from_state(state["daemon"]["paper"])
+    )
+    router = build_router(settings, instruments, balances)
+    if state is not None:
+        anchor = int(state["daemon"]["anchor_ms"])
+    elif options.anchor_ms is not None:
+        anchor = floor_time(options.anchor_ms, BASE)
+    else:
+        anchor = floor_time(await history.server_time_ms(), BASE)
+    startup: list[object] = await warm_up(engine, history, settings, anchor)
+    if state is None:
+        last_open = {s: anchor - BASE.ms for s in symbols}
+        await store.start_run(
+            run_id=run_id,
+            mode=settings.mode,
+            config=redacted_dump(settings),
+            version=__version__,
+            started_ms=anchor,
+        )
+    else:
+        engine.restore(state["engine"])
+        last_open = {s: int(v["time"]) - BASE.ms for s, v in state["engine"]["symbols"].items()}
+        last_open = {s: max(t, anchor - BASE.ms) for s, t in last_open.items()}
+        primed = await prime(engine, history, anchor, last_open)
+        store.bind_run(run_id)
+        log.info(
+            "engine_restored",
+            candles_primed=primed,
+            last_time_ms=engine.last_time_ms,
+            in_flight_orders=len(engine.in_flight),
+        )
+    marks = {s: to_decimal(engine.mark(s)) for s in symbols}
+    in_flight = [engine.orders[c] for c in sorted(engine.in_flight)]
+    for update in router.requeue(in_flight, marks):
+        startup.extend(engine.on_order_update(update))
+    reconciled_ms = clock.now_ms()
+    log.info("reconciled", execution=router.name, open_orders=router.open_orders(), requeued=len(in_flight))
+    writer = await stack.enter_async_context(BatchingWriter(store))
+    feed = feed_cls(
+        config=feed_cfg, history=history, queue=queue, last_open_ms=last_open, now_ms=clock.now_ms
+    )
+    log.info("warmed_up", anchor_ms=anchor, resumed=state is not None, streams=len(engine.book.states()))
+    return Components(
+        settings=settings,
+        endpoints=endpoints,
+        run_id=run_id,
+        symbols=symbols,
+        engine=engine,
+        router=router,
+        feed=feed,
+        queue=queue,
+        store=store,
+        writer=writer,
+        history=history,
+        clock=clock,
+        anchor_ms=anchor,
+        resumed=state is not None,
+        last_reconciliation_ms=reconciled_ms,
+        startup_records=startup,
+    )
+
+
+def checkpoint_state(c: Components) -> dict[str, Any]:
+    """Return the state saved for a restart: the engine snapshot and the daemon's own part."""
+    return {
+        "version": STATE_VERSION,
+        "engine": c.engine.snapshot(),
+        "daemon": {"anchor_ms": c.anchor_ms, "paper": c.router.state()},
+    }
+
+
+def new_run_id(prefix: str) -> str:
+    """Return ``<prefix>-<12 hex>`` (a fresh run, e.g. for the demo)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+__all__ = ["Components", "DaemonOptions", "bootstrap", "checkpoint_state"]

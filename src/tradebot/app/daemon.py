@@ -1,0 +1,390 @@
+"""``tradebot run``: one asyncio service driving the engine from live candles.
+
+One ``TaskGroup`` holds the feed (websocket + REST backfill), the engine loop, the status reporter
+and — through the bootstrap's exit stack — the batched store writer. The engine loop is the only
+task that touches the engine:
+
+1. a closed 1m candle (or a feed status) comes off the feed's queue;
+2. :class:`CandleSequencer` releases candles across symbols in open-time order (symbol order on
+   ties), exactly the order of a backtest, holding a fast symbol at most
+   ``TRADEBOT_DAEMON__SEQUENCER_TIMEOUT_S`` for a slow one;
+3. the execution side sees the candle first (paper fills at its open), then the engine; the
+   engine's orders go to the venue and the venue's answers back to the engine, recursively, as in
+   the backtest's ``Dispatcher``; records go to the batched writer;
+4. every ``TRADEBOT_DAEMON__CHECKPOINT_INTERVAL_S`` the writer is flushed and then the engine state
+   saved, so a SIGKILL loses only what the next start recomputes from the candles after the
+   checkpoint (every record is written idempotently under deterministic ids).
+
+SIGTERM/SIGINT: stop taking candles (no new intents), keep in-flight orders in the checkpoint for the
+next start (paper re-queues them; a venue reconciles them), flush the writer, save the state, close
+connections, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack, suppress
+from typing import Any
+
+import structlog
+
+from tradebot.app.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
+from tradebot.app.health import write_health
+from tradebot.app.settings import Settings
+from tradebot.app.status import status_fields
+from tradebot.app.summary import build_run_summary
+from tradebot.core.domain import (
+    CancelOrder,
+    Candle,
+    FeedStatus,
+    Fill,
+    OrderStatus,
+    OrderUpdate,
+    PlaceOrder,
+    PositionEvent,
+    PositionEventType,
+    StreamSignal,
+    Timeframe,
+    TradeRecord,
+)
+
+log = structlog.get_logger("tradebot.daemon")
+
+_REBALANCE = (PositionEventType.REBALANCE_BUY, PositionEventType.REBALANCE_SELL)
+
+
+class CandleSequencer:
+    """Release feed events across symbols in candle open-time order (ties: symbol order).
+
+    A symbol's events keep their own order. A candle at time ``t`` is released once every other
+    symbol has delivered a candle at ``t`` or later; a symbol that holds the others back for
+    ``timeout_s`` (wall) is excused until it delivers again. Feed statuses pass as soon as the
+    candles before them are released.
+    """
+
+    def __init__(self, symbols: Sequence[str], timeout_s: float) -> None:
+        self._rank = {s: i for i, s in enumerate(symbols)}
+        self._buf: dict[str, deque[Candle | FeedStatus]] = {s: deque() for s in symbols}
+        self._seen: dict[str, int | None] = dict.fromkeys(symbols)
+        self._excused: set[str] = set()
+        self._timeout_s = timeout_s
+        self._blocked_since: float | None = None
+
+    def push(self, event: Candle | FeedStatus, now_s: float) -> list[Candle | FeedStatus]:
+        """Add one feed event; return the events now releasable, in order."""
+        sym = event.symbol
+        self._buf[sym].append(event)
+        if type(event) is Candle:
+            self._seen[sym] = event.open_time_ms
+            self._excused.discard(sym)
+        return self.release(now_s)
+
+    def release(self, now_s: float) -> list[Candle | FeedStatus]:
+        """Return the events releasable now (also call it periodically for the timeout)."""
+        out: list[Candle | FeedStatus] = []
+        while True:
+            for q in self._buf.values():
+                while q and type(q[0]) is FeedStatus:
+                    out.append(q.popleft())
+            heads = [(q[0].open_time_ms, self._rank[s], s) for s, q in self._buf.items() if q]
+            if not heads:
+                self._blocked_since = None
+                return out
+            t, _, sym = min(heads)
+            waiting = [
+                o
+                for o, seen in self._seen.items()
+                if o != sym and o not in self._excused and (seen is None or seen < t)
+            ]
+            if waiting:
+                if self._blocked_since is None:
+                    self._blocked_since = now_s
+                if now_s - self._blocked_since < self._timeout_s:
+                    return out
+                self._excused.update(waiting)
+                log.warning("sequencer_timeout", waiting_for=waiting, candle_open_ms=t)
+            self._blocked_since = None
+            out.append(self._buf[sym].popleft())
+
+    def pending(self) -> int:
+        """Events held back."""
+        return sum(len(q) for q in self._buf.values())
+
+
+class Daemon:
+    """The running service. Build with settings and options; :meth:`run` returns the exit code."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: DaemonOptions | None = None,
+        on_progress: Callable[[Daemon], None] | None = None,
+        on_ready: Callable[[Daemon], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or DaemonOptions()
+        self.c: Components | None = None
+        self._stop = asyncio.Event()
+        self._on_progress = on_progress
+        self._on_ready = on_ready
+        self.candles = 0
+        self.n_orders = 0
+        self.trades: dict[str, TradeRecord] = {}
+        self._records: list[object] = []
+        self._last_open: dict[str, int] = {}
+        self._last_close_ms: int | None = None
+        self.stopped_by: str = ""
+        self.summary: dict[str, Any] | None = None
+
+    def request_stop(self, why: str = "request") -> None:
+        """Stop taking candles; the service then shuts down gracefully."""
+        if not self._stop.is_set():
+            self.stopped_by = why
+            log.info("shutdown_requested", reason=why)
+            self._stop.set()
+
+    async def run(self) -> int:
+        """Start, trade until stopped, shut down; return 0 on a clean stop."""
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=100_000)
+        async with AsyncExitStack() as stack:
+            c = self.c = await bootstrap(self.settings, self.options, stack, queue)
+            await c.writer.put(c.startup_records)
+            self._install_signals(stack)
+            self._last_open = {s: -1 for s in c.symbols}
+            log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
+            if self._on_ready is not None:
+                self._on_ready(self)
+            async with asyncio.TaskGroup() as tg:
+                feed = tg.create_task(c.feed.run(), name="feed")
+                status = tg.create_task(self._status_loop(), name="status")
+                tg.create_task(self._engine_loop(others=(feed, status)), name="engine")
+            await self._checkpoint()
+            if self.options.finish_run and self.stopped_by == "end_of_data":
+                await self._finish()
+            log.info(
+                "daemon_stopped",
+                reason=self.stopped_by,
+                candles=self.candles,
+                orders=self.n_orders,
+                open_orders=c.router.open_orders(),
+                last_time_ms=c.engine.last_time_ms,
+            )
+        return 0
+
+    def _install_signals(self, stack: AsyncExitStack) -> None:
+        if not self.options.handle_signals:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+            stack.callback(loop.remove_signal_handler, sig)
+
+    # -- engine loop ------------------------------------------------------------------------------
+    async def _engine_loop(self, others: Sequence[asyncio.Task[Any]]) -> None:
+        c = self.c
+        assert c is not None
+        seq = CandleSequencer(c.symbols, c.settings.daemon.sequencer_timeout_s)
+        every = c.settings.daemon.checkpoint_interval_s
+        next_checkpoint = time.monotonic() + every
+        try:
+            while not self._stop.is_set():
+                try:
+                    event = await asyncio.wait_for(c.queue.get(), timeout=0.2)
+                    ready = seq.push(event, time.monotonic())
+                except TimeoutError:
+                    ready = seq.release(time.monotonic())
+                for ev in ready:
+                    await self._process(ev)
+                if ready:
+                    await c.writer.put(self._take_records())
+                    if self._on_progress is not None:
+                        self._on_progress(self)
+                if time.monotonic() >= next_checkpoint:
+                    await self._checkpoint()
+                    next_checkpoint = time.monotonic() + every
+                if self._reached_stop_time():
+                    self.request_stop("end_of_data")
+        finally:
+            for task in others:
+                task.cancel()
+
+    def _reached_stop_time(self) -> bool:
+        stop_at = self.options.stop_at_open_ms
+        return stop_at is not None and all(t >= stop_at for t in self._last_open.values())
+
+    async def _process(self, event: Candle | FeedStatus) -> None:
+        c = self.c
+        assert c is not None
+        if type(event) is FeedStatus:
+            await self._dispatch(c.engine.on_feed_status(event))
+            return
+        candle: Candle = event  # type: ignore[assignment]
+        self.candles += 1
+        self._last_open[candle.symbol] = candle.open_time_ms
+        self._last_close_ms = candle.open_time_ms + 60_000
+        log.debug(
+            "candle_closed", symbol=candle.symbol, open_time_ms=candle.open_time_ms, close_quote=candle.close
+        )
+        for ev in c.router.on_candle(candle):
+            await self._dispatch(c.engine.handle(ev))
+        await self._dispatch(c.engine.on_candle(candle))
+
+    async def _dispatch(self, commands: Sequence[object]) -> None:
+        c = self.c
+        assert c is not None
+        for cmd in commands:
+            kind = type(cmd)
+            if kind is PlaceOrder:
+                self.n_orders += 1
+                log.info(
+                    "order_submitted",
+                    client_order_id=cmd.client_order_id,
+                    symbol=cmd.symbol,
+                    side=str(cmd.side),
+                    qty_base=str(cmd.qty),
+                    ref_price_quote=str(cmd.ref_price),
+                    notional_quote=f"{cmd.notional:.2f}",
+                    reason=cmd.reason,
+                )
+                for update in await c.router.submit(cmd):
+                    self._log_update(update)
+                    await self._dispatch(c.engine.on_order_update(update))
+            elif kind is CancelOrder:
+                for update in await c.router.cancel(cmd, c.engine.last_time_ms):
+                    await self._dispatch(c.engine.on_order_update(update))
+            else:
+                if kind is TradeRecord:
+                    self.trades[cmd.position_id] = cmd  # type: ignore[attr-defined]
+                self._log_record(cmd)
+                self._records.append(cmd)
+
+    def _take_records(self) -> list[object]:
+        records, self._records = self._records, []
+        return records
+
+    @staticmethod
+    def _log_update(update: OrderUpdate) -> None:
+        if update.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED):
+            log.warning(
+                "order_rejected",
+                client_order_id=update.client_order_id,
+                symbol=update.symbol,
+                status=str(update.status),
+                reason=update.reason,
+            )
+
+    def _log_record(self, rec: object) -> None:
+        kind = type(rec)
+        if kind is Fill:
+            log.info(
+                "order_filled",
+                client_order_id=rec.client_order_id,
+                symbol=rec.symbol,  # type: ignore[attr-defined]
+                side=str(rec.side),
+                qty_base=str(rec.qty),
+                price_quote=str(rec.price),  # type: ignore[attr-defined]
+                fee_quote=str(rec.fee_quote),
+                trade_id=rec.trade_id,
+                time_ms=rec.ts_ms,
+            )  # type: ignore[attr-defined]
+        elif kind is StreamSignal and rec.flipped:  # type: ignore[attr-defined]
+            log.info(
+                "stream_flipped",
+                stream=rec.stream,
+                state=str(rec.state),  # type: ignore[attr-defined]
+                confidence=round(rec.confidence, 4),
+                time_ms=rec.time_ms,
+            )  # type: ignore[attr-defined]
+        elif kind is PositionEvent:
+            ev: PositionEvent = rec  # type: ignore[assignment]
+            name = (
+                "rebalance_planned"
+                if ev.event_type in _REBALANCE
+                else "risk_halt"
+                if ev.event_type is PositionEventType.DAILY_LOSS_HALT
+                else "position_event"
+            )
+            log.info(
+                name,
+                event_type=str(ev.event_type),
+                symbol=ev.symbol,
+                time_ms=ev.event_time_ms,
+                price_quote=str(ev.price),
+                size_before_base=str(ev.size_before),
+                size_after_base=str(ev.size_after),
+                trigger=ev.trigger_reason,
+                action=ev.action_taken,
+            )
+
+    # -- checkpoints, status ----------------------------------------------------------------------
+    async def _checkpoint(self) -> None:
+        c = self.c
+        assert c is not None
+        await c.writer.put(self._take_records())
+        await c.writer.flush()
+        await c.store.save_engine_state(c.run_id, checkpoint_state(c), updated_ms=c.clock.now_ms())
+        log.debug("checkpoint_saved", last_time_ms=c.engine.last_time_ms)
+
+    async def _finish(self) -> None:
+        c = self.c
+        assert c is not None
+        final = c.engine.finish()
+        self._records.extend(final)
+        self.summary = build_run_summary(
+            engine=c.engine,
+            trades=[*self.trades.values(), *(r for r in final if type(r) is TradeRecord)],
+            n_orders=self.n_orders,
+            run_id=c.run_id,
+            base=Timeframe.M1,
+            n_candles=self.candles,
+            gaps={},
+            mode=c.settings.mode,
+        )
+        await c.writer.put(self._take_records())
+        await c.writer.flush()
+        await c.store.finish_run(
+            run_id=c.run_id, status="completed", summary=self.summary, finished_ms=c.engine.last_time_ms
+        )
+        log.info("run_completed", final_equity_quote=str(self.summary.get("final_equity", "")))
+
+    def status(self) -> dict[str, Any]:
+        """The fields of the status line now (see :func:`tradebot.app.status.status_fields`)."""
+        c = self.c
+        assert c is not None
+        lag = None if self._last_close_ms is None else c.clock.now_ms() - self._last_close_ms
+        return status_fields(
+            c.engine, feed_lag_ms=lag, candles_processed=self.candles, open_orders=c.router.open_orders()
+        )
+
+    async def _status_loop(self) -> None:
+        c = self.c
+        assert c is not None
+        interval = c.settings.daemon.status_interval_s
+        while True:
+            fields = self.status()
+            log.info("status", **fields)
+            with suppress(OSError):
+                write_health(
+                    c.settings.daemon.health_file,
+                    {
+                        "written_wall_ms": time.time_ns() // 1_000_000,
+                        "run_id": c.run_id,
+                        "mode": c.settings.mode,
+                        "venue": c.settings.venue,
+                        "feed_lag_ms": fields["feed_lag_ms"],
+                        "last_candle_close_ms": self._last_close_ms,
+                        "trading_state": fields["trading_state"],
+                        "last_reconciliation_ms": c.last_reconciliation_ms,
+                        "equity_quote": fields["equity_quote"],
+                    },
+                )
+            await asyncio.sleep(interval)
+
+
+async def run_daemon(settings: Settings, options: DaemonOptions | None = None) -> int:
+    """Run the daemon until stopped; return the process exit code."""
+    return await Daemon(settings, options).run()

@@ -1,0 +1,44 @@
+"""The daemon's periodic status line: equity, cash, exposure per asset, streams, orders, feed lag, state.
+
+:func:`status_fields` is a pure read of the engine; the daemon logs it as event ``status`` every
+``TRADEBOT_DAEMON__STATUS_INTERVAL_S`` seconds and writes the health file from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradebot.core.engine import Engine
+
+
+def status_fields(
+    engine: Engine, *, feed_lag_ms: int | None, candles_processed: int, open_orders: int
+) -> dict[str, Any]:
+    """Return the fields of one status line.
+
+    Returns
+    -------
+    dict
+        ``equity_quote`` / ``cash_quote`` (decimal strings, quote currency; equity is ``None`` until
+        every symbol has a mark), ``exposure_quote`` (asset → position × mark, quote currency),
+        ``exposure_fraction`` (asset → fraction of equity), ``streams`` (stream id → ``in``/``out``),
+        ``open_orders`` (count), ``feed_lag_ms`` (now − last candle close, ms; ``None`` before the
+        first candle), ``trading_state`` and ``candles_processed``.
+    """
+    marks = engine.marks_decimal()
+    ledger = engine.ledger
+    exposure = {s.split("/")[0]: ledger.position(s) * marks[s] for s in engine.symbols if s in marks}
+    complete = len(marks) == len(engine.symbols)
+    equity = ledger.equity(marks) if complete else None
+    fractions = {a: round(float(v / equity), 4) for a, v in exposure.items()} if equity else {}
+    return {
+        "equity_quote": None if equity is None else f"{equity:.2f}",
+        "cash_quote": f"{ledger.cash:.2f}",
+        "exposure_quote": {a: f"{v:.2f}" for a, v in exposure.items()},
+        "exposure_fraction": fractions,
+        "streams": {v.stream_id: str(v.state) for v in engine.book.states()},
+        "open_orders": open_orders,
+        "feed_lag_ms": feed_lag_ms,
+        "trading_state": str(engine.trading_state),
+        "candles_processed": candles_processed,
+    }
