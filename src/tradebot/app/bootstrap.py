@@ -122,6 +122,8 @@ def secrets_of(settings: Settings) -> list[str]:
         )
         if s
     ]
+    if settings.postgres_password:
+        values.append(settings.postgres_password.get_secret_value())
     url = settings.database_url.get_secret_value()
     try:
         from sqlalchemy.engine import make_url

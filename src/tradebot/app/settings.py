@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -208,6 +208,11 @@ class Settings(BaseSettings):
     testnet_api_secret: SecretStr | None = None
     live_api_key: SecretStr | None = None
     live_api_secret: SecretStr | None = None
+    postgres_password: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("POSTGRES_PASSWORD", "postgres_password"),
+        description="password of the docker-compose PostgreSQL (POSTGRES_PASSWORD in .env); a secret",
+    )
     live_confirmation: str | None = Field(
         None, description=f"must be exactly {LIVE_CONFIRMATION_PHRASE!r} for TRADEBOT_MODE=live"
     )
