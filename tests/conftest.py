@@ -18,10 +18,17 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from tradebot.adapters.store.migrate import upgrade
 
 T = TypeVar("T")
+
+# Property tests explore fresh random examples on a developer's machine; in CI they replay a fixed,
+# derandomized set so that CI's verdict does not depend on the luck of one run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 _ADMIN_DSNS = (
     "postgresql://root@127.0.0.1:5432/postgres",

@@ -18,6 +18,7 @@ Flow of one closed base candle (the hot path, kept lean):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 from tradebot.core import engine_state
@@ -96,6 +97,8 @@ class Engine:
         self.in_flight: set[ClientOrderId] = set()
         self.stats = EngineStats(self.symbols, [sid for v in self.streams_by_symbol.values() for sid in v])
         self._managed = config.management != ManagementConfig.disabled()
+        self.overlay.managed = self._managed
+        self._force_reason: dict[str, str] = {}
         self._sym: dict[str, _SymState] = {
             s: _SymState(s, self.book.aggregator(s), self.overlay.managers[s], self._managed) for s in self.symbols
         }
@@ -224,7 +227,10 @@ class Engine:
         elif self._force and not self.in_flight:
             out = out if out is not None else []
             out.extend(self._plan(t, reason="overlay"))
-        return out if out is not None else _EMPTY  # type: ignore[return-value]
+        if out is None:
+            return _EMPTY  # type: ignore[return-value]
+        _link_orders(out)
+        return out
 
     def on_fill(self, fill: Fill) -> list:
         """Apply one execution: order state, ledger (exactly once), trade lifecycle, overlay state."""
@@ -388,11 +394,13 @@ class Engine:
         alloc = compute_targets(self.config.allocation, views, equity, marks, vol)
         holdings = {s: self.ledger.position(s) for s in self.symbols}
         targets, _multipliers, risk_events, blocked = self.overlay.managed_targets(
-            t, alloc.asset_notional, holdings, marks, equity, self._stale
+            t, alloc.asset_notional, holdings, marks, equity, self._stale,
+            frozenset(st.symbol for st in self._states if st.open),
         )
         out: list = self._risk_events(risk_events, t)
         force = frozenset(self._force)
         self._force.clear()
+        reasons, self._force_reason = self._force_reason, {}
         plan = plan_rebalance(
             targets=targets,
             holdings=holdings,
@@ -409,6 +417,8 @@ class Engine:
             force=force,
         )
         self._intent_seq = plan.next_intent_seq
+        if reasons:
+            plan = _relabel(plan, reasons)
         if plan.deferred_buys:
             self._replan = True
         eq = float(equity)
@@ -484,6 +494,8 @@ class Engine:
         self.in_flight.discard(order.client_order_id)
         if not any(self.orders[c].symbol == order.symbol for c in self.in_flight):
             self.ledger.clear_pending(order.symbol)
+            if self._managed and self._sym[order.symbol].open:
+                self.overlay.settle_reference(order.symbol, self.ledger.position(order.symbol))
         if not self.in_flight and self._replan and replan:
             return self._plan(t, reason="rebalance")
         return []
@@ -496,6 +508,7 @@ class Engine:
             if sig.flipped:
                 changed = True
                 self._dirty = True
+                self.overlay.reallocate = True
                 self.stats.on_flip(sig)
                 out.append(sig)
         if changed:
@@ -508,6 +521,7 @@ class Engine:
         for action in actions:
             if action.urgent:
                 self._force.add(sym)
+                self._force_reason[sym] = action.event_type.value
                 self._dirty = True
             qty = self.ledger.position(sym)
             out.append(
@@ -673,3 +687,34 @@ class _SymState:
         self.open = False
         self.hi = float("-inf")
         self.lo = float("inf")
+
+
+#: Overlay decisions whose position-event row names the orders they cause (STRATEGY.md §6).
+_ACTION_TYPES = frozenset({
+    PositionEventType.STOP_EXIT, PositionEventType.TAKE_PROFIT_EXIT, PositionEventType.PARTIAL_TAKE_PROFIT,
+    PositionEventType.TRAILING_SCALE_OUT, PositionEventType.TRAILING_SCALE_IN, PositionEventType.SCALE_IN,
+    PositionEventType.TIME_EXIT, PositionEventType.EARLY_EXIT, PositionEventType.MANAGEMENT_SCALE_OUT,
+    PositionEventType.MANAGEMENT_RELOAD, PositionEventType.MANAGEMENT_QUIT, PositionEventType.DAILY_LOSS_HALT,
+})
+
+
+def _link_orders(out: list) -> None:
+    # Give the overlay's position events of this step the client order ids of the orders planned for
+    # their symbol in the same step (the decision row names the orders it caused).
+    ids: dict[str, list[str]] = {}
+    for r in out:
+        if type(r) is PlaceOrder:
+            ids.setdefault(r.symbol, []).append(r.client_order_id)
+    if not ids:
+        return
+    for i, r in enumerate(out):
+        if (type(r) is PositionEvent and not r.client_order_ids and r.event_type in _ACTION_TYPES
+                and r.symbol in ids):
+            out[i] = replace(r, client_order_ids=tuple(ids[r.symbol]))
+
+
+def _relabel(plan, reasons: Mapping[str, str]):
+    # Orders caused by an overlay decision carry that decision as their reason, not "rebalance".
+    orders = tuple(replace(o, reason=reasons[o.symbol]) if o.symbol in reasons else o for o in plan.orders)
+    intents = tuple(replace(i, reason=reasons[i.symbol]) if i.symbol in reasons else i for i in plan.intents)
+    return replace(plan, orders=orders, intents=intents)

@@ -124,6 +124,9 @@ class Overlay:
         self.risk = RiskManager(config.risk)
         self._period_tf = config.rebalance_timeframe
         self._blocks: set[tuple] = set()
+        self._ref_units: dict[str, Decimal] = {}
+        self.reallocate = True
+        self.managed = True
 
     @property
     def trading_state(self) -> TradingState:
@@ -159,22 +162,47 @@ class Overlay:
         marks: Mapping[Symbol, Decimal],
         equity: Decimal,
         stale: set[str],
+        open_symbols: frozenset[str] = frozenset(),
     ) -> tuple[dict[Symbol, Decimal], dict[Symbol, Decimal], list, set[str]]:
-        """Return (managed targets, multipliers, risk events, symbols blocked from increasing)."""
+        """Return (managed targets, multipliers, risk events, symbols blocked from increasing).
+
+        The overlay's multiplier m scales a *reference size* in base units: the rebalancer's target
+        converted to units at the plan that opened the position or last changed the allocation (a
+        stream flip anywhere). While a managed position is open and no stream flips, its target is
+        ``ref_units × m × mark``, so a rule acts on the position it manages (take 50 %, hold 0.4 of
+        the trailed size) instead of also trading the drift of a winner against its notional target.
+        """
         targets: dict[Symbol, Decimal] = {}
         multipliers: dict[Symbol, Decimal] = {}
+        realloc = self.reallocate
         for sym, raw in asset_notional.items():
             mgr = self.managers[sym]
             m = ZERO if mgr.locked else to_decimal(round(mgr.multiplier, 6))
             multipliers[sym] = m
-            targets[sym] = (raw * m).quantize(Decimal("0.00000001"))
-            mgr.notional_per_m = float(raw)
+            mark = marks[sym]
+            ref = self._ref_units.get(sym)
+            if self.managed and sym in open_symbols and ref is not None and not realloc:
+                base = (ref * mark).quantize(Decimal("0.00000001"))
+            else:
+                base = raw
+                self._ref_units[sym] = raw / mark
+            targets[sym] = (base * m).quantize(Decimal("0.00000001"))
+            mgr.notional_per_m = float(base)
+        self.reallocate = False
         holdings_notional = {s: holdings[s] * marks[s] for s in holdings}
         clipped, events = self.risk.apply_limits(targets, holdings_notional, equity, t, stale=frozenset(stale))
         blocked = set(stale)
         if self.risk.trading_state is not TradingState.ACTIVE:
             blocked.update(asset_notional)
         return dict(clipped), multipliers, self._new_blocks(events), blocked
+
+    def settle_reference(self, sym: str, position: Decimal) -> None:
+        """The orders of ``sym`` are done: its reference size becomes what is actually held / m, so the
+        next rule acts on the real position (rounding and partial fills included)."""
+        mgr = self.managers[sym]
+        m = to_decimal(round(mgr.multiplier, 6))
+        if m > 0 and not mgr.locked and position > 0:
+            self._ref_units[sym] = position / m
 
     def _new_blocks(self, events) -> list:
         # A limit that keeps clipping the same symbol is recorded once, when it starts, not every tick.

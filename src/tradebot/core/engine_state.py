@@ -44,6 +44,8 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "managers": {s: m.state() for s, m in engine.overlay.managers.items()},
             "risk": engine.overlay.risk.state(),
             "blocks": sorted([list(k) for k in engine.overlay._blocks], key=repr),
+            "ref_units": {k: str(v) for k, v in engine.overlay._ref_units.items()},
+            "reallocate": engine.overlay.reallocate,
         },
         "orders": {cid: _order_dict(engine.orders[cid]) for cid in sorted(engine.in_flight)},
         "counters": {
@@ -53,6 +55,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "dirty": engine._dirty,
             "blackout": engine._blackout,
             "force": sorted(engine._force),
+            "force_reason": engine._force_reason,
             "stale": sorted(engine._stale),
             "weights": engine._weights,
             "due_ms": engine._due_ms,
@@ -102,6 +105,8 @@ def restore(engine: Engine, data: dict[str, Any]) -> None:
         engine.overlay.managers[sym].restore(state)
     engine.overlay.risk.restore(ov["risk"])
     engine.overlay._blocks = {tuple(k) for k in ov["blocks"]}
+    engine.overlay._ref_units = {k: Decimal(v) for k, v in ov["ref_units"].items()}
+    engine.overlay.reallocate = ov["reallocate"]
     engine.orders = {ClientOrderId(cid): _order_from(o) for cid, o in data["orders"].items()}
     engine.in_flight = set(engine.orders)
     c = data["counters"]
@@ -111,6 +116,7 @@ def restore(engine: Engine, data: dict[str, Any]) -> None:
     engine._dirty = c["dirty"]
     engine._blackout = c["blackout"]
     engine._force = set(c["force"])
+    engine._force_reason = dict(c["force_reason"])
     engine._stale = set(c["stale"])
     engine._weights = c["weights"]
     engine._due_ms = c["due_ms"]

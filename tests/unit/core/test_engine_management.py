@@ -319,17 +319,6 @@ def test_partial_take_profit_at_plus_1_5r_records_half_and_sells() -> None:
     assert events(out[4], ET.EXIT) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ENGINE BUG (sizing of overlay actions): Overlay.managed_targets trades rebalancer target × m, "
-        "where the target is re-derived from the current equity and mark (0.5 × 10191.0784008 = "
-        "5095.5392004 at 106), not from the position the rule acts on. The winner's drift is sold "
-        "together with the take-profit: the sell is 24.98403 (51 %) instead of 24.50980 (50 %), and "
-        "the PARTIAL_TAKE_PROFIT row's size_after (24.50980) disagrees with the position after its "
-        "order fills (24.03557)."
-    ),
-)
 def test_partial_take_profit_sells_half_of_the_position_rounded_down_to_step() -> None:
     engine, market = _entered(management(take_profit={}))
     out = market.run(BTC, T0 + HOUR, _TP_PATH)
@@ -396,16 +385,6 @@ def test_trailing_stop_starts_at_plus_2r_scales_out_and_in_along_it_and_exits_at
     assert engine.ledger.position(BTC) == 0  # filled at candle 9's open
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ENGINE BUG (sizing of overlay actions): the proportional target m = 0.4 is applied to the "
-        "rebalancer's current target (0.5 × equity 10230.2940808 = 5115.1470404 at 106.8, i.e. "
-        "47.89464 BTC), not to the 49.01960 BTC held when the trail started: the engine sells "
-        "29.86174 and holds 19.15786 instead of 0.4 × 49.01960 = 19.60784 (0.45 BTC = 45000 steps "
-        "off); the buy-back to f = 0.9 is likewise 23.61410 instead of 24.50980."
-    ),
-)
 def test_proportional_scale_out_holds_fraction_f_of_the_trailed_size_within_one_step() -> None:
     engine, market = _entered(management(trailing={}, proportional={}))
     out = market.run(BTC, T0 + HOUR, _TRAIL_PATH[:7])
@@ -445,15 +424,6 @@ def test_scale_in_at_plus_half_r_with_volume_and_momentum_adds_once() -> None:
     assert orders(out[2] + out[3]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ENGINE BUG (sizing of overlay actions): SCALE_IN sets m = 1.5 on the rebalancer target "
-        "(0.5 × equity 10068.5294008 × 1.5 = 7551.3970506 at 103.5 → 72.96035 BTC), so the buy is "
-        "23.94075 instead of 50 % of the initial 49.01960 = 24.50980, and the SCALE_IN row's "
-        "size_after (73.529400) disagrees with the position after its order fills."
-    ),
-)
 def test_scale_in_adds_half_of_the_initial_size() -> None:
     engine, market = _entered(management(**_SCALE_IN_MGMT))
     out = market.run(BTC, T0 + HOUR, _SCALE_IN_PATH)

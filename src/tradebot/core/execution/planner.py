@@ -232,11 +232,18 @@ def plan_rebalance(
         elif symbol not in blocked_increase:
             buys.append((_Want(symbol, Side.BUY, ZERO, mark, instrument), diff))
     deferred = bool(sells and buys and config.defer_buys_while_selling)
-    if buys and not deferred:
+    if deferred:
+        plan = _build_plan(sells, denied, deferred, config, run_id, next_intent_seq, time_ms, reason)
+        if plan.orders:
+            return plan
+        # No sell could be placed (e.g. one step is above the max notional): buy with the cash there is.
+        deferred = False
+        denied = list(plan.denied)
+        sells = []
+    sized: list[_Want] = []
+    if buys:
         sized, buy_denied = _size_buys(buys, cash, config)
         denied.extend(buy_denied)
-    else:
-        sized = []
     return _build_plan(sells + sized, denied, deferred, config, run_id, next_intent_seq, time_ms, reason)
 
 
