@@ -21,6 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from tradebot import __version__
 from tradebot.adapters.feeds.backfill import (
@@ -39,7 +41,7 @@ from tradebot.adapters.store.migrate import check_current, ensure_schema
 from tradebot.app.clock import LiveClock
 from tradebot.app.instruments import default_instruments
 from tradebot.app.interlock import ResolvedEndpoints, check_interlock
-from tradebot.app.logging import bind_run, register_secrets
+from tradebot.app.logging import bind_run, redact_text, register_secrets
 from tradebot.app.paper import PaperRouter
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
@@ -176,9 +178,16 @@ async def open_database(settings: Settings, options: DaemonOptions, stack: Async
         If the schema is not at head and migration was not asked for.
     """
     url = settings.database_url.get_secret_value()
-    if options.migrate:
-        await ensure_schema(url)
-    elif not await check_current(url):
+    try:
+        current = await check_current(url)
+        if options.migrate and not current:
+            await ensure_schema(url)
+            current = True
+    except (SQLAlchemyError, OSError) as e:
+        shown = make_url(url).render_as_string(hide_password=True)
+        detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise ConfigError(f"database {shown} is not usable: {redact_text(detail)}") from None
+    if not current:
         raise ConfigError(
             "the database schema is not at the newest revision: run `tradebot db upgrade` "
             "(or the compose service `migrate`) first"
