@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-## demo: backtest the shipped 46-day real sample (BTC/ETH/SOL 1m candles) and print the summary
+## demo: the offline demo — the local exchange simulator replays a week of the shipped real candles over
+## the Binance wire protocols, the daemon trades it (paper venue), and a summary ends the run
 demo: $(STAMP)
+	$(BIN)/tradebot demo --db sqlite+aiosqlite:///demo.db --out out
+
+## backtest: backtest the whole shipped 46-day sample (BTC/ETH/SOL 1m candles) and print the summary
+backtest: $(STAMP)
 	$(BIN)/tradebot backtest --data data/sample --db sqlite+aiosqlite:///demo.db --out out
 
 ## test: lint, import contracts and the whole test suite (PostgreSQL tests need 127.0.0.1:5432)
