@@ -94,7 +94,7 @@ def cmd_backtest(args: Any) -> int:
             result = _run_one(settings, _options(args, settings, label), console, label)
             _write_outputs(result, args.out, console, quiet=True)
             results.append((label, result.summary))
-        render_comparison(results, console)
+        render_comparison(results, Console(width=max(console.width, 40 + 19 * len(results))))
         return 0
     settings = load_settings(args.config)
     configure_logging(level="warning" if settings.log_level == "info" else settings.log_level,
