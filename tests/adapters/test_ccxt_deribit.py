@@ -9,6 +9,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
 from tradebot.adapters.venues.ccxt_venue import VenueConfig
@@ -25,6 +26,12 @@ ETH = Symbol("ETH/USDC:USDC")
 BTC_INVERSE = Symbol("BTC/USD:BTC")
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # an earlier in-process CLI test may leave structlog writing to its closed capture stream
+    structlog.reset_defaults()
 
 
 class _Records:
@@ -134,3 +141,16 @@ async def test_unknown_submit_resolved_by_label_through_the_executor(
             assert ledger.apply(e)
     balances = sim.deribit_orders.balances()
     assert (ledger.position(ETH), ledger.cash) == (balances["ETH"], balances["USDC"])
+
+
+async def test_bad_credentials_are_refused(sim: ExchangeSim, venue: DeribitVenue) -> None:
+    bad = DeribitVenue(
+        deribit_exchange(sim.deribit_rest_url, client_id=CLIENT_ID, secret="wrong", timeout_ms=500)
+    )
+    bad.instruments, bad._wire_symbol, bad._raw = venue.instruments, venue._wire_symbol, venue._raw
+    try:
+        with pytest.raises(OrderRejected, match="13004 invalid_credentials"):
+            await bad.submit(cmd("d-6-1", "0.1"))
+    finally:
+        await bad.close()
+    assert sim.deribit_orders.orders == []

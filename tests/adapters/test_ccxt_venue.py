@@ -13,6 +13,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tradebot.adapters.venues import ccxt_venue
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange, wire_client_order_id
@@ -28,6 +29,12 @@ BTC = Symbol("BTC/USDT")
 FAST = VenueConfig(timeout_ms=500, read_initial_s=0.01, read_max_wait_s=0.05, read_jitter_s=0.01)
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # an earlier in-process CLI test may leave structlog writing to its closed capture stream
+    structlog.reset_defaults()
 
 
 @pytest.fixture

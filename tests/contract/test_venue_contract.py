@@ -13,6 +13,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange
 from tradebot.adapters.venues.simulated import SimulatedExchange, SimulatedVenue
@@ -37,6 +38,12 @@ START_MS = 1679529600000 + 60 * 60_000
 BTC = Symbol("BTC/USDT")
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # an earlier in-process CLI test may leave structlog writing to its closed capture stream
+    structlog.reset_defaults()
 
 
 @dataclass

@@ -20,6 +20,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.store.migrate import upgrade
@@ -36,6 +37,12 @@ KILLS = 22
 SEED = 20240611
 
 pytestmark = pytest.mark.timeout(170)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # an earlier in-process CLI test may leave structlog writing to its closed capture stream
+    structlog.reset_defaults()
 
 
 def kill_plan(seed: int, n: int) -> list[tuple[str, int]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import structlog
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.store.migrate import upgrade
@@ -48,6 +49,12 @@ FAST_EXEC = ExecutionConfig(lookup_initial_s=0.01, lookup_max_s=0.05, not_placed
 T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # an earlier in-process CLI test may leave structlog writing to its closed capture stream
+    structlog.reset_defaults()
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:

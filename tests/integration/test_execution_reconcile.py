@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import structlog
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.store.migrate import upgrade
@@ -43,6 +44,12 @@ RUN = "rec-test"
 T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # an earlier in-process CLI test may leave structlog writing to its closed capture stream
+    structlog.reset_defaults()
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:

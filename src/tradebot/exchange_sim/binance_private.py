@@ -93,7 +93,8 @@ class BinancePrivate:
 
     def __init__(self, engine: OrderEngine, *, api_key: str = API_KEY, secret: str = API_SECRET) -> None:
         self.engine = engine
-        self.api_key, self.secret = api_key, secret
+        #: API key → secret of every accepted key (tests may add their own: ``credentials[key] = secret``).
+        self.credentials: dict[str, str] = {api_key: secret}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every private request
         #: Kill-point hook: called with each order just executed, before the answer is sent (crash tests).
         self.after_accept: Callable[[SimOrder], None] | None = None
@@ -136,11 +137,12 @@ class BinancePrivate:
         return run
 
     def _authenticate(self, request: web.Request, body: str) -> tuple[dict[str, str], web.Response | None]:
-        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+        secret = self.credentials.get(request.headers.get("X-MBX-APIKEY", ""))
+        if secret is None:
             return {}, _error(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         raw = request.query_string or body
         signed, _, signature = raw.rpartition("&signature=")
-        expected = hmac.new(self.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not signature or not hmac.compare_digest(signature, expected):
             return {}, _error(-1022, "Signature for this request is not valid.")
         return dict(parse_qsl(signed, keep_blank_values=True)), None

@@ -89,7 +89,8 @@ class DeribitPrivate:
     def __init__(self, engine: OrderEngine, market: Market, *, client_id: str = CLIENT_ID,
                  secret: str = CLIENT_SECRET) -> None:  # fmt: skip
         self.engine, self.market = engine, market
-        self.client_id, self.secret = client_id, secret
+        #: Client id → secret of every accepted key (tests may add their own).
+        self.credentials: dict[str, str] = {client_id: secret}
         self.requests: list[str] = []
 
     def routes(self) -> list[web.RouteDef]:
@@ -113,11 +114,12 @@ class DeribitPrivate:
 
     def _authenticated(self, request: web.Request) -> bool:
         m = _AUTH.fullmatch(request.headers.get("Authorization", ""))
-        if m is None or m["id"] != self.client_id:
+        secret = None if m is None else self.credentials.get(m["id"])
+        if m is None or secret is None:
             return False
         text = f"{m['ts']}\n{m['nonce']}\nGET\n{request.raw_path}\n\n"
         return hmac.compare_digest(
-            m["sig"], hmac.new(self.secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+            m["sig"], hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
         )
 
     async def dispatch(self, request: web.Request) -> web.Response:
