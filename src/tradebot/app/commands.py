@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -180,27 +179,6 @@ def _daemon_logging(settings: Settings) -> None:
 
     register_secrets(secrets_of(settings))
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    _guard_stdlib_logging()
-
-
-class _RedactingFilter(logging.Filter):
-    """Mask registered secrets and URL passwords in stdlib log records (ccxt, websockets, alembic)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from tradebot.app.logging import redact_text
-
-        record.msg = redact_text(record.getMessage())
-        record.args = None
-        return True
-
-
-def _guard_stdlib_logging() -> None:
-    # Third-party libraries log raw requests at DEBUG (ccxt: signed URLs and API-key headers): keep them
-    # at WARNING in the daemon whatever TRADEBOT_LOG_LEVEL says, and redact whatever they still emit.
-    for name in ("ccxt", "websockets", "aiohttp", "asyncio", "sqlalchemy", "aiosqlite", "asyncpg"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_RedactingFilter())
 
 
 def cmd_run(args: Any) -> int:

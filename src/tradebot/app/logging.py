@@ -61,6 +61,31 @@ def _redact_rendered(_logger: Any, _method: str, rendered: str) -> str:
     return redact_text(rendered)
 
 
+_NOISY_LIBRARIES = ("ccxt", "websockets", "aiohttp", "asyncio", "sqlalchemy", "aiosqlite", "asyncpg")
+
+
+class _RedactingFilter(logging.Filter):
+    """Mask registered secrets and URL passwords in stdlib log records (ccxt, websockets, alembic)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_text(record.getMessage())
+        record.args = None
+        return True
+
+
+class _CurrentStderr:
+    """File-like object that writes to whatever ``sys.stderr`` is at the moment of the write."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Configure structlog (and the stdlib root logger) for the process.
 
@@ -74,8 +99,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     stream
         Where to write (default ``sys.stderr``).
     """
-    stream = stream or sys.stderr
-    use_console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
+    target = stream if stream is not None else sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and hasattr(target, "isatty") and target.isatty())
+    # Without an explicit stream, resolve sys.stderr at each write: a stream captured at configure
+    # time (a test's capture, a replaced stderr) may be closed by the time a later line is written.
+    stream = stream if stream is not None else _CurrentStderr()
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=True) if use_console else structlog.processors.JSONRenderer()
     )
@@ -95,7 +123,18 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=level.upper(), stream=stream, format="%(levelname)s %(name)s %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if not any(getattr(h, "_tradebot", False) for h in root.handlers):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        handler.addFilter(_RedactingFilter())
+        handler._tradebot = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    # Third-party libraries log raw requests at DEBUG (ccxt: signed URLs and API-key headers): keep them
+    # at WARNING whatever the level asked for; what they still emit is redacted by the filter above.
+    for name in _NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def bind_run(**values: Any) -> None:

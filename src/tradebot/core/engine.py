@@ -264,7 +264,18 @@ class Engine:
         if not order.transition(update.status):
             return []
         out: list = [self._order_record(order, update.ts_ms, update.reason)]
-        if update.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED) or (
+        if update.status is OrderStatus.DENIED:
+            out.append(
+                self._event(
+                    PositionEventType.ORDER_DENIED,
+                    order.symbol,
+                    update.ts_ms,
+                    update.reason or "refused locally",
+                    f"{order.side} {order.qty} {order.symbol} not sent",
+                    client_order_ids=(order.client_order_id,),
+                )
+            )
+        elif update.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED) or (
             update.status is OrderStatus.CANCELED and order.filled_qty < order.qty
         ):
             out.append(
@@ -598,6 +609,15 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ records
+    def record_event(self, kind: PositionEventType, symbol: str, time_ms: int, reason: str, action: str,
+                     **details) -> PositionEvent:
+        """Create a position event in the engine's own sequence (for reconciliation and feeds).
+
+        ``details`` are the optional fields of :class:`PositionEvent` accepted by the engine: ``price``,
+        ``size_before``, ``size_after``, ``client_order_ids``, ``indicators``, ``amount``.
+        """
+        return self._event(kind, Symbol(symbol), time_ms, reason, action, **details)
+
     def _event(self, kind: PositionEventType, sym: Symbol, t: int, reason: str, action: str, *,
                price: Decimal | None = None, size_before: Decimal | None = None,
                size_after: Decimal | None = None, client_order_ids: tuple[str, ...] = (),
