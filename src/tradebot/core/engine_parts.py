@@ -17,7 +17,6 @@ from tradebot.core.domain import (
     StreamSignal,
     StreamState,
     Symbol,
-    Timeframe,
     TradingState,
     to_decimal,
 )
@@ -133,12 +132,6 @@ class Overlay:
         """Current risk state."""
         return self.risk.trading_state
 
-    def on_bar(self, sym: str, t: int, candle: Candle):
-        """Per base candle while a position is open: stop, breakeven, ladder, trail."""
-        return self.managers[sym].on_bar(
-            time_ms=t, open=candle.open, high=candle.high, low=candle.low, close=candle.close
-        )
-
     def on_period(self, sym: str, candle: Candle, book) -> tuple:
         """On each rebalance-clock candle close: slower rules (scale-in, time stop, early exits)."""
         return self.managers[sym].on_period(candle, book.atr(sym, self._period_tf))
@@ -149,7 +142,7 @@ class Overlay:
         in_count = sum(1 for v in book.states() if v.asset == asset and v.state is StreamState.IN)
         return self.managers[sym].on_streams(in_count) or ()
 
-    def on_equity(self, t: int, equity: Decimal, ledger, symbols) -> tuple[list, TradingState]:
+    def on_equity(self, t: int, equity: Decimal) -> tuple[list, TradingState]:
         """Daily-loss accounting on the equity sample (includes unrealized PnL and paid fees)."""
         events = self.risk.on_equity(t, float(equity))
         return list(events), self.risk.trading_state
@@ -242,14 +235,22 @@ class Overlay:
         """R per unit of the open position (entry − initial stop), or None."""
         return self.managers[sym].initial_risk
 
-    def state(self) -> dict:
-        """JSON-able state of every manager and the risk manager (for resume)."""
-        return {
-            "managers": {s: m.state() for s, m in self.managers.items()},
-            "risk": self.risk.state(),
-        }
 
 
-def period_timeframe(config: EngineConfig) -> Timeframe:
-    """The timeframe of the engine's clock (rebalance checks, period rules)."""
-    return config.rebalance_timeframe
+class SymState:
+    """Per-symbol hot-path state of the engine (one dict lookup per candle, then attributes)."""
+
+    __slots__ = ("agg", "hi", "lo", "managed", "manager", "mark", "open", "qty", "symbol", "time")
+
+    def __init__(self, symbol: str, agg, manager, managed: bool) -> None:
+        self.symbol = Symbol(symbol)
+        self.agg = agg
+        self.manager = manager
+        self.managed = managed
+        self.mark = 0.0
+        self.time = 0
+        self.qty = 0.0
+        self.open = False
+        self.hi = float("-inf")
+        self.lo = float("inf")
+
