@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from websockets.asyncio.client import ClientConnection
 
 from tradebot.adapters.feeds import schemas_deribit as wire
-from tradebot.adapters.feeds.ws_base import Handled, LiveCandleFeed
+from tradebot.adapters.feeds.ws_base import ConnectionConfig, Handled, LiveCandleFeed
 from tradebot.core.domain import Candle
 from tradebot.errors import VenueUnavailable
 
@@ -26,7 +26,7 @@ TESTNET_WS_URL = "wss://test.deribit.com/ws/api/v2"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeribitFeedConfig:
+class DeribitFeedConfig(ConnectionConfig):
     """Settings of the Deribit chart feed (env prefix ``TRADEBOT_FEEDS__DERIBIT__``).
 
     Attributes
@@ -43,29 +43,15 @@ class DeribitFeedConfig:
     final_grace_s
         Confirm a forming candle over REST when no later tick arrived this long after it was last
         updated, seconds (default 15).
-    stale_after_s, max_session_s, open_timeout_s, ping_interval_s, ping_timeout_s,
-    backoff_initial_s, backoff_max_s, backoff_factor, backoff_jitter, banned_backoff_s,
-    idle_check_s, max_lag_ms
-        As in :class:`tradebot.adapters.feeds.binance_ws.BinanceFeedConfig` (defaults 30 s, 23.5 h,
-        10 s, 20 s, 20 s, 0.5 s, 30 s, 2.0, 0.5, 120 s, 1 s, 15000 ms).
+
+    The connection, watchdog and reconnect fields are those of
+    :class:`~tradebot.adapters.feeds.ws_base.ConnectionConfig`.
     """
 
     ws_url: str = MAINNET_WS_URL
     instruments: tuple[str, ...] = ("BTC_USDC-PERPETUAL", "ETH_USDC-PERPETUAL", "SOL_USDC-PERPETUAL")
     heartbeat_interval_s: float = 10.0
     final_grace_s: float = 15.0
-    stale_after_s: float = 30.0
-    max_session_s: float = 23.5 * 3600
-    open_timeout_s: float = 10.0
-    ping_interval_s: float | None = 20.0
-    ping_timeout_s: float | None = 20.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    backoff_factor: float = 2.0
-    backoff_jitter: float = 0.5
-    banned_backoff_s: float = 120.0
-    idle_check_s: float = 1.0
-    max_lag_ms: int = 15_000
 
     def wire_symbols(self) -> dict[str, str]:
         """Return instrument → unified symbol (``{"BTC_USDC-PERPETUAL": "BTC/USDC:USDC", …}``)."""

@@ -8,10 +8,11 @@ output queue are strictly increasing in open time with no hole the venue's REST 
 * a candle after a hole triggers a REST backfill of the hole first;
 * after every (re)connect the candles missed while disconnected are backfilled up to the server time;
 * while disconnected, stale or backfilling, the symbol is reported ``FeedStatus(stale=True)``;
-  backfilled candles are delivered while stale, and ``FeedStatus(stale=False)`` precedes the first
-  live candle received within ``max_lag_ms`` of its close (by the injectable ``now_ms`` clock); a
-  live candle that arrives later (buffered behind a backfill, a stalled server's backlog) is
-  delivered while stale. A consumer must not open entries on candles received while stale.
+  backfilled candles older than ``max_lag_ms`` (since their close, by the injectable ``now_ms``
+  clock) are delivered while stale, and ``FeedStatus(stale=False)`` precedes the first candle —
+  live or backfilled (a restart's catch-up) — that is within ``max_lag_ms`` of its close; a live
+  candle that arrives later (buffered behind a backfill, a stalled server's backlog) is delivered
+  while stale. A consumer must not open entries on candles received while stale.
 """
 
 from __future__ import annotations
@@ -128,20 +129,46 @@ class Handled:
     end_session: str | None = None
 
 
-class _ConnectionConfig(Protocol):
-    ws_url: str
-    stale_after_s: float
-    max_session_s: float
-    open_timeout_s: float
-    ping_interval_s: float | None
-    ping_timeout_s: float | None
-    backoff_initial_s: float
-    backoff_max_s: float
-    backoff_factor: float
-    backoff_jitter: float
-    banned_backoff_s: float
-    idle_check_s: float
-    max_lag_ms: int
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionConfig:
+    """Connection, watchdog and reconnect settings shared by every venue feed.
+
+    Attributes
+    ----------
+    stale_after_s
+        Reconnect when no candle update (open or closed) arrives for this long, seconds (default 30).
+        Pings and heartbeats do not count.
+    max_session_s
+        Reconnect proactively after this long on one connection, seconds (default 23.5 h; Binance
+        drops connections at 24 h).
+    open_timeout_s
+        Timeout of the websocket handshake, seconds (default 10).
+    ping_interval_s, ping_timeout_s
+        Client keepalive pings, seconds (default 20 / 20; ``None`` disables).
+    backoff_initial_s, backoff_max_s, backoff_factor, backoff_jitter
+        Reconnect delay ``min(max, initial·factor**n)·(1 − jitter·u)``, reset after a successful
+        connect and catch-up (defaults 0.5 s, 30 s, 2.0, 0.5 — jitter is a fraction).
+    banned_backoff_s
+        Minimum wait after an HTTP 418 (IP ban) on backfill without Retry-After, seconds (default 120).
+    idle_check_s
+        Wake-up period of the read loop without frames, seconds (default 1).
+    max_lag_ms
+        A live closed candle counts as fresh only if received within this long after its close,
+        ms (default 15000); later ones are delivered while the symbol is stale.
+    """
+
+    stale_after_s: float = 30.0
+    max_session_s: float = 23.5 * 3600
+    open_timeout_s: float = 10.0
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_factor: float = 2.0
+    backoff_jitter: float = 0.5
+    banned_backoff_s: float = 120.0
+    idle_check_s: float = 1.0
+    max_lag_ms: int = 15_000
 
 
 class LiveCandleFeed(ABC):
@@ -169,7 +196,7 @@ class LiveCandleFeed(ABC):
     def __init__(
         self,
         *,
-        config: _ConnectionConfig,
+        config: ConnectionConfig,
         symbols: Mapping[str, str],
         history: HistorySource,
         queue: asyncio.Queue[FeedEvent],
@@ -345,7 +372,11 @@ class LiveCandleFeed(ABC):
                 continue
             if last is not None and c.open_time_ms <= last:
                 continue
-            await self._set_stale(symbol, True, "backfill")
+            lag_ms = self._now_ms() - c.close_time_ms
+            if lag_ms <= self._cfg.max_lag_ms:  # e.g. a restart's catch-up that is still recent
+                await self._set_stale(symbol, False, "backfill_fresh")
+            else:
+                await self._set_stale(symbol, True, "backfill")
             self._last[symbol] = c.open_time_ms
             delivered += 1
             await self.queue.put(c)
