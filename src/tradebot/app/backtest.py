@@ -11,7 +11,7 @@ import asyncio
 import decimal
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from tradebot.app.summary import build_run_summary
 from tradebot.core.domain import (
     Candle,
     Fill,
+    Instrument,
     OrderStatus,
     OrderUpdate,
     PlaceOrder,
@@ -64,6 +65,10 @@ class BacktestOptions:
         Where the JSON summary and the equity chart go (``None`` = nowhere).
     run_id
         Run id; default a fresh ``bt-<uuid>``.
+    instruments
+        Filters and fees per symbol; ``None`` uses the Binance-like defaults
+        (:func:`~tradebot.app.instruments.default_instruments`). A venue's own filters (loaded by
+        the daemon) make a backtest comparable with a testnet run.
     """
 
     data_dir: Path
@@ -75,6 +80,7 @@ class BacktestOptions:
     out_dir: Path | None = None
     run_id: str | None = None
     label: str = ""
+    instruments: Mapping[Symbol, Instrument] | None = None
 
 
 @dataclass(slots=True)
@@ -202,7 +208,11 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
     run_id = options.run_id or f"bt-{uuid.uuid4().hex[:12]}"
     config = build_engine_config(settings, run_id=run_id, base_timeframe=data.base)
     symbols = tuple(data.candles)
-    instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    instruments = (
+        {s: options.instruments[s] for s in symbols}
+        if options.instruments is not None
+        else default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    )
     engine = Engine(config, instruments)
     warm_signals = engine.warm_up(data.warmup)
     exchange = SimulatedExchange(

@@ -5,14 +5,16 @@ indicator warm-up by backfill → trading. Every part with a lifecycle is entere
 ``AsyncExitStack`` and closed in reverse order.
 
 Execution venue: ``paper`` uses :class:`~tradebot.app.paper.PaperRouter` (a simulated venue fed by the
-live candles; no keys). ``testnet`` / ``live`` need the ccxt execution venue
-(``tradebot.adapters.venues.ccxt_venue``) and the order executor (``tradebot.app.execution``); until
-they exist :func:`build_router` refuses those modes with a clear message (see ``EXECUTION_MODULES``).
+live candles; no keys). ``testnet`` and ``live`` share one path: :func:`build_venue` opens the ccxt
+venue of ``TRADEBOT_VENUE`` (:class:`~tradebot.adapters.venues.ccxt_venue.CcxtVenue` for Binance,
+:class:`~tradebot.adapters.venues.ccxt_deribit.DeribitVenue`) on the mode's execution REST URL with
+the mode's own keys, the instruments come from the venue (``load_markets``), and orders go through
+:class:`~tradebot.app.venue_router.VenueRouter` (the order executor plus reconciliation). The
+start-up reconciliation runs before any order; a refusal stops the start with its message.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -38,20 +40,22 @@ from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.feeds.ws_base import LiveCandleFeed
 from tradebot.adapters.store import BatchingWriter, SqlEventStore
 from tradebot.adapters.store.migrate import check_current, ensure_schema
+from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
+from tradebot.adapters.venues.ccxt_venue import CcxtVenue, binance_exchange
 from tradebot.app.clock import LiveClock
+from tradebot.app.execution import OrderExecutor
 from tradebot.app.instruments import default_instruments
 from tradebot.app.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.logging import bind_run, redact_text, register_secrets
 from tradebot.app.paper import PaperRouter
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
+from tradebot.app.venue_router import VenueRouter
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
 from tradebot.core.engine import Engine
 from tradebot.errors import ConfigError
 
 log = structlog.get_logger("tradebot.daemon")
 
-#: Modules the testnet/live execution path needs (engineer I's work); paper mode needs neither.
-EXECUTION_MODULES = ("tradebot.adapters.venues.ccxt_venue", "tradebot.app.execution")
 BASE = Timeframe.M1
 STATE_VERSION = 1
 
@@ -99,7 +103,7 @@ class Components:
     run_id: str
     symbols: tuple[Symbol, ...]
     engine: Engine
-    router: PaperRouter
+    router: PaperRouter | VenueRouter
     feed: LiveCandleFeed
     queue: Any
     store: SqlEventStore
@@ -146,27 +150,50 @@ def resolve_run_id(settings: Settings, options: DaemonOptions) -> str:
 def build_router(
     settings: Settings, instruments: Mapping[Symbol, Instrument], balances: Mapping[str, Decimal]
 ) -> PaperRouter:
-    """Return the execution side for the mode.
+    """Return the paper execution side (testnet/live use :func:`build_venue` and a ``VenueRouter``).
 
     Raises
     ------
     ConfigError
-        For testnet/live while the ccxt execution venue is not part of this build.
+        For any other mode.
     """
-    if settings.mode == "paper":
-        return PaperRouter(
-            instruments,
-            balances,
-            slippage_bps=settings.backtest.slippage_bps,
-            max_volume_fraction=settings.backtest.max_volume_fraction,
+    if settings.mode != "paper":
+        raise ConfigError(f"build_router builds the paper venue only, mode was {settings.mode!r}")
+    return PaperRouter(
+        instruments,
+        balances,
+        slippage_bps=settings.backtest.slippage_bps,
+        max_volume_fraction=settings.backtest.max_volume_fraction,
+    )
+
+
+def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack) -> CcxtVenue:
+    """Open the ccxt execution venue of the mode (closed on ``stack``).
+
+    The REST URL is the mode's execution endpoint (``TRADEBOT_EXCHANGE__<VENUE>__REST_URL``, else
+    the mode's default host, already checked by the interlock); the keys are the mode's own
+    (``TRADEBOT_TESTNET_API_*`` or ``TRADEBOT_LIVE_API_*``; the interlock refused the others).
+    """
+    if settings.mode == "testnet":
+        key, secret = settings.testnet_api_key, settings.testnet_api_secret
+    else:
+        key, secret = settings.live_api_key, settings.live_api_secret
+    if key is None or secret is None:  # the interlock refuses this first; kept for direct callers
+        raise ConfigError(f"{settings.mode} mode needs its API key and secret")
+    url, timeout = endpoints.exchange_rest.url, settings.feeds.backfill.timeout_ms
+    venue: CcxtVenue
+    if settings.venue == "binance":
+        exchange = binance_exchange(
+            url, api_key=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
         )
-    missing = [m for m in EXECUTION_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(
-            f"{settings.mode} mode needs the ccxt execution venue, missing from this build: {missing}; "
-            "use TRADEBOT_MODE=paper meanwhile"
+        venue = CcxtVenue(exchange, name="binance")
+    else:
+        exchange = deribit_exchange(
+            url, client_id=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
         )
-    raise ConfigError(f"{settings.mode} mode: wiring of the ccxt execution venue is not done yet")
+        venue = DeribitVenue(exchange, name="deribit")
+    stack.push_async_callback(venue.close)
+    return venue
 
 
 async def open_database(settings: Settings, options: DaemonOptions, stack: AsyncExitStack) -> SqlEventStore:
@@ -299,16 +326,27 @@ async def bootstrap(
     if tuple(settings.symbols) != symbols:
         settings = settings.model_copy(update={"symbols": symbols})
     await load_markets(history, symbols)
-    instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
-    log.info("markets_loaded", symbols=list(symbols), source=history.exchange.id)
+    venue = None if settings.mode == "paper" else build_venue(settings, endpoints, stack)
+    if venue is None:
+        instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    else:
+        instruments = await venue.load_instruments(symbols)
+    log.info("markets_loaded", symbols=list(symbols), source=history.exchange.id,
+             execution="paper" if venue is None else venue.name)  # fmt: skip
     state = await store.load_engine_state(run_id)
     engine = Engine(build_engine_config(settings, run_id=run_id, base_timeframe=BASE), instruments)
-    balances = (
-        {settings.quote: settings.backtest.initial_cash}
-        if state is None
-        else PaperRouter.balances_from_state(state["daemon"]["paper"])
-    )
-    router = build_router(settings, instruments, balances)
+    router: PaperRouter | VenueRouter
+    if venue is None:
+        balances = (
+            {settings.quote: settings.backtest.initial_cash}
+            if state is None
+            else PaperRouter.balances_from_state(state["daemon"]["paper"])
+        )
+        router = build_router(settings, instruments, balances)
+    else:
+        router = VenueRouter(
+            OrderExecutor(venue, store, instruments, now_ms=clock.now_ms), quote=settings.quote
+        )
     if state is not None:
         anchor = int(state["daemon"]["anchor_ms"])
     elif options.anchor_ms is not None:
@@ -337,12 +375,25 @@ async def bootstrap(
             last_time_ms=engine.last_time_ms,
             in_flight_orders=len(engine.in_flight),
         )
-    marks = {s: to_decimal(engine.mark(s)) for s in symbols}
-    in_flight = [engine.orders[c] for c in sorted(engine.in_flight)]
-    for update in router.requeue(in_flight, marks):
-        startup.extend(engine.on_order_update(update))
+    if isinstance(router, PaperRouter):
+        marks = {s: to_decimal(engine.mark(s)) for s in symbols}
+        in_flight = [engine.orders[c] for c in sorted(engine.in_flight)]
+        for update in router.requeue(in_flight, marks):
+            startup.extend(engine.on_order_update(update))
+        log.info(
+            "reconciled", execution=router.name, open_orders=router.open_orders(), requeued=len(in_flight)
+        )
+    else:
+        startup.extend(
+            await router.start(
+                engine,
+                db_orders=await store.orders(run_id),
+                db_fills=await store.fills(run_id),
+                saved=None if state is None else state["daemon"]["venue"],
+                fresh_since_ms=anchor,
+            )
+        )
     reconciled_ms = clock.now_ms()
-    log.info("reconciled", execution=router.name, open_orders=router.open_orders(), requeued=len(in_flight))
     writer = await stack.enter_async_context(BatchingWriter(store))
     feed = feed_cls(
         config=feed_cfg, history=history, queue=queue, last_open_ms=last_open, now_ms=clock.now_ms
@@ -373,7 +424,10 @@ def checkpoint_state(c: Components) -> dict[str, Any]:
     return {
         "version": STATE_VERSION,
         "engine": c.engine.snapshot(),
-        "daemon": {"anchor_ms": c.anchor_ms, "paper": c.router.state()},
+        "daemon": {
+            "anchor_ms": c.anchor_ms,
+            ("paper" if isinstance(c.router, PaperRouter) else "venue"): c.router.state(),
+        },
     }
 
 

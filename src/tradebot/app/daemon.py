@@ -37,11 +37,13 @@ from tradebot.app.health import write_health
 from tradebot.app.settings import Settings
 from tradebot.app.status import status_fields
 from tradebot.app.summary import build_run_summary
+from tradebot.app.venue_router import VenueRouter
 from tradebot.core.domain import (
     CancelOrder,
     Candle,
     FeedStatus,
     Fill,
+    OrderRecord,
     OrderStatus,
     OrderUpdate,
     PlaceOrder,
@@ -139,6 +141,8 @@ class Daemon:
         self._last_close_ms: int | None = None
         self.stopped_by: str = ""
         self.summary: dict[str, Any] | None = None
+        self._changed = False  # the current step produced orders, fills or position events
+        self._covered: set[str] = set()  # in-flight orders already in a saved checkpoint
 
     def request_stop(self, why: str = "request") -> None:
         """Stop taking candles; the service then shuts down gracefully."""
@@ -152,7 +156,8 @@ class Daemon:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=100_000)
         async with AsyncExitStack() as stack:
             c = self.c = await bootstrap(self.settings, self.options, stack, queue)
-            await c.writer.put(c.startup_records)
+            await self._dispatch(c.startup_records)
+            await self._checkpoint()
             self._install_signals(stack)
             self._last_open = {s: -1 for s in c.symbols}
             log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
@@ -187,9 +192,15 @@ class Daemon:
     async def _engine_loop(self, others: Sequence[asyncio.Task[Any]]) -> None:
         c = self.c
         assert c is not None
-        seq = CandleSequencer(c.symbols, c.settings.daemon.sequencer_timeout_s)
-        every = c.settings.daemon.checkpoint_interval_s
-        next_checkpoint = time.monotonic() + every
+        ds = c.settings.daemon
+        seq = CandleSequencer(c.symbols, ds.sequencer_timeout_s)
+        every = ds.checkpoint_interval_s
+        now = time.monotonic()
+        next_checkpoint, next_poll, next_reconcile = (
+            now + every,
+            now + ds.poll_interval_s,
+            now + ds.reconcile_interval_s,
+        )
         try:
             while not self._stop.is_set():
                 try:
@@ -199,13 +210,29 @@ class Daemon:
                     ready = seq.release(time.monotonic())
                 for ev in ready:
                     await self._process(ev)
+                if isinstance(c.router, VenueRouter):
+                    now = time.monotonic()
+                    if now >= next_poll:
+                        self._changed |= await c.router.poll() > 0
+                        next_poll = now + ds.poll_interval_s
+                    if now >= next_reconcile:
+                        if await c.router.reconcile_periodic():
+                            c.last_reconciliation_ms = c.clock.now_ms()
+                            self._changed = True
+                        next_reconcile = now + ds.reconcile_interval_s
                 if ready:
                     await c.writer.put(self._take_records())
+                if self._changed or time.monotonic() >= next_checkpoint:
+                    await (
+                        self._checkpoint()
+                    )  # right after a step with orders, fills or events: never re-decided
+                    next_checkpoint = time.monotonic() + every
+                if ready:
+                    log.debug(
+                        "engine_step", through_open_ms=min(self._last_open.values()), candles=self.candles
+                    )
                     if self._on_progress is not None:
                         self._on_progress(self)
-                if time.monotonic() >= next_checkpoint:
-                    await self._checkpoint()
-                    next_checkpoint = time.monotonic() + every
                 if self._reached_stop_time():
                     self.request_stop("end_of_data")
         finally:
@@ -234,33 +261,52 @@ class Daemon:
         await self._dispatch(c.engine.on_candle(candle))
 
     async def _dispatch(self, commands: Sequence[object]) -> None:
+        """Act on engine output: records first (stored, logged), then orders in the engine's order.
+
+        With a real venue the engine's own order rows are not stored (the executor writes every
+        order row, ``PENDING_SUBMIT`` before the send), and the engine state is checkpointed before
+        an order not yet covered by a checkpoint is sent: a restart then never decides it again.
+        """
         c = self.c
         assert c is not None
+        venue = isinstance(c.router, VenueRouter)
+        orders: list[PlaceOrder | CancelOrder] = []
         for cmd in commands:
             kind = type(cmd)
-            if kind is PlaceOrder:
-                self.n_orders += 1
-                log.info(
-                    "order_submitted",
-                    client_order_id=cmd.client_order_id,
-                    symbol=cmd.symbol,
-                    side=str(cmd.side),
-                    qty_base=str(cmd.qty),
-                    ref_price_quote=str(cmd.ref_price),
-                    notional_quote=f"{cmd.notional:.2f}",
-                    reason=cmd.reason,
-                )
-                for update in await c.router.submit(cmd):
-                    self._log_update(update)
-                    await self._dispatch(c.engine.on_order_update(update))
-            elif kind is CancelOrder:
+            if kind is PlaceOrder or kind is CancelOrder:
+                orders.append(cmd)  # type: ignore[arg-type]
+                continue
+            if kind is OrderRecord and venue:
+                continue
+            if kind is TradeRecord:
+                self.trades[cmd.position_id] = cmd  # type: ignore[attr-defined]
+            elif kind is Fill or kind is PositionEvent:
+                self._changed = True
+            self._log_record(cmd)
+            self._records.append(cmd)
+        for cmd in orders:
+            if type(cmd) is CancelOrder:
+                self._changed = True
                 for update in await c.router.cancel(cmd, c.engine.last_time_ms):
                     await self._dispatch(c.engine.on_order_update(update))
-            else:
-                if kind is TradeRecord:
-                    self.trades[cmd.position_id] = cmd  # type: ignore[attr-defined]
-                self._log_record(cmd)
-                self._records.append(cmd)
+                continue
+            if venue and cmd.client_order_id not in self._covered:
+                await self._checkpoint()
+            self._changed = True
+            self.n_orders += 1
+            log.info(
+                "order_submitted",
+                client_order_id=cmd.client_order_id,
+                symbol=cmd.symbol,
+                side=str(cmd.side),
+                qty_base=str(cmd.qty),
+                ref_price_quote=str(cmd.ref_price),
+                notional_quote=f"{cmd.notional:.2f}",
+                reason=cmd.reason,
+            )
+            for update in await c.router.submit(cmd):
+                self._log_update(update)
+                await self._dispatch(c.engine.on_order_update(update))
 
     def _take_records(self) -> list[object]:
         records, self._records = self._records, []
@@ -327,6 +373,8 @@ class Daemon:
         await c.writer.put(self._take_records())
         await c.writer.flush()
         await c.store.save_engine_state(c.run_id, checkpoint_state(c), updated_ms=c.clock.now_ms())
+        self._covered = set(c.engine.in_flight)
+        self._changed = False
         log.debug("checkpoint_saved", last_time_ms=c.engine.last_time_ms)
 
     async def _finish(self) -> None:

@@ -165,6 +165,10 @@ class DaemonSettings(_Section):
     health_max_feed_lag_s: float = Field(300.0, gt=0, description="healthcheck: feed lag above this fails")
     sequencer_timeout_s: float = Field(5.0, gt=0, description="hold a candle for slower symbols at most")
     shutdown_timeout_s: float = Field(20.0, gt=0, description="graceful shutdown budget, seconds")
+    poll_interval_s: float = Field(2.0, gt=0, description="testnet/live: look up open orders every, seconds")
+    reconcile_interval_s: float = Field(
+        300.0, gt=0, description="testnet/live: reconcile with the venue every, seconds"
+    )
 
 
 #: Exact value ``TRADEBOT_LIVE_CONFIRMATION`` must have for ``TRADEBOT_MODE=live``.

@@ -1,7 +1,9 @@
 """The simulator's market: real candles from CSV files and a candle clock that replays them.
 
 Time is simulated: it starts at ``start_ms`` and advances one minute every ``minute_wall_s`` wall
-seconds. At each minute boundary the market publishes the final values of the candle that just
+seconds, unless the clock is paused (:meth:`Market.pause` / :meth:`Market.resume`: a test holds the
+market still while the client under test is down; :meth:`Market.step` still advances it by hand). At
+each minute boundary the market publishes the final values of the candle that just
 closed, then the first (open) values of the new candle, to every subscriber.
 """
 
@@ -172,6 +174,8 @@ class Market:
         self._on_minute = on_minute
         self.finished = False
         self._stepped = asyncio.Event()
+        self._running = asyncio.Event()
+        self._running.set()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Register ``subscriber`` (called synchronously with each minute's events); returns an unsubscribe."""
@@ -192,11 +196,26 @@ class Market:
         until = min(until_ms, self.now_ms)
         return [b.to_candle(unified) for b in self.tape.bars(symbol, "1m", since_ms, until)]
 
+    @property
+    def paused(self) -> bool:
+        """True while the clock is paused (:meth:`run` does not advance)."""
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Hold the clock: :meth:`run` advances no minute until :meth:`resume` (manual steps still work)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Let the clock run again (a minute that came due while paused is taken at once)."""
+        self._running.set()
+
     async def run(self) -> None:
-        """Advance the clock until ``end_ms``; publishes each minute's events."""
+        """Advance the clock until ``end_ms``; publishes each minute's events (waits while paused)."""
         while self.now_ms < self.end_ms:
             await asyncio.sleep(self.minute_wall_s)
-            self.step()
+            await self._running.wait()
+            if self.now_ms < self.end_ms:
+                self.step()
         self.finished = True
 
     def step(self) -> None:
