@@ -165,7 +165,11 @@ class CcxtHistory:
     ) -> list[Candle]:
         """Return the candles with ``since_ms <= open_time_ms < until_ms``, oldest first, paginated.
 
-        Candles outside the window (e.g. the still-forming one) are dropped; invalid rows raise.
+        Candles outside the window (e.g. the still-forming one) are dropped; invalid rows raise. A
+        page without candles (a venue outage longer than one page, on a venue that pages by time
+        window like Deribit) skips ahead by one page window instead of ending the history. A
+        timeframe the venue does not serve (Deribit has no 4h) is aggregated from the largest
+        :class:`Timeframe` it serves that divides it (:func:`aggregate`).
 
         Raises
         ------
@@ -175,6 +179,26 @@ class CcxtHistory:
         DataError
             A returned row is not a valid candle.
         """
+        native = self._native(timeframe)
+        if native is not timeframe:
+            since = floor_time(since_ms, timeframe)
+            end = floor_time(until_ms - 1, timeframe) + timeframe.ms  # the whole last period
+            parts = await self._fetch_native(symbol, native, since, end)
+            return [c for c in aggregate(parts, timeframe) if since_ms <= c.open_time_ms < until_ms]
+        return await self._fetch_native(symbol, timeframe, since_ms, until_ms)
+
+    def _native(self, timeframe: Timeframe) -> Timeframe:
+        served = getattr(self.exchange, "timeframes", None) or {}
+        if not served or timeframe.value in served:
+            return timeframe
+        for tf in sorted(Timeframe, key=lambda t: t.ms, reverse=True):
+            if tf.ms < timeframe.ms and timeframe.ms % tf.ms == 0 and tf.value in served:
+                return tf
+        raise VenueError(f"{self.exchange.id} serves no timeframe dividing {timeframe}, was {sorted(served)}")
+
+    async def _fetch_native(
+        self, symbol: str, timeframe: Timeframe, since_ms: int, until_ms: int
+    ) -> list[Candle]:
         out: list[Candle] = []
         cursor = since_ms
         while cursor < until_ms:
@@ -187,10 +211,11 @@ class CcxtHistory:
             )
             page = [self._candle(symbol, timeframe, row) for row in rows]
             page = [c for c in page if cursor <= c.open_time_ms < until_ms]
-            if not page:
-                break
-            out.extend(page)
-            cursor = page[-1].open_time_ms + timeframe.ms
+            if page:
+                out.extend(page)
+                cursor = page[-1].open_time_ms + timeframe.ms
+            else:  # nothing in this page's window: an outage, or the end of the data
+                cursor += limit * timeframe.ms
         return out
 
     async def warmup(
@@ -235,3 +260,29 @@ class CcxtHistory:
         if reason is not None:
             raise DataError(f"invalid REST candle {symbol} @ {candle.open_time_ms}: {reason}")
         return candle
+
+
+def aggregate(candles: Sequence[Candle], timeframe: Timeframe) -> list[Candle]:
+    """Aggregate closed candles (oldest first, one timeframe dividing ``timeframe``) into UTC-aligned
+    ``timeframe`` candles: open of the first, max high, min low, close of the last, summed volume;
+    ``missing`` counts the absent candles of the period. Periods without candles are not emitted.
+
+    The caller passes only closed candles of closed periods (a period's last candle may be absent:
+    a real gap, not a forming candle).
+    """
+    out: list[Candle] = []
+    for c in candles:
+        start = floor_time(c.open_time_ms, timeframe)
+        last = out[-1] if out else None
+        if last is not None and last.open_time_ms == start:
+            out[-1] = last._replace(
+                high=max(last.high, c.high),
+                low=min(last.low, c.low),
+                close=c.close,
+                volume=last.volume + c.volume,
+                missing=last.missing - 1,
+            )
+        else:
+            expected = timeframe.ms // c.timeframe.ms
+            out.append(c._replace(timeframe=timeframe, open_time_ms=start, missing=expected - 1))
+    return out
