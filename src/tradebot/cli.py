@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default="sqlite+aiosqlite:///demo.db", help="database (default demo.db)")
     demo.add_argument("--config", type=Path, help="TOML configuration file")
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for summary JSON and chart")
+    demo.add_argument("--paper", action="store_true",
+                      help="fill orders in the daemon's paper venue instead of the simulator's order endpoints")
 
     hc = sub.add_parser("healthcheck", help="exit 0 when the running daemon's health file is fresh")
     hc.add_argument("--file", help="health file (default TRADEBOT_DAEMON__HEALTH_FILE)")

@@ -51,7 +51,7 @@ def _order_key(o) -> tuple:
 async def test_paper_daemon_decides_like_a_backtest_of_the_same_candles(tmp_path: Path) -> None:
     settings = load_settings()
     demo_db = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
-    result = await run_demo(settings, DemoOptions(data_dir=SAMPLE, days=1.0, db_url=demo_db))
+    result = await run_demo(settings, DemoOptions(data_dir=SAMPLE, days=1.0, db_url=demo_db, paper=True))
     daemon = result.daemon
     assert daemon.c is not None
     engine, run_id = daemon.c.engine, daemon.c.run_id

@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tradebot.adapters.store import SqlEventStore
-from tradebot.core.domain import Side
-from tradebot.exchange_sim import ExchangeSim, SimConfig
+from tradebot.app.backtest import BacktestOptions, run_backtest
+from tradebot.app.demo import DemoOptions, run_demo
+from tradebot.app.settings import load_settings
+from tradebot.core.domain import PositionEventType, Side, Timeframe
+from tradebot.exchange_sim import ExchangeSim, Market, SimConfig, Tape
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
 KEY, SECRET = "sim-key-0001", "sim-secret-0002"
@@ -103,3 +108,83 @@ async def test_testnet_daemon_trades_against_the_simulator(tmp_path: Path) -> No
         held = sum(((f.qty if f.side is Side.BUY else -f.qty) for f in fills if f.symbol == f"{base}/USDT"),
                    Decimal(0))  # fmt: skip
         assert held == balances.get(base, Decimal(0))
+
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample"
+FEED_EVENTS = {PositionEventType.FEED_STALE, PositionEventType.FEED_RECOVERED}
+
+
+def _plain(text: str) -> str:
+    # "buy 0.17104000 @ 24995.14000000" (venue decimals) == "buy 0.17104 @ 24995.14"
+    return re.sub(r"(\d+\.\d*?)0+\b", r"\1", text).replace(". ", " ")
+
+
+@pytest.mark.timeout(120)
+async def test_testnet_demo_day_decides_exactly_like_a_backtest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tradebot demo`` (testnet-like: orders through ccxt to the simulator's order engine, market in
+    lock-step) over the sample's first day equals a backtest of the same candles with the venue's
+    filters: every order (quantity, fill price, fee) and every position event."""
+    for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
+        monkeypatch.delenv(key)
+    structlog.reset_defaults()
+    settings = load_settings()
+    demo_db = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    result = await run_demo(
+        settings, DemoOptions(data_dir=SAMPLE, days=1.0, minute_wall_s=1e-4, db_url=demo_db)
+    )
+    assert result.daemon.c is not None and result.daemon.c.settings.mode == "testnet"
+    instruments = result.daemon.c.engine.instruments
+    bt_db = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
+    bt = await run_backtest(settings, BacktestOptions(data_dir=SAMPLE, timeframe=Timeframe.M1, start_ms=result.start_ms,
+                                                      end_ms=result.end_ms, db_url=bt_db, instruments=instruments))  # fmt: skip
+    run_id, bt_run = result.daemon.c.run_id, bt.summary["run"]["run_id"]
+    async with SqlEventStore(demo_db) as store:
+        orders, events, fills = (
+            await store.orders(run_id),
+            await store.position_events(run_id),
+            await store.fills(run_id),
+        )
+    async with SqlEventStore(bt_db) as store:
+        bt_orders, bt_events = await store.orders(bt_run), await store.position_events(bt_run)
+
+    def order_key(o) -> tuple:  # type: ignore[no-untyped-def]
+        return (o.symbol, o.side, o.qty, o.created_ms, o.status, o.filled_qty, o.avg_fill_price, o.fees_quote)
+
+    def event_key(e) -> tuple:  # type: ignore[no-untyped-def]
+        return (
+            e.event_type,
+            e.symbol,
+            e.event_time_ms,
+            e.price,
+            e.size_before,
+            e.size_after,
+            _plain(e.action_taken),
+        )
+
+    assert len(orders) >= 5 and len(fills) == len(orders)
+    assert [order_key(o) for o in orders] == [order_key(o) for o in bt_orders]
+    assert [event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
+        event_key(e) for e in bt_events
+    ]
+    assert Decimal(result.summary["final_equity"]) == Decimal(bt.summary["final_equity"])
+
+
+async def test_market_clock_pauses_and_resumes() -> None:
+    tape = Tape(FIXTURE, ("BTCUSDT",), timeframes=("1m",))
+    start = 1679529600000 + 3600_000
+    market = Market(tape, start_ms=start, minute_wall_s=0.01)
+    market.pause()
+    clock = asyncio.get_running_loop().create_task(market.run())
+    try:
+        await asyncio.sleep(0.1)
+        assert market.paused and market.now_ms == start
+        market.step()  # by hand while paused
+        assert market.now_ms == start + 60_000
+        market.resume()
+        await market.wait_until(start + 5 * 60_000, timeout_s=5)
+        assert not market.paused
+    finally:
+        clock.cancel()

@@ -114,6 +114,7 @@ class Components:
     resumed: bool
     last_reconciliation_ms: int
     startup_records: list[object] = field(default_factory=list)
+    last_open: dict[str, int] = field(default_factory=dict)
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -416,6 +417,7 @@ async def bootstrap(
         resumed=state is not None,
         last_reconciliation_ms=reconciled_ms,
         startup_records=startup,
+        last_open=dict(last_open),
     )
 
 

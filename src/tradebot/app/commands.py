@@ -211,9 +211,12 @@ def cmd_demo(args: Any) -> int:
     configure_logging(level="warning" if settings.log_level == "info" else settings.log_level,
                       fmt=settings.log_format)
     console = _console()
-    options = DemoOptions(data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=args.db)
+    paper = bool(getattr(args, "paper", False))
+    options = DemoOptions(data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=args.db,
+                          paper=paper)
+    how = "paper mode" if paper else "testnet mode, orders through ccxt to the simulator's order engine"
     console.print(f"demo: exchange simulator on 127.0.0.1 replaying {args.data} ({args.days:g} days), "
-                  f"daemon in paper mode, database {args.db}")
+                  f"daemon in {how}, database {args.db}")
     with _Progress(console, "demo (simulated minutes)") as progress:
         result = asyncio.run(run_demo(settings, options, progress=progress))
     render_summary(result.summary, console)

@@ -159,7 +159,7 @@ class Daemon:
             await self._dispatch(c.startup_records)
             await self._checkpoint()
             self._install_signals(stack)
-            self._last_open = {s: -1 for s in c.symbols}
+            self._last_open = {s: c.last_open.get(s, -1) for s in c.symbols}
             log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
             if self._on_ready is not None:
                 self._on_ready(self)
@@ -213,12 +213,13 @@ class Daemon:
                 if isinstance(c.router, VenueRouter):
                     now = time.monotonic()
                     if now >= next_poll:
-                        self._changed |= await c.router.poll() > 0
+                        await self._apply(await c.router.poll())
                         next_poll = now + ds.poll_interval_s
                     if now >= next_reconcile:
-                        if await c.router.reconcile_periodic():
+                        out = await c.router.reconcile_periodic()
+                        if out is not None:
                             c.last_reconciliation_ms = c.clock.now_ms()
-                            self._changed = True
+                            await self._dispatch(out)
                         next_reconcile = now + ds.reconcile_interval_s
                 if ready:
                     await c.writer.put(self._take_records())
@@ -287,8 +288,7 @@ class Daemon:
         for cmd in orders:
             if type(cmd) is CancelOrder:
                 self._changed = True
-                for update in await c.router.cancel(cmd, c.engine.last_time_ms):
-                    await self._dispatch(c.engine.on_order_update(update))
+                await self._apply(await c.router.cancel(cmd, c.engine.last_time_ms))
                 continue
             if venue and cmd.client_order_id not in self._covered:
                 await self._checkpoint()
@@ -304,9 +304,16 @@ class Daemon:
                 notional_quote=f"{cmd.notional:.2f}",
                 reason=cmd.reason,
             )
-            for update in await c.router.submit(cmd):
-                self._log_update(update)
-                await self._dispatch(c.engine.on_order_update(update))
+            await self._apply(await c.router.submit(cmd))
+
+    async def _apply(self, events: Sequence[Fill | OrderUpdate]) -> None:
+        """Hand the venue's answers to the engine in order and act on its output."""
+        c = self.c
+        assert c is not None
+        for ev in events:
+            if type(ev) is OrderUpdate:
+                self._log_update(ev)
+            await self._dispatch(c.engine.handle(ev))
 
     def _take_records(self) -> list[object]:
         records, self._records = self._records, []

@@ -5,17 +5,24 @@ Starts the local exchange simulator on 127.0.0.1 replaying the shipped real samp
 REST backfill, engine and database code, writing to a local SQLite file. It shows progress and ends
 with the same summary tables as a backtest.
 
-The daemon runs in ``paper`` mode against the simulator's market data (orders are filled by the
-simulated venue at the next candle's open, as in a backtest). Once the ccxt execution venue exists it
-can run testnet-like against the simulator's order endpoints instead (see ``app/bootstrap.py``).
+By default the daemon runs **testnet-like**: ``TRADEBOT_MODE=testnet`` with throw-away API keys
+registered at the simulator, so every order goes through the ccxt execution venue, the order
+executor and reconciliation to the simulator's order engine (same fee and slippage as the backtest).
+The market advances in lock-step with the daemon: a simulated minute passes only once the daemon
+has handled the previous one (and at most one per ``minute_wall_s``), so market orders fill at the
+next candle's open exactly as in a backtest. ``paper=True`` (``tradebot demo --paper``) fills orders
+in the daemon's own simulated venue instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,7 @@ from tradebot.app.daemon import Daemon
 from tradebot.app.settings import Settings
 from tradebot.errors import DataError
 from tradebot.exchange_sim import ExchangeSim, SimConfig
-from tradebot.exchange_sim.market import Tape
+from tradebot.exchange_sim.market import Market, Tape
 
 MINUTE_MS = 60_000
 
@@ -44,12 +51,19 @@ class DemoOptions:
         Wall seconds per simulated minute (0.004 = 15,000× speed-up: a day in about 6 s).
     db_url
         SQLAlchemy async URL of the demo database (migrated on start).
+    paper
+        Fill orders in the daemon's paper venue instead of sending them to the simulator's order
+        endpoints (testnet-like, the default).
+    run_id
+        Run id (default a fresh ``demo-<hex>``).
     """
 
     data_dir: Path
     days: float = 7.0
     minute_wall_s: float = 0.004
     db_url: str = "sqlite+aiosqlite:///demo.db"
+    paper: bool = False
+    run_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -62,8 +76,11 @@ class DemoResult:
     end_ms: int
 
 
-def demo_settings(settings: Settings, sim: ExchangeSim, options: DemoOptions, lag_ms: int) -> Settings:
-    """Return ``settings`` pointed at the simulator: paper mode, its URLs, the demo database."""
+def demo_settings(
+    settings: Settings, sim: ExchangeSim, options: DemoOptions, lag_ms: int, keys: tuple[str, str] | None
+) -> Settings:
+    """Return ``settings`` pointed at the simulator: its URLs, the demo database, and either paper mode
+    or testnet mode with ``keys`` (API key, secret registered at the simulator)."""
     feeds = settings.feeds.model_copy(
         update={
             "binance": settings.feeds.binance.model_copy(
@@ -80,18 +97,45 @@ def demo_settings(settings: Settings, sim: ExchangeSim, options: DemoOptions, la
         update={
             "status_interval_s": 5.0,
             "checkpoint_interval_s": 2.0,
+            "poll_interval_s": 1.0,
+            "reconcile_interval_s": 5.0,
             "health_file": str(Path(tempfile.gettempdir()) / "tradebot-demo-health.json"),
         }
     )
-    return settings.model_copy(
+    exchange = settings.exchange.model_copy(
         update={
-            "mode": "paper",
-            "venue": "binance",
-            "feeds": feeds,
-            "daemon": daemon,
-            "database_url": type(settings.database_url)(options.db_url),
+            "binance": settings.exchange.binance.model_copy(
+                update={"rest_url": sim.binance_rest_url, "ws_url": sim.binance_ws_url}
+            )
         }
     )
+    secret = type(settings.database_url)
+    return settings.model_copy(
+        update={
+            "mode": "paper" if keys is None else "testnet",
+            "venue": "binance",
+            "feeds": feeds,
+            "exchange": exchange,
+            "daemon": daemon,
+            "database_url": secret(options.db_url),
+            "testnet_api_key": None if keys is None else secret(keys[0]),
+            "testnet_api_secret": None if keys is None else secret(keys[1]),
+            "live_api_key": None,
+            "live_api_secret": None,
+        }
+    )
+
+
+def open_account(sim: ExchangeSim, settings: Settings) -> tuple[str, str]:
+    """Register throw-away API keys at the simulator and fund its account like the backtest's venue
+    (initial cash, taker fee, slippage); return (key, secret)."""
+    key, secret = f"demo-{secrets.token_hex(8)}", secrets.token_hex(24)
+    sim.binance_private.credentials[key] = secret
+    orders = sim.binance_orders
+    orders.free = {settings.quote: settings.backtest.initial_cash}
+    orders.fee_rate = settings.backtest.taker_fee
+    orders.slippage_bps = Decimal(repr(settings.backtest.slippage_bps))
+    return key, secret
 
 
 async def run_demo(
@@ -126,17 +170,21 @@ async def run_demo(
     # A candle counts as fresh when it arrives within ~1 wall second of its close (in simulated time).
     lag_ms = max(60_000, int(1.0 / options.minute_wall_s) * MINUTE_MS)
     async with ExchangeSim(config) as sim:
+        sim.market.pause()
+        keys = None if options.paper else open_account(sim, settings)
         clock = FollowClock(lambda: sim.market.now_ms)
         daemon_options = DaemonOptions(
             migrate=True,
             clock=clock,
             stop_at_open_ms=end - MINUTE_MS,
-            run_id=new_run_id("demo"),
+            run_id=options.run_id or new_run_id("demo"),
             anchor_ms=start,
             finish_run=True,
         )
+        handled = asyncio.Event()
 
         def on_progress(d: Daemon) -> None:
+            handled.set()
             if progress is not None:
                 done = min(d._last_open.values()) + MINUTE_MS - start
                 progress(max(0, done // MINUTE_MS), (end - start) // MINUTE_MS)
@@ -145,11 +193,11 @@ async def run_demo(
 
         def on_ready(d: Daemon) -> None:
             stepper.append(
-                asyncio.get_running_loop().create_task(_step_market(sim, d, options.minute_wall_s))
+                asyncio.get_running_loop().create_task(_step_market(sim, d, options.minute_wall_s, handled))
             )
 
         daemon = Daemon(
-            demo_settings(settings, sim, options, lag_ms),
+            demo_settings(settings, sim, options, lag_ms, keys),
             daemon_options,
             on_progress=on_progress,
             on_ready=on_ready,
@@ -164,18 +212,40 @@ async def run_demo(
     return DemoResult(summary=daemon.summary, daemon=daemon, start_ms=start, end_ms=end)
 
 
-async def _step_market(sim: ExchangeSim, daemon: Daemon, minute_wall_s: float) -> None:
-    # Once the daemon's feed is connected, advance the simulated market one minute per
-    # ``minute_wall_s`` until its end (Market.run's loop).
+async def _step_market(
+    sim: ExchangeSim, daemon: Daemon, minute_wall_s: float, handled: asyncio.Event
+) -> None:
+    # Once the daemon's feed is connected, advance the simulated market one minute at a time: at most
+    # one per ``minute_wall_s``, and only once the daemon has handled the candles that closed at the
+    # last step (lock-step, so its orders reach the simulator before the market moves on).
     assert daemon.c is not None
     stats = daemon.c.feed.stats
     while stats.connects == 0:  # noqa: ASYNC110 - the feed exposes counters, not events
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
-    market = sim.market
+    market, loop = sim.market, asyncio.get_running_loop()
+    due = loop.time()
     while market.now_ms < market.end_ms:
-        await asyncio.sleep(minute_wall_s)
+        due += minute_wall_s
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        await wait_handled(market, daemon, handled)
+        due = max(due, loop.time() - minute_wall_s)  # a slow minute does not make the next ones rush
         market.step()
+
+
+async def wait_handled(
+    market: Market, daemon: Daemon, handled: asyncio.Event, timeout_s: float = 10.0
+) -> None:
+    """Wait until the daemon has processed every candle that closed at ``market.now_ms`` (symbols
+    without a candle that minute are not waited for); give up after ``timeout_s``."""
+    closed = market.now_ms - MINUTE_MS
+    wire = {u: u.replace("/", "") for u in daemon._last_open}
+    expected = [u for u, w in wire.items() if market.tape.bar(w, closed) is not None]
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while any(daemon._last_open[u] < closed for u in expected):
+                handled.clear()
+                await handled.wait()
 
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo"]
