@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from tradebot.app.settings import load_settings
 from tradebot.core.domain import PositionEventType, Side, Symbol, Timeframe
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.exchange_sim import ExchangeSim, SimConfig
+from tradebot.exchange_sim.binance_rest import load_exchange_info
 from tradebot.exchange_sim.market import MINUTE_MS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +61,7 @@ CANARIES = {
     "TRADEBOT_TESTNET_API_SECRET": "canaryE2Esecret93c0a4",
 }
 DB_PASSWORD = "canaryE2Edbpw6e2f80"
+WRONG_SECRET = "canaryE2Ewrongsecret0d4b19"
 SKIPPED = {
     PositionEventType.FEED_STALE,
     PositionEventType.FEED_RECOVERED,
@@ -261,6 +264,17 @@ class Harness:
         return b"".join(self.output[-n:]).decode(errors="replace")
 
 
+async def _refused_start(env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tradebot", "run", env={**base, **env}, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
 async def _dump_database(url: str) -> str:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
@@ -281,11 +295,33 @@ async def test_daemon_survives_kills_and_trades_like_an_uninterrupted_run(
     pg_url: str, tmp_path: Path
 ) -> None:
     settings = load_settings()
-    rng = random.Random(SEED)
-    plan = Plan(kill_at_placement=rng.randrange(3, 9), kill_at_minute=rng.randrange(1500, 4000),
-                term_at_minute=rng.randrange(5000, 9000))  # fmt: skip
     first = 1679004900000  # first 1m candle of data/sample
     end = first + DAYS * 1440 * MINUTE_MS
+    info = {s["symbol"]: s for s in load_exchange_info()["symbols"]}
+    instruments = {
+        Symbol(f"{a}/USDT"): binance_instrument(info[f"{a}USDT"], Symbol(f"{a}/USDT"))
+        for a in ("BTC", "ETH", "SOL")
+    }
+    bt_db = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
+    bt = await run_backtest(settings, BacktestOptions(data_dir=SAMPLE, timeframe=Timeframe.M1, start_ms=first,
+                                                      end_ms=end, db_url=bt_db, instruments=instruments))  # fmt: skip
+    bt_run = bt.summary["run"]["run_id"]
+    async with SqlEventStore(bt_db) as store:
+        bt_orders = await store.orders(bt_run)
+        bt_events = await store.position_events(bt_run)
+        bt_signals = await store.stream_signals(bt_run)
+    # seeded kill points; the in-order kill hits the first order of a decision with several orders
+    # (so the restart must find the executed one and send the others, which were never sent)
+    # (two orders of the same decision: same time and side; a buy after sells is planned once they fill)
+    firsts = [
+        i + 1
+        for i, (a, b) in enumerate(itertools.pairwise(bt_orders))
+        if (a.created_ms, a.side) == (b.created_ms, b.side)
+        and (i == 0 or bt_orders[i - 1].created_ms != a.created_ms)
+    ]
+    rng = random.Random(SEED)
+    plan = Plan(kill_at_placement=rng.choice(firsts[1:4]), kill_at_minute=rng.randrange(1500, 4000),
+                term_at_minute=rng.randrange(5000, 9000))  # fmt: skip
     config = SimConfig(
         data_dir=SAMPLE, start_ms=first, end_ms=end, minute_wall_s=86_400.0, ping_interval_s=5.0
     )
@@ -321,13 +357,9 @@ async def test_daemon_survives_kills_and_trades_like_an_uninterrupted_run(
         trades = list(sim.binance_orders.trades)
         balances = sim.binance_orders.balances()
         sim_tape = sim.tape
-        instruments = {
-            Symbol(f"{a}/USDT"): binance_instrument(
-                next(s for s in sim.binance_rest.exchange_info["symbols"] if s["symbol"] == f"{a}USDT"),
-                Symbol(f"{a}/USDT"),
-            )
-            for a in ("BTC", "ETH", "SOL")
-        }
+        # a start with a wrong secret is refused by the venue; its error names no secret either
+        code, refused = await _refused_start({**env, "TRADEBOT_TESTNET_API_SECRET": WRONG_SECRET}, tmp_path)
+        assert code == 1 and "-1022" in refused and "Traceback" not in refused, refused
     output = b"".join(harness.output).decode(errors="replace")
     assert sorted(why for why, _ in harness.exits) == ["end", "sigkill_idle", "sigkill_in_order", "sigterm"]
     assert harness.exits[-1][0] == "end"
@@ -336,7 +368,9 @@ async def test_daemon_survives_kills_and_trades_like_an_uninterrupted_run(
     starts = [e for e in logs if e["event"] == "reconciled" and e.get("startup")]
     assert len(starts) == 4 and all(e["ok"] for e in starts)
     # after the kill inside the order endpoint the executed order was found by its client order id
+    # and the other orders of that decision, never sent, were sent
     assert any(e["events"] > 0 for e in starts[1:]), starts
+    assert any(e["event"] == "order_sent_after_restart" for e in logs)
 
     # -- no duplicate order, every fill once, ledger = venue ---------------------------------------
     assert len(placements) > plan.kill_at_placement and len(set(placements)) == len(placements)
@@ -381,17 +415,8 @@ async def test_daemon_survives_kills_and_trades_like_an_uninterrupted_run(
     )
 
     # -- decisions = a backtest of the same candles and configuration --------------------------------
-    bt_db = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
-    bt = await run_backtest(settings, BacktestOptions(data_dir=SAMPLE, timeframe=Timeframe.M1, start_ms=first,
-                                                      end_ms=end, db_url=bt_db, instruments=instruments))  # fmt: skip
-    async with SqlEventStore(bt_db) as store:
-        bt_orders = await store.orders(bt.summary["run"]["run_id"])
-        bt_events = await store.position_events(bt.summary["run"]["run_id"])
-    bt_run = bt.summary["run"]["run_id"]
     async with SqlEventStore(pg_url) as store:
         signals = await store.stream_signals(RUN)
-    async with SqlEventStore(bt_db) as store:
-        bt_signals = await store.stream_signals(bt_run)
     # the trend streams see the same candles: identical signals (warm-up and every flip)
     assert [_signal_key(x) for x in signals] == [_signal_key(x) for x in bt_signals]
     assert sum(x.flipped for x in signals) >= 5
@@ -418,7 +443,8 @@ async def test_daemon_survives_kills_and_trades_like_an_uninterrupted_run(
     stored = await _dump_database(pg_url)
     assert "**********" in stored  # the run's config keeps the key slots, masked
     health = (tmp_path / "health.json").read_text()
-    for secret in [*CANARIES.values(), DB_PASSWORD]:
+    for secret in [*CANARIES.values(), DB_PASSWORD, WRONG_SECRET]:
         assert secret not in output
+        assert secret not in refused
         assert secret not in stored
         assert secret not in health
