@@ -1,10 +1,12 @@
-"""Testnet mode: ``tradebot run`` against the simulator's order endpoints through the ccxt execution venue
+"""Testnet mode against the simulator's order endpoints: the ccxt execution venue
 (:class:`~tradebot.adapters.venues.ccxt_venue.CcxtVenue`), the order executor and reconciliation.
 
-The daemon trades a free-running simulated market, is stopped with SIGTERM (exit 0) and restarted
-(it resumes the run and reconciles cleanly). Afterwards: every client order id reached the simulator
-once, the stored fills are exactly the simulator's trades, and the ledger folded from them equals
-the simulator's balances.
+* ``tradebot run`` trades a free-running simulated market, is stopped with SIGTERM (exit 0) and
+  restarted (it resumes the run and reconciles cleanly); every client order id reached the simulator
+  once, the stored fills are exactly the simulator's trades, and the ledger folded from them equals
+  the simulator's balances;
+* ``tradebot demo`` (testnet-like, market in lock-step) over one day decides exactly like a backtest;
+* the simulator's market clock can be paused and resumed.
 """
 
 from __future__ import annotations

@@ -40,8 +40,6 @@ from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.feeds.ws_base import LiveCandleFeed
 from tradebot.adapters.store import BatchingWriter, SqlEventStore
 from tradebot.adapters.store.migrate import check_current, ensure_schema
-from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
-from tradebot.adapters.venues.ccxt_venue import CcxtVenue, binance_exchange
 from tradebot.app.clock import LiveClock
 from tradebot.app.execution import OrderExecutor
 from tradebot.app.instruments import default_instruments
@@ -49,7 +47,7 @@ from tradebot.app.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.logging import bind_run, redact_text, register_secrets
 from tradebot.app.paper import PaperRouter
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
-from tradebot.app.venue_router import VenueRouter
+from tradebot.app.venue_router import VenueRouter, build_venue
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
 from tradebot.core.engine import Engine
 from tradebot.errors import ConfigError
@@ -168,35 +166,6 @@ def build_router(
     )
 
 
-def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack) -> CcxtVenue:
-    """Open the ccxt execution venue of the mode (closed on ``stack``).
-
-    The REST URL is the mode's execution endpoint (``TRADEBOT_EXCHANGE__<VENUE>__REST_URL``, else
-    the mode's default host, already checked by the interlock); the keys are the mode's own
-    (``TRADEBOT_TESTNET_API_*`` or ``TRADEBOT_LIVE_API_*``; the interlock refused the others).
-    """
-    if settings.mode == "testnet":
-        key, secret = settings.testnet_api_key, settings.testnet_api_secret
-    else:
-        key, secret = settings.live_api_key, settings.live_api_secret
-    if key is None or secret is None:  # the interlock refuses this first; kept for direct callers
-        raise ConfigError(f"{settings.mode} mode needs its API key and secret")
-    url, timeout = endpoints.exchange_rest.url, settings.feeds.backfill.timeout_ms
-    venue: CcxtVenue
-    if settings.venue == "binance":
-        exchange = binance_exchange(
-            url, api_key=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
-        )
-        venue = CcxtVenue(exchange, name="binance")
-    else:
-        exchange = deribit_exchange(
-            url, client_id=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
-        )
-        venue = DeribitVenue(exchange, name="deribit")
-    stack.push_async_callback(venue.close)
-    return venue
-
-
 async def open_database(settings: Settings, options: DaemonOptions, stack: AsyncExitStack) -> SqlEventStore:
     """Migrate (``options.migrate``) or check the schema, then open the store on ``stack``.
 
@@ -303,6 +272,50 @@ async def prime(engine: Engine, history: CcxtHistory, since_ms: int, last_open: 
     return len(candles)
 
 
+async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack,
+                             store: SqlEventStore, clock: LiveClock, state: dict[str, Any] | None,
+                             history: CcxtHistory, run_id: str) -> tuple[Engine, PaperRouter | VenueRouter]:  # fmt: skip
+    """Instruments (defaults for paper, the venue's own otherwise), the engine and the execution side."""
+    symbols = tuple(settings.symbols)
+    venue = None if settings.mode == "paper" else build_venue(settings, endpoints, stack)
+    if venue is None:
+        instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    else:
+        instruments = await venue.load_instruments(symbols)
+    log.info("markets_loaded", symbols=list(symbols), source=history.exchange.id,
+             execution="paper" if venue is None else venue.name)  # fmt: skip
+    engine = Engine(build_engine_config(settings, run_id=run_id, base_timeframe=BASE), instruments)
+    if venue is None:
+        balances = (
+            {settings.quote: settings.backtest.initial_cash}
+            if state is None
+            else PaperRouter.balances_from_state(state["daemon"]["paper"])
+        )
+        return engine, build_router(settings, instruments, balances)
+    executor = OrderExecutor(venue, store, instruments, now_ms=clock.now_ms)
+    return engine, VenueRouter(executor, quote=settings.quote)
+
+
+async def _reconcile_at_start(router: PaperRouter | VenueRouter, engine: Engine, store: SqlEventStore, run_id: str,
+                              state: dict[str, Any] | None, anchor: int) -> list[object]:  # fmt: skip
+    """Paper: re-queue the engine's in-flight orders. Venue: :meth:`VenueRouter.start`. Returns engine output."""
+    if isinstance(router, VenueRouter):
+        return await router.start(
+            engine,
+            db_orders=await store.orders(run_id),
+            db_fills=await store.fills(run_id),
+            saved=None if state is None else state["daemon"]["venue"],
+            fresh_since_ms=anchor,
+        )
+    out: list[object] = []
+    marks = {s: to_decimal(engine.mark(s)) for s in engine.symbols}
+    in_flight = [engine.orders[c] for c in sorted(engine.in_flight)]
+    for update in router.requeue(in_flight, marks):
+        out.extend(engine.on_order_update(update))
+    log.info("reconciled", execution=router.name, open_orders=router.open_orders(), requeued=len(in_flight))
+    return out
+
+
 async def bootstrap(
     settings: Settings, options: DaemonOptions, stack: AsyncExitStack, queue: Any
 ) -> Components:
@@ -327,27 +340,10 @@ async def bootstrap(
     if tuple(settings.symbols) != symbols:
         settings = settings.model_copy(update={"symbols": symbols})
     await load_markets(history, symbols)
-    venue = None if settings.mode == "paper" else build_venue(settings, endpoints, stack)
-    if venue is None:
-        instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
-    else:
-        instruments = await venue.load_instruments(symbols)
-    log.info("markets_loaded", symbols=list(symbols), source=history.exchange.id,
-             execution="paper" if venue is None else venue.name)  # fmt: skip
     state = await store.load_engine_state(run_id)
-    engine = Engine(build_engine_config(settings, run_id=run_id, base_timeframe=BASE), instruments)
-    router: PaperRouter | VenueRouter
-    if venue is None:
-        balances = (
-            {settings.quote: settings.backtest.initial_cash}
-            if state is None
-            else PaperRouter.balances_from_state(state["daemon"]["paper"])
-        )
-        router = build_router(settings, instruments, balances)
-    else:
-        router = VenueRouter(
-            OrderExecutor(venue, store, instruments, now_ms=clock.now_ms), quote=settings.quote
-        )
+    engine, router = await _engine_and_router(
+        settings, endpoints, stack, store, clock, state, history, run_id
+    )
     if state is not None:
         anchor = int(state["daemon"]["anchor_ms"])
     elif options.anchor_ms is not None:
@@ -376,24 +372,7 @@ async def bootstrap(
             last_time_ms=engine.last_time_ms,
             in_flight_orders=len(engine.in_flight),
         )
-    if isinstance(router, PaperRouter):
-        marks = {s: to_decimal(engine.mark(s)) for s in symbols}
-        in_flight = [engine.orders[c] for c in sorted(engine.in_flight)]
-        for update in router.requeue(in_flight, marks):
-            startup.extend(engine.on_order_update(update))
-        log.info(
-            "reconciled", execution=router.name, open_orders=router.open_orders(), requeued=len(in_flight)
-        )
-    else:
-        startup.extend(
-            await router.start(
-                engine,
-                db_orders=await store.orders(run_id),
-                db_fills=await store.fills(run_id),
-                saved=None if state is None else state["daemon"]["venue"],
-                fresh_since_ms=anchor,
-            )
-        )
+    startup.extend(await _reconcile_at_start(router, engine, store, run_id, state, anchor))
     reconciled_ms = clock.now_ms()
     writer = await stack.enter_async_context(BatchingWriter(store))
     feed = feed_cls(

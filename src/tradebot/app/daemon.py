@@ -11,9 +11,15 @@ task that touches the engine:
 3. the execution side sees the candle first (paper fills at its open), then the engine; the
    engine's orders go to the venue and the venue's answers back to the engine, recursively, as in
    the backtest's ``Dispatcher``; records go to the batched writer;
-4. every ``TRADEBOT_DAEMON__CHECKPOINT_INTERVAL_S`` the writer is flushed and then the engine state
-   saved, so a SIGKILL loses only what the next start recomputes from the candles after the
-   checkpoint (every record is written idempotently under deterministic ids).
+4. the engine state is checkpointed (writer flushed, then state saved) after every step that
+   produced orders, fills or position events, at least every
+   ``TRADEBOT_DAEMON__CHECKPOINT_INTERVAL_S``, and — with a real venue — before any order not yet
+   covered by a checkpoint is sent. A restart therefore never decides a step with orders again: it
+   only recomputes candle steps that decided nothing (every record is written idempotently under
+   deterministic ids), looks up the orders that may have been sent and sends those that never were
+   (:class:`~tradebot.app.venue_router.VenueRouter`);
+5. testnet/live: the executor's open orders are polled every ``TRADEBOT_DAEMON__POLL_INTERVAL_S``
+   and the account reconciled every ``TRADEBOT_DAEMON__RECONCILE_INTERVAL_S`` (between candles).
 
 SIGTERM/SIGINT: stop taking candles (no new intents), keep in-flight orders in the checkpoint for the
 next start (paper re-queues them; a venue reconciles them), flush the writer, save the state, close
@@ -25,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
 from typing import Any
@@ -34,6 +39,7 @@ import structlog
 
 from tradebot.app.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
 from tradebot.app.health import write_health
+from tradebot.app.sequencer import CandleSequencer
 from tradebot.app.settings import Settings
 from tradebot.app.status import status_fields
 from tradebot.app.summary import build_run_summary
@@ -57,64 +63,6 @@ from tradebot.core.domain import (
 log = structlog.get_logger("tradebot.daemon")
 
 _REBALANCE = (PositionEventType.REBALANCE_BUY, PositionEventType.REBALANCE_SELL)
-
-
-class CandleSequencer:
-    """Release feed events across symbols in candle open-time order (ties: symbol order).
-
-    A symbol's events keep their own order. A candle at time ``t`` is released once every other
-    symbol has delivered a candle at ``t`` or later; a symbol that holds the others back for
-    ``timeout_s`` (wall) is excused until it delivers again. Feed statuses pass as soon as the
-    candles before them are released.
-    """
-
-    def __init__(self, symbols: Sequence[str], timeout_s: float) -> None:
-        self._rank = {s: i for i, s in enumerate(symbols)}
-        self._buf: dict[str, deque[Candle | FeedStatus]] = {s: deque() for s in symbols}
-        self._seen: dict[str, int | None] = dict.fromkeys(symbols)
-        self._excused: set[str] = set()
-        self._timeout_s = timeout_s
-        self._blocked_since: float | None = None
-
-    def push(self, event: Candle | FeedStatus, now_s: float) -> list[Candle | FeedStatus]:
-        """Add one feed event; return the events now releasable, in order."""
-        sym = event.symbol
-        self._buf[sym].append(event)
-        if type(event) is Candle:
-            self._seen[sym] = event.open_time_ms
-            self._excused.discard(sym)
-        return self.release(now_s)
-
-    def release(self, now_s: float) -> list[Candle | FeedStatus]:
-        """Return the events releasable now (also call it periodically for the timeout)."""
-        out: list[Candle | FeedStatus] = []
-        while True:
-            for q in self._buf.values():
-                while q and type(q[0]) is FeedStatus:
-                    out.append(q.popleft())
-            heads = [(q[0].open_time_ms, self._rank[s], s) for s, q in self._buf.items() if q]
-            if not heads:
-                self._blocked_since = None
-                return out
-            t, _, sym = min(heads)
-            waiting = [
-                o
-                for o, seen in self._seen.items()
-                if o != sym and o not in self._excused and (seen is None or seen < t)
-            ]
-            if waiting:
-                if self._blocked_since is None:
-                    self._blocked_since = now_s
-                if now_s - self._blocked_since < self._timeout_s:
-                    return out
-                self._excused.update(waiting)
-                log.warning("sequencer_timeout", waiting_for=waiting, candle_open_ms=t)
-            self._blocked_since = None
-            out.append(self._buf[sym].popleft())
-
-    def pending(self) -> int:
-        """Events held back."""
-        return sum(len(q) for q in self._buf.values())
 
 
 class Daemon:

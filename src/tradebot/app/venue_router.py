@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
+from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
+from tradebot.adapters.venues.ccxt_venue import CcxtVenue, binance_exchange
 from tradebot.app.execution import Event, OrderExecutor
+from tradebot.app.interlock import ResolvedEndpoints
 from tradebot.app.reconcile import ReconcileConfig, reconcile
+from tradebot.app.settings import Settings
 from tradebot.core.domain import (
     ZERO,
     CancelOrder,
@@ -233,9 +238,38 @@ class VenueRouter:
         return await self._reconcile(engine, [], [], startup=False)
 
 
+def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack) -> CcxtVenue:
+    """Open the ccxt execution venue of the mode (closed on ``stack``).
+
+    The REST URL is the mode's execution endpoint (``TRADEBOT_EXCHANGE__<VENUE>__REST_URL``, else
+    the mode's default host, already checked by the interlock); the keys are the mode's own
+    (``TRADEBOT_TESTNET_API_*`` or ``TRADEBOT_LIVE_API_*``; the interlock refused the others).
+    """
+    if settings.mode == "testnet":
+        key, secret = settings.testnet_api_key, settings.testnet_api_secret
+    else:
+        key, secret = settings.live_api_key, settings.live_api_secret
+    if key is None or secret is None:  # the interlock refuses this first; kept for direct callers
+        raise ConfigError(f"{settings.mode} mode needs its API key and secret")
+    url, timeout = endpoints.exchange_rest.url, settings.feeds.backfill.timeout_ms
+    venue: CcxtVenue
+    if settings.venue == "binance":
+        exchange = binance_exchange(
+            url, api_key=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
+        )
+        venue = CcxtVenue(exchange, name="binance")
+    else:
+        exchange = deribit_exchange(
+            url, client_id=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
+        )
+        venue = DeribitVenue(exchange, name="deribit")
+    stack.push_async_callback(venue.close)
+    return venue
+
+
 def _update(cid: str, symbol: str, status: OrderStatus, ts_ms: int, reason: str) -> OrderUpdate:
     return OrderUpdate(client_order_id=ClientOrderId(cid), symbol=Symbol(symbol), status=status, ts_ms=ts_ms,
                        reason=reason)  # fmt: skip
 
 
-__all__ = ["VenueRouter"]
+__all__ = ["VenueRouter", "build_venue"]
