@@ -34,8 +34,11 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
 KEY, SECRET = "sim-key-0001", "sim-secret-0002"
 
 
-async def _run(env: dict[str, str], cwd: Path, *, stop_when: str, count: int) -> tuple[int, list[dict]]:
-    """Run the daemon until the ``count``-th log line with event ``stop_when``, then SIGTERM it."""
+async def _run(
+    env: dict[str, str], cwd: Path, *, stop_when: str, count: int, raw: list[str] | None = None
+) -> tuple[int, list[dict]]:
+    """Run the daemon until the ``count``-th log line with event ``stop_when``, then SIGTERM it
+    (``count`` 0: until it exits by itself); ``raw`` collects the output lines."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tradebot", "run", "--migrate", env={**base, **env}, cwd=cwd,
@@ -43,7 +46,7 @@ async def _run(env: dict[str, str], cwd: Path, *, stop_when: str, count: int) ->
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[dict] = []
-    raw: list[str] = []
+    raw = [] if raw is None else raw
     seen = 0
     async with asyncio.timeout(60):
         while line := await proc.stdout.readline():
@@ -55,7 +58,7 @@ async def _run(env: dict[str, str], cwd: Path, *, stop_when: str, count: int) ->
             lines.append(entry)
             if entry["event"] == stop_when:
                 seen += 1
-                if seen == count:
+                if seen == count and count:
                     proc.send_signal(signal.SIGTERM)
         code = await proc.wait()
     assert seen >= count, "".join(raw[-30:])
@@ -110,6 +113,42 @@ async def test_testnet_daemon_trades_against_the_simulator(tmp_path: Path) -> No
         held = sum(((f.qty if f.side is Side.BUY else -f.qty) for f in fills if f.symbol == f"{base}/USDT"),
                    Decimal(0))  # fmt: skip
         assert held == balances.get(base, Decimal(0))
+
+
+@pytest.mark.timeout(90)
+async def test_testnet_daemon_refuses_to_trade_when_the_account_does_not_match(tmp_path: Path) -> None:
+    """A balance the ledger cannot explain (here: 0.5 BTC appearing at the venue while the daemon was
+    down) makes the start-up reconciliation refuse: exit code 2 with the message naming the asset and
+    amounts, a ``reconcile_mismatch`` position event, and no order sent."""
+    config = SimConfig(data_dir=FIXTURE, start_ms=1679529600000 + 3600_000, minute_wall_s=0.02)
+    async with ExchangeSim(config) as sim:
+        sim.binance_private.credentials[KEY] = SECRET
+        env = {
+            "TRADEBOT_MODE": "testnet",
+            "TRADEBOT_TESTNET_API_KEY": KEY,
+            "TRADEBOT_TESTNET_API_SECRET": SECRET,
+            "TRADEBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "TRADEBOT_FEEDS__BINANCE__WS_URL": sim.binance_ws_url,
+            "TRADEBOT_FEEDS__BINANCE__REST_URL": sim.binance_rest_url,
+            "TRADEBOT_EXCHANGE__BINANCE__REST_URL": sim.binance_rest_url,
+            "TRADEBOT_FEEDS__BINANCE__MAX_LAG_MS": str(10**13),
+            "TRADEBOT_STREAMS": '[{"timeframe": "1h", "fast": 2, "slow": 3, "atr_period": 2}]',
+        }
+        code, _ = await _run(env, tmp_path, stop_when="order_filled", count=1)
+        assert code == 0
+        orders = sim.binance_orders
+        orders.free["BTC"] = orders.free.get("BTC", Decimal(0)) + Decimal("0.5")
+        sent = len(orders.placements)
+        raw: list[str] = []
+        code, _ = await _run(env, tmp_path, stop_when="", count=0, raw=raw)
+        assert len(orders.placements) == sent
+    text = "".join(raw)
+    assert code == 2, text[-3000:]
+    assert "refusing to trade" in text and "BTC: ledger" in text and "difference 0.5" in text, text[-3000:]
+    assert '"event": "trading_started"' not in text
+    async with SqlEventStore(env["TRADEBOT_DATABASE_URL"]) as store:
+        kinds = [e.event_type for e in await store.position_events("testnet-binance")]
+    assert PositionEventType.RECONCILE_MISMATCH in kinds
 
 
 REPO = Path(__file__).resolve().parents[2]
