@@ -1,7 +1,7 @@
 """``tradebot backtest`` on the shipped sample, end to end in-process, then ``events`` and ``runs``.
 
 The numbers are the golden ones of ``tests/golden/test_backtest_golden.py`` (same data, default
-settings): final equity 10391.22413066 USDT, 152 orders, 21 closed trades, 21 entries.
+settings): final equity 10391.17359401 USDT, 152 orders, 21 closed trades, 21 entries.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tradebot.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
-GOLDEN_FINAL_EQUITY = "10391.22413066"
+GOLDEN_FINAL_EQUITY = "10391.17359401"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,7 +58,7 @@ def test_backtest_exits_0_and_prints_the_summary_table(backtest_run: dict[str, o
     assert backtest_run["code"] == 0, backtest_run["stderr"]
     stdout = str(backtest_run["stdout"])
     assert re.search(r"Initial equity \(USDT\)\s+│\s+10,000\.00\s+│", stdout), stdout
-    assert re.search(r"Final equity \(USDT\)\s+│\s+10,391\.22\s+│", stdout), stdout
+    assert re.search(r"Final equity \(USDT\)\s+│\s+10,391\.17\s+│", stdout), stdout
     assert re.search(r"Orders\s+│\s+152\s+│", stdout), stdout
     assert re.search(r"Trades \(closed\)\s+│\s+21\s+│", stdout), stdout
     assert re.search(r"│ entry\s+│\s+21 │", stdout), stdout

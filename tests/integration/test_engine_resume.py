@@ -10,7 +10,7 @@ import pytest
 
 from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.venues.simulated import SimulatedExchange
-from tradebot.app.backtest import BacktestOptions, Dispatcher, load_data, replay_into
+from tradebot.app.backtest import BacktestOptions, Dispatcher, load_data, replay_into, slice_end
 from tradebot.app.instruments import default_instruments
 from tradebot.app.settings import build_engine_config, load_settings
 from tradebot.core.domain import Timeframe
@@ -51,7 +51,7 @@ def test_restart_from_snapshot_gives_the_uninterrupted_decisions(config, cut_fra
     expected = replay_into(reference, stream, 0, len(stream)) + reference.engine.finish()
 
     make_engine, exchange, stream, _settings, _instruments = _setup(config)
-    cut = int(len(stream) * cut_fraction)
+    cut = slice_end(stream, int(len(stream) * cut_fraction))  # restarts happen between time slices
     first = Dispatcher(make_engine(), exchange)
     got = replay_into(first, stream, 0, cut)
     saved = json.loads(json.dumps(first.engine.snapshot()))

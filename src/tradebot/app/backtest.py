@@ -41,6 +41,8 @@ from tradebot.errors import DataError
 log = structlog.get_logger("tradebot.backtest")
 
 CHUNK = 25_000
+#: Venue passes over one slice's opens: fills → follow-up orders → their fills (sells, then deferred buys).
+_MAX_OPEN_PASSES = 4
 #: Decimal digits for money maths in the runtime (28 by default; 60 keeps absurd prices from overflowing).
 DECIMAL_PRECISION = 60
 
@@ -277,33 +279,64 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
 
 
 async def _replay_async(engine, exchange, stream, on_chunk, writer, pending_writes) -> Dispatcher:
-    # Run the synchronous replay chunk by chunk, yielding to the writer between chunks.
+    # Run the synchronous replay chunk by chunk (whole time slices), yielding to the writer between chunks.
     d = Dispatcher(engine, exchange)
     n = len(stream)
-    for lo in range(0, n, CHUNK):
-        sub = replay_into(d, stream, lo, min(lo + CHUNK, n))
-        on_chunk(min(lo + CHUNK, n), sub)
+    lo = 0
+    while lo < n:
+        hi = slice_end(stream, min(lo + CHUNK, n))
+        sub = replay_into(d, stream, lo, hi)
+        on_chunk(hi, sub)
         if writer is not None:
             while pending_writes:
                 await writer.put(pending_writes.pop(0))
         await asyncio.sleep(0)
+        lo = hi
     return d
 
 
+def slice_end(stream: Sequence[Candle], i: int) -> int:
+    """Return the first index >= ``i`` that starts a new time slice (candles of one open time)."""
+    n = len(stream)
+    while 0 < i < n and stream[i].open_time_ms == stream[i - 1].open_time_ms:
+        i += 1
+    return i
+
+
 def replay_into(d: Dispatcher, stream: Sequence[Candle], lo: int, hi: int) -> list[object]:
-    """Replay ``stream[lo:hi]`` through the dispatcher's engine; return the records produced."""
+    """Replay ``stream[lo:hi]`` through the dispatcher's engine; return the records produced.
+
+    Candles are taken one time slice (one open time, every symbol) at a time, as the daemon sees
+    them: first the venue fills the orders queued for each symbol at the slice's opens and the engine
+    learns of those fills at once; orders it decides on them (the buys a rebalance deferred until its
+    sells filled) are filled at the same opens, as a live venue fills a market order sent right after
+    the open; then the engine gets the slice's closed candles. ``lo`` and ``hi`` should be slice
+    boundaries (see :func:`slice_end`).
+    """
     on_candle = d.engine.on_candle
     venue_candle = d.exchange.on_candle
     dispatch = d.dispatch
     venue_events = d.on_venue_events
-    for i in range(lo, hi):
-        candle = stream[i]
-        events = venue_candle(candle)
-        if events:
-            venue_events(events)
-        out = on_candle(candle)
-        if out:
-            dispatch(out)
+    i = lo
+    while i < hi:
+        t = stream[i].open_time_ms
+        j = i + 1
+        while j < hi and stream[j].open_time_ms == t:
+            j += 1
+        group = stream[i:j]
+        for _pass in range(_MAX_OPEN_PASSES):
+            placed = d.n_orders
+            for candle in group:
+                events = venue_candle(candle)
+                if events:
+                    venue_events(events)
+            if d.n_orders == placed:
+                break
+        for candle in group:
+            out = on_candle(candle)
+            if out:
+                dispatch(out)
+        i = j
     records, d.records = d.records, []
     return records
 

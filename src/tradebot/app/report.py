@@ -222,8 +222,8 @@ def _quote(summary: Mapping[str, Any]) -> str:
 
 def _kv_table(title: str, rows: Sequence[tuple[str, str]], header: tuple[str, str]) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column(header[0])
-    table.add_column(header[1], justify="right", no_wrap=True)
+    table.add_column(header[0], no_wrap=True)
+    table.add_column(header[1], justify="right", overflow="fold")
     for k, v in rows:
         table.add_row(k, v)
     return table

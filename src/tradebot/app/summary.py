@@ -79,7 +79,7 @@ def build_run_summary(*, engine: Engine, trades: Sequence[TradeRecord], n_orders
         "base_timeframe": str(base),
         "candles": n_candles,
         "symbols": list(engine.symbols),
-        "data_gaps": {s: _describe_gaps(g) for s, g in gaps.items()},
+        "data_gaps": _gaps_text(gaps),
         "policy": engine.config.allocation.policy,
     }
     scale_ins = stats.event_counts.get("scale_in", 0)
@@ -113,3 +113,11 @@ def _describe_gaps(gaps: Sequence[Any], shown: int = 3) -> str:
     parts = ", ".join(f"{int(m)} after {ms_to_datetime(int(t)).strftime('%Y-%m-%d %H:%M')}" for t, m in largest)
     more = f", +{len(gaps) - shown} more" if len(gaps) > shown else ""
     return f"{len(gaps)} gap(s), {total} bars missing: {parts}{more}"
+
+
+def _gaps_text(gaps: Mapping[str, Sequence[Any]]) -> str:
+    # One line for the run table: identical gaps of every symbol are said once.
+    described = {s: _describe_gaps(g) for s, g in gaps.items()}
+    if len(set(described.values())) == 1:
+        return f"every symbol: {next(iter(described.values()))}"
+    return "; ".join(f"{s}: {d}" for s, d in described.items())
