@@ -92,6 +92,18 @@ class AssetBooks:
             book.fees += fees.get(sid, ZERO)
         return realized, closed_qty, allocation
 
+    def pay_fee_in_base(self, units: Decimal, price: Decimal, allocation: dict[str, Decimal]) -> Decimal:
+        """Give up ``units`` of the asset as a fee (a venue charging commission in the base asset).
+
+        The units leave the asset and, pro rata to ``allocation`` (the fill they were charged on), the
+        streams that received that fill, as a sale at ``price`` with no further fee: its quote value
+        was already booked as the fill's fee. Returns the realized PnL of that sale (quote currency).
+        """
+        realized, _closed = self.book.trade(-units, price)
+        for sid, share in split(units, [(sid, abs(q)) for sid, q in allocation.items()]):
+            self.streams[sid].trade(-share, price)
+        return realized
+
     def stream_units_total(self) -> Decimal:
         """Σ stream units, base units (equals ``book.qty`` by invariant)."""
         return sum((b.qty for b in self.streams.values()), ZERO)

@@ -329,6 +329,11 @@ class Ledger:
             before = state.book.qty
             realized, closed_qty, allocation = state.apply_fill(signed, fill.price, fill.fee_quote)
             self._cash -= signed * fill.price + fill.fee_quote
+            if fill.fee > 0 and fill.fee_currency == state.asset and signed > 0:
+                # Binance takes a buy's commission in the base asset: the fee's quote value is booked as
+                # the fill's fee above, and the units it cost leave the position (cash gets them back).
+                realized += state.pay_fee_in_base(fill.fee, fill.price, allocation)
+                self._cash += fill.fee * fill.price
             units = state.stream_units_total()
             if units != state.book.qty:
                 raise InvariantViolation(
