@@ -448,3 +448,23 @@ def test_without_deferral_the_same_rebalance_sends_the_sell_before_the_buys() ->
         (ETH, Side.BUY, Decimal("0.0939")),
     ]
     assert [o.client_order_id for o in orders] == ["t-4-1", "t-5-1", "t-6-1"]
+
+
+def test_an_order_denied_locally_is_a_position_event_and_not_retried_by_itself() -> None:
+    # The executor refuses an order before sending it (filters, risk): the engine records ORDER_DENIED
+    # naming the order, the order is done (nothing stays in flight), and no new order follows at once.
+    engine = make_engine([BTC])
+    engine.warm_up(native(BTC, H1, [103, 102, 101]))
+    out = engine.handle(candle(BTC, H1, T0, 110))
+    [cmd] = of_type(out, PlaceOrder)
+    denied = engine.handle(
+        OrderUpdate(client_order_id=cmd.client_order_id, symbol=cmd.symbol, status=OrderStatus.DENIED,
+                    ts_ms=T0 + HOUR, reason="NOTIONAL: notional 4.9 is below min notional 5")
+    )
+    [event] = of_type(denied, PositionEvent)
+    assert event.event_type is PositionEventType.ORDER_DENIED
+    assert event.trigger_reason == "NOTIONAL: notional 4.9 is below min notional 5"
+    assert event.client_order_ids == (cmd.client_order_id,)
+    assert of_type(denied, PlaceOrder) == []
+    assert [r.status for r in of_type(denied, OrderRecord)] == [OrderStatus.DENIED]
+    assert engine.in_flight == set()
