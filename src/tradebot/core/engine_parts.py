@@ -144,7 +144,7 @@ class Overlay:
 
     def on_equity(self, t: int, equity: Decimal) -> tuple[list, TradingState]:
         """Daily-loss accounting on the equity sample (includes unrealized PnL and paid fees)."""
-        events = self.risk.on_equity(t, float(equity))
+        events = self.risk.on_equity(t, equity)
         return list(events), self.risk.trading_state
 
     def managed_targets(
