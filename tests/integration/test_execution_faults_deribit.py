@@ -11,20 +11,15 @@ PENDING_SUBMIT.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import structlog
 
 from tradebot.adapters.store import SqlEventStore
-from tradebot.adapters.store.migrate import upgrade
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
 from tradebot.adapters.venues.ccxt_venue import VenueConfig
 from tradebot.app.execution import ExecutionConfig, OrderExecutor
@@ -40,7 +35,6 @@ RUN = "exec-deribit-test"
 FAST_VENUE = VenueConfig(timeout_ms=400, read_initial_s=0.01, read_max_wait_s=0.05, read_jitter_s=0.01)
 FAST_EXEC = ExecutionConfig(lookup_initial_s=0.01, lookup_max_s=0.05, not_placed_after_s=0.3, min_lookups=3,
                             resolve_timeout_s=5.0, trade_lookback_ms=60_000)  # fmt: skip
-T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -48,24 +42,6 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> None:
     structlog.reset_defaults()
-
-
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(fn())).result()  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("db") / "template.db"
-    _run(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-@pytest.fixture
-def db_url(db_template: Path, tmp_path: Path) -> Iterator[str]:
-    shutil.copy(db_template, tmp_path / "t.db")
-    yield f"sqlite+aiosqlite:///{tmp_path / 't.db'}"
 
 
 @dataclass

@@ -4,20 +4,16 @@ trading with a position event and a message naming the asset and amounts."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import structlog
 
 from tradebot.adapters.store import SqlEventStore
-from tradebot.adapters.store.migrate import upgrade
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange
 from tradebot.app.execution import ExecutionConfig, OrderExecutor
 from tradebot.app.reconcile import ReconcileConfig, SequencedEvents, reconcile
@@ -41,7 +37,6 @@ DATA = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
 START_MS = 1679529600000 + 60 * 60_000
 BTC = Symbol("BTC/USDT")
 RUN = "rec-test"
-T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,18 +45,6 @@ pytestmark = pytest.mark.timeout(30)
 def _fresh_logging() -> None:
     # an earlier in-process CLI test may leave structlog writing to its closed capture stream
     structlog.reset_defaults()
-
-
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(fn())).result()  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("db") / "template.db"
-    _run(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
-    return path
 
 
 @dataclass
