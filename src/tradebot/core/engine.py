@@ -24,7 +24,6 @@ from tradebot.core import engine_state
 from tradebot.core.config import EngineConfig
 from tradebot.core.domain import (
     ZERO,
-    CancelOrder,
     Candle,
     ClientOrderId,
     EquitySnapshot,
@@ -34,12 +33,10 @@ from tradebot.core.domain import (
     Order,
     OrderStatus,
     OrderUpdate,
-    PlaceOrder,
     PositionEventType,
     StreamSignal,
     StreamState,
     Symbol,
-    Timeframe,
     TradingState,
     stream_id,
     to_decimal,
@@ -53,7 +50,6 @@ from tradebot.core.portfolio.rebalancer import compute_targets
 from tradebot.core.signals.book import SignalBook
 
 _EMPTY: tuple = ()
-_ORDER_COMMANDS = (PlaceOrder, CancelOrder)
 
 
 class Engine(EngineRecords):
@@ -306,7 +302,7 @@ class Engine(EngineRecords):
     def finish(self) -> list:
         """Close the books at the last event time: final equity snapshot and open trades' records."""
         t = self.last_time_ms
-        marks = self._marks_decimal()
+        marks = self.marks_decimal()
         for sym in self.symbols:
             self._flush_extremes(sym)
         out: list = [self._snapshot(t, marks)]
@@ -328,8 +324,6 @@ class Engine(EngineRecords):
     def marks_decimal(self) -> dict[Symbol, Decimal]:
         """Last closes as exact decimals, for symbols that have one."""
         return {s: to_decimal(st.mark) for s, st in self._sym.items() if st.mark > 0}
-
-    _marks_decimal = marks_decimal
 
     def _flush_extremes(self, sym: str) -> None:
         # Hand the running high/low of an open position to the trade tracker (MAE/MFE), then reset.
@@ -360,7 +354,7 @@ class Engine(EngineRecords):
         )
 
     def _on_clock(self, t: int) -> list:
-        marks = self._marks_decimal()
+        marks = self.marks_decimal()
         if len(marks) < len(self.symbols):
             return []
         for sym in self.symbols:
@@ -392,7 +386,7 @@ class Engine(EngineRecords):
               equity: Decimal | None = None) -> list:
         self._replan = False
         self._dirty = False
-        marks = marks if marks is not None else self._marks_decimal()
+        marks = marks if marks is not None else self.marks_decimal()
         if len(marks) < len(self.symbols):
             return []
         equity = equity if equity is not None else self.ledger.equity(marks)
@@ -479,16 +473,3 @@ class Engine(EngineRecords):
     def trading_state(self) -> TradingState:
         """The risk state (ACTIVE / REDUCING / HALTED)."""
         return self.overlay.trading_state
-
-    def stream_timeframes(self) -> tuple[Timeframe, ...]:
-        """Timeframes of the configured streams."""
-        return tuple(sc.timeframe for sc in self.config.streams)
-
-    @staticmethod
-    def split(commands: Iterable[object]) -> tuple[list, list]:
-        """Split engine output into (venue commands, records)."""
-        orders, records = [], []
-        for c in commands:
-            (orders if isinstance(c, _ORDER_COMMANDS) else records).append(c)
-        return orders, records
-
