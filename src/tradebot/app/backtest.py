@@ -11,10 +11,11 @@ import asyncio
 import decimal
 import time
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -224,7 +225,7 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
         max_volume_fraction=settings.backtest.max_volume_fraction,
         trade_id_prefix=f"{run_id}-sim",
     )
-    stream = list(merge_by_time(data.candles))
+    stream = ReplayStream.build(list(merge_by_time(data.candles)), data.candles)
     total = len(stream)
     log.info("backtest_started", run_id=run_id, base_timeframe=str(data.base), candles=total,
              symbols=list(symbols), gaps={s: len(g) for s, g in data.gaps.items()})
@@ -234,7 +235,7 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
 
         store, writer = await open_store_and_writer(options.db_url)
         await store.start_run(run_id=run_id, mode="backtest", config=redacted_dump(settings),
-                              version=__version__, started_ms=stream[0].open_time_ms)
+                              version=__version__, started_ms=stream.candles[0].open_time_ms)
         await writer.put(list(warm_signals))
     trades: list[TradeRecord] = []
     pending_writes: list[list[object]] = []
@@ -284,7 +285,7 @@ async def _replay_async(engine, exchange, stream, on_chunk, writer, pending_writ
     n = len(stream)
     lo = 0
     while lo < n:
-        hi = slice_end(stream, min(lo + CHUNK, n))
+        hi = slice_end(stream.candles, min(lo + CHUNK, n))
         sub = replay_into(d, stream, lo, hi)
         on_chunk(hi, sub)
         if writer is not None:
@@ -303,7 +304,59 @@ def slice_end(stream: Sequence[Candle], i: int) -> int:
     return i
 
 
-def replay_into(d: Dispatcher, stream: Sequence[Candle], lo: int, hi: int) -> list[object]:
+class _SymbolColumns(NamedTuple):
+    symbol: Symbol
+    candles: Sequence[Candle]
+    opens: Sequence[int]
+    highs: Sequence[float]
+    lows: Sequence[float]
+    closes: Sequence[float]
+    volumes: Sequence[float]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStream:
+    """Base candles merged in time order, plus per-symbol columns for the bulk replay of quiet runs.
+
+    Attributes
+    ----------
+    candles
+        Every base candle, sorted by open time (``merge_by_time``).
+    opens
+        ``candles``' open times (ms UTC), for bisection.
+    columns
+        Per symbol: its candles and their open times, highs, lows, closes and volumes.
+    """
+
+    candles: Sequence[Candle]
+    opens: Sequence[int]
+    columns: tuple[_SymbolColumns, ...]
+
+    @classmethod
+    def build(cls, candles: Sequence[Candle],
+              by_symbol: Mapping[Symbol, Sequence[Candle]] | None = None) -> ReplayStream:
+        """Index time-ordered base candles.
+
+        ``by_symbol``, when given, must hold exactly ``candles`` split by symbol (as loaded); else
+        they are split here.
+        """
+        if by_symbol is None:
+            split: dict[Symbol, list[Candle]] = {}
+            for c in candles:
+                split.setdefault(c[0], []).append(c)
+            by_symbol = split
+        columns = []
+        for sym, own in by_symbol.items():
+            _s, _tf, opens, _o, highs, lows, closes, volumes, _m = zip(*own, strict=True)
+            columns.append(_SymbolColumns(Symbol(sym), own, opens, highs, lows, closes, volumes))
+        return cls(candles, [c[2] for c in candles], tuple(columns))
+
+    def __len__(self) -> int:
+        return len(self.candles)
+
+
+def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int, hi: int, *,
+                quiet_runs: bool = True) -> list[object]:
     """Replay ``stream[lo:hi]`` through the dispatcher's engine; return the records produced.
 
     Candles are taken one time slice (one open time, every symbol) at a time, as the daemon sees
@@ -312,18 +365,32 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle], lo: int, hi: int) -> li
     sells filled) are filled at the same opens, as a live venue fills a market order sent right after
     the open; then the engine gets the slice's closed candles. ``lo`` and ``hi`` should be slice
     boundaries (see :func:`slice_end`).
+
+    Quiet stretches (no order waiting at the venue, and :meth:`Engine.quiet_until` says the candles
+    can only move marks) go to :meth:`Engine.on_quiet_run` as one run per symbol; the result is the
+    same as candle by candle (``quiet_runs=False``), which the tests check.
     """
-    on_candle = d.engine.on_candle
-    venue_candle = d.exchange.on_candle
+    rs = stream if isinstance(stream, ReplayStream) else ReplayStream.build(stream)
+    candles, opens = rs.candles, rs.opens
+    engine, exchange = d.engine, d.exchange
+    on_candle = engine.on_candle
+    quiet_until = engine.quiet_until if quiet_runs else None
+    venue_candle = exchange.on_candle
     dispatch = d.dispatch
     venue_events = d.on_venue_events
     i = lo
     while i < hi:
-        t = stream[i].open_time_ms
+        t = opens[i]
+        if quiet_until is not None and (limit := quiet_until()) > t and not exchange.has_queued_orders():
+            j = bisect_left(opens, limit, i, hi)
+            if j > i:
+                _quiet_block(engine, rs.columns, t, opens[j - 1], dispatch)
+                i = j
+                continue
         j = i + 1
-        while j < hi and stream[j].open_time_ms == t:
+        while j < hi and opens[j] == t:
             j += 1
-        group = stream[i:j]
+        group = candles[i:j]
         for _pass in range(_MAX_OPEN_PASSES):
             placed = d.n_orders
             for candle in group:
@@ -339,6 +406,25 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle], lo: int, hi: int) -> li
         i = j
     records, d.records = d.records, []
     return records
+
+
+def _quiet_block(engine: Engine, columns: Sequence[_SymbolColumns], first_ms: int, last_ms: int,
+                 dispatch: Callable[[Sequence[object]], None]) -> None:
+    # Each symbol's candles with first_ms <= open <= last_ms as one run; candle by candle if the
+    # engine declines the run (a gap in it, say). The candles move marks only, so order across
+    # symbols does not matter.
+    for col in columns:
+        col_opens = col.opens
+        a = bisect_left(col_opens, first_ms)
+        b = bisect_right(col_opens, last_ms, a)
+        if b == a:
+            continue
+        if not engine.on_quiet_run(col.symbol, col_opens[a], col_opens[b - 1], b - a, max(col.highs[a:b]),
+                                   min(col.lows[a:b]), col.closes[b - 1], col.volumes[a:b]):
+            for candle in col.candles[a:b]:
+                out = engine.on_candle(candle)
+                if out:
+                    dispatch(out)
 
 
 def _final_trades(trades: list[TradeRecord]) -> list[TradeRecord]:

@@ -468,3 +468,27 @@ def test_an_order_denied_locally_is_a_position_event_and_not_retried_by_itself()
     assert of_type(denied, PlaceOrder) == []
     assert [r.status for r in of_type(denied, OrderRecord)] == [OrderStatus.DENIED]
     assert engine.in_flight == set()
+
+
+# ---------------------------------------------------------------- quiet runs (the backtest's bulk path)
+
+
+def test_quiet_until_bounds_runs_by_the_next_period_close_and_on_quiet_run_refuses_what_is_not_quiet() -> None:
+    engine = make_engine([BTC], base=M15)
+    engine.warm_up(native(BTC, H1, [103, 102, 101]))
+    assert engine.quiet_until() == 0  # no candle yet: the first one opens the hour
+    assert feed(engine, [candle(BTC, M15, T0, 100.0)]) == []
+    q = 15 * 60_000
+    # The hour's last 15m candle (open T0+45m) closes the period and the clock: runs stop before it.
+    assert engine.quiet_until() == T0 + 3 * q
+    assert engine.on_quiet_run(BTC, T0 + q, T0 + 3 * q, 3, 120.0, 90.0, 110.0, [1.0] * 3) is False
+    assert engine.on_quiet_run(BTC, T0 + 2 * q, T0 + 2 * q, 1, 120.0, 90.0, 110.0, [1.0]) is False  # a gap
+    assert engine.on_quiet_run(BTC, T0 + q, T0 + 2 * q, 2, 120.0, 90.0, 110.0, [1.0, 1.0]) is True
+    assert (engine.mark(BTC), engine.last_time_ms) == (110.0, T0 + 3 * q)
+    # The hour closes on the next candle as if the run had been fed candle by candle:
+    # high 120, low 90, close 111 → EMA2 = 2/3·111 + 1/3·101.5 = 107.83 > EMA3 = ½·111 + ½·102 = 106.5 → in.
+    out = feed(engine, [candle(BTC, M15, T0 + 3 * q, 111.0)])
+    (signal,) = of_type(out, StreamSignal)
+    assert signal.state is StreamState.IN
+    assert [type(x) for x in out if type(x) is PlaceOrder] == [PlaceOrder]
+    assert engine.quiet_until() == 0  # a new hour must be opened by a candle first

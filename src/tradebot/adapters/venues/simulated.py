@@ -201,6 +201,10 @@ class SimulatedExchange:
         self._queues[state.symbol].remove(state)
         return self._report(state)
 
+    def has_queued_orders(self) -> bool:
+        """Whether any order waits to be filled at a coming candle's open (any symbol)."""
+        return any(self._queues.values())
+
     def fetch_order(self, client_order_id: ClientOrderId) -> OrderReport | None:
         """Return the state of an accepted order, or ``None`` when unknown (or rejected)."""
         state = self._orders.get(client_order_id)

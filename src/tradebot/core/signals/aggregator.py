@@ -7,8 +7,10 @@ attribute updates, and returns the shared empty tuple :data:`NO_CANDLES` (no all
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import reduce
 from itertools import pairwise
+from operator import add
 from typing import Final
 
 from tradebot.core.domain import Candle, Timeframe
@@ -203,6 +205,58 @@ class CandleAggregator:
             self._n += 1
             return NO_CANDLES
         return self._update_slow(candle)
+
+    @property
+    def quiet_before_ms(self) -> int:
+        """Open time (ms UTC) before which the next contiguous base candles close nothing.
+
+        The open time of the current period's last base candle, or ``-1`` when no period is open (the
+        next candle opens one). Base candles opening before it may go through :meth:`absorb`.
+        """
+        return self._fast_limit
+
+    def absorb(self, first_open_ms: int, last_open_ms: int, n: int, high: float, low: float, close: float,
+               volumes: Iterable[float]) -> bool:
+        """Add a run of ``n`` contiguous base candles that closes nothing, in one step.
+
+        Equivalent to :meth:`update` on each candle in order (same high, low, close, and the volumes
+        summed left to right, so the float sum is bit-identical), for the backtest's bulk replay of
+        quiet stretches. The caller vouches that the run's candles are base candles with strictly
+        increasing open times (the replay feed checks this on load).
+
+        Parameters
+        ----------
+        first_open_ms, last_open_ms
+            Open times (ms UTC) of the run's first and last candles.
+        n
+            Number of candles in the run (``>= 1``).
+        high, low, close
+            Max of the highs, min of the lows, and the last close (quote currency).
+        volumes
+            The candles' volumes in order (base units).
+
+        Returns
+        -------
+        bool
+            ``True`` if absorbed; ``False``, with nothing changed, if the run does not continue the
+            current period contiguously (a gap, or no period open) or reaches its last base candle.
+        """
+        if (
+            n < 1
+            or first_open_ms != self._next_t
+            or last_open_ms >= self._fast_limit
+            or last_open_ms - first_open_ms != (n - 1) * self.base_ms
+        ):
+            return False
+        if high > self._h:
+            self._h = high
+        if low < self._l:
+            self._l = low
+        self._c = close
+        self._v = reduce(add, volumes, self._v)
+        self._n += n
+        self._next_t = last_open_ms + self.base_ms
+        return True
 
     def _update_slow(self, candle: Candle) -> Sequence[Candle]:
         t = candle.open_time_ms
