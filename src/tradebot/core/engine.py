@@ -17,7 +17,7 @@ Flow of one closed base candle (the hot path, kept lean):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from tradebot.core import engine_state
@@ -99,7 +99,8 @@ class Engine(EngineRecords):
         self._weights: dict[str, float] | None = None
         self._dirty = True
         self._blackout = False
-        self._always_plan = config.allocation.policy == "inverse_vol" or config.allocation.confidence_weighting
+        self._uses_volatility = config.allocation.policy == "inverse_vol"
+        self._always_plan = self._uses_volatility or config.allocation.confidence_weighting
         self._band = float(config.planner.band_fraction) * 0.999
         self._base_ms = config.base_timeframe.ms
         self._clock_ms = config.rebalance_timeframe.ms
@@ -249,8 +250,8 @@ class Engine(EngineRecords):
                 limit = sym_limit
         return max(limit, 0)
 
-    def on_quiet_run(self, symbol: str, first_open_ms: int, last_open_ms: int, n: int, high: float,
-                     low: float, close: float, volumes: Iterable[float]) -> bool:
+    def on_quiet_run(self, symbol: str, first_open_ms: int, last_open_ms: int, n: int, open_: float,
+                     high: float, low: float, close: float, volumes: Sequence[float]) -> bool:
         """Apply a run of ``n`` contiguous closed base candles of ``symbol`` that change only marks.
 
         The bulk form of :meth:`on_candle` for a backtest's quiet stretches (see :meth:`quiet_until`):
@@ -265,8 +266,8 @@ class Engine(EngineRecords):
             Open times (ms UTC) of its first and last candles (strictly increasing, base timeframe).
         n
             Number of candles.
-        high, low, close
-            Max high, min low and last close of the run (quote currency).
+        open_, high, low, close
+            First open, max high, min low and last close of the run (quote currency).
         volumes
             The candles' volumes in order (base units).
 
@@ -284,7 +285,7 @@ class Engine(EngineRecords):
             or self._force
             or (st.open and st.managed)
             or -(-(first_open_ms + self._base_ms) // self._clock_ms) * self._clock_ms <= t
-            or not st.agg.absorb(first_open_ms, last_open_ms, n, high, low, close, volumes)
+            or not st.agg.absorb(first_open_ms, last_open_ms, n, open_, high, low, close, volumes)
         ):
             return False
         st.mark = close
@@ -465,7 +466,7 @@ class Engine(EngineRecords):
             return []
         equity = equity if equity is not None else self.ledger.equity(marks)
         views = self.book.states()
-        vol = self.book.volatility(self.config.rebalance_timeframe)
+        vol = self.book.volatility(self.config.rebalance_timeframe) if self._uses_volatility else None
         alloc = compute_targets(self.config.allocation, views, equity, marks, vol)
         holdings = {s: self.ledger.position(s) for s in self.symbols}
         targets, _multipliers, risk_events, blocked = self.overlay.managed_targets(

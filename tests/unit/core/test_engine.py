@@ -481,9 +481,9 @@ def test_quiet_until_bounds_runs_by_the_next_period_close_and_on_quiet_run_refus
     q = 15 * 60_000
     # The hour's last 15m candle (open T0+45m) closes the period and the clock: runs stop before it.
     assert engine.quiet_until() == T0 + 3 * q
-    assert engine.on_quiet_run(BTC, T0 + q, T0 + 3 * q, 3, 120.0, 90.0, 110.0, [1.0] * 3) is False
-    assert engine.on_quiet_run(BTC, T0 + 2 * q, T0 + 2 * q, 1, 120.0, 90.0, 110.0, [1.0]) is False  # a gap
-    assert engine.on_quiet_run(BTC, T0 + q, T0 + 2 * q, 2, 120.0, 90.0, 110.0, [1.0, 1.0]) is True
+    assert engine.on_quiet_run(BTC, T0 + q, T0 + 3 * q, 3, 100.0, 120.0, 90.0, 110.0, [1.0] * 3) is False
+    assert engine.on_quiet_run(BTC, T0 + 2 * q, T0 + 2 * q, 1, 100.0, 120.0, 90.0, 110.0, [1.0]) is False  # a gap
+    assert engine.on_quiet_run(BTC, T0 + q, T0 + 2 * q, 2, 100.0, 120.0, 90.0, 110.0, [1.0, 1.0]) is True
     assert (engine.mark(BTC), engine.last_time_ms) == (110.0, T0 + 3 * q)
     # The hour closes on the next candle as if the run had been fed candle by candle:
     # high 120, low 90, close 111 → EMA2 = 2/3·111 + 1/3·101.5 = 107.83 > EMA3 = ½·111 + ½·102 = 106.5 → in.
@@ -491,4 +491,5 @@ def test_quiet_until_bounds_runs_by_the_next_period_close_and_on_quiet_run_refus
     (signal,) = of_type(out, StreamSignal)
     assert signal.state is StreamState.IN
     assert [type(x) for x in out if type(x) is PlaceOrder] == [PlaceOrder]
-    assert engine.quiet_until() == 0  # a new hour must be opened by a candle first
+    # The next hour may be taken as a run from its first candle (it opens the period).
+    assert engine.quiet_until() == T0 + HOUR + 3 * q

@@ -7,7 +7,7 @@ attribute updates, and returns the shared empty tuple :data:`NO_CANDLES` (no all
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import reduce
 from itertools import pairwise
 from operator import add
@@ -210,19 +210,24 @@ class CandleAggregator:
     def quiet_before_ms(self) -> int:
         """Open time (ms UTC) before which the next contiguous base candles close nothing.
 
-        The open time of the current period's last base candle, or ``-1`` when no period is open (the
-        next candle opens one). Base candles opening before it may go through :meth:`absorb`.
+        The open time of the last base candle of the current period, or of the period the next
+        contiguous candle opens; ``-1`` before the first candle and when base candles pass through
+        unchanged. Base candles opening before it may go through :meth:`absorb`.
         """
-        return self._fast_limit
+        if self._fast_limit >= 0 or self._level0_tf is None or self._passthrough or self._next_t < 0:
+            return self._fast_limit
+        ms = self._expected * self.base_ms
+        return self._next_t - self._next_t % ms + ms - self.base_ms
 
-    def absorb(self, first_open_ms: int, last_open_ms: int, n: int, high: float, low: float, close: float,
-               volumes: Iterable[float]) -> bool:
+    def absorb(self, first_open_ms: int, last_open_ms: int, n: int, open_: float, high: float, low: float,
+               close: float, volumes: Sequence[float]) -> bool:
         """Add a run of ``n`` contiguous base candles that closes nothing, in one step.
 
-        Equivalent to :meth:`update` on each candle in order (same high, low, close, and the volumes
-        summed left to right, so the float sum is bit-identical), for the backtest's bulk replay of
-        quiet stretches. The caller vouches that the run's candles are base candles with strictly
-        increasing open times (the replay feed checks this on load).
+        Equivalent to :meth:`update` on each candle in order (same open, high, low, close, and the
+        volumes summed left to right, so the float sum is bit-identical), for the backtest's bulk
+        replay of quiet stretches. The run may continue the current period or open the next one. The
+        caller vouches that the run's candles are base candles with strictly increasing open times
+        (the replay feed checks this on load).
 
         Parameters
         ----------
@@ -230,31 +235,44 @@ class CandleAggregator:
             Open times (ms UTC) of the run's first and last candles.
         n
             Number of candles in the run (``>= 1``).
-        high, low, close
-            Max of the highs, min of the lows, and the last close (quote currency).
+        open_, high, low, close
+            Open of the first candle, max of the highs, min of the lows, close of the last (quote
+            currency).
         volumes
             The candles' volumes in order (base units).
 
         Returns
         -------
         bool
-            ``True`` if absorbed; ``False``, with nothing changed, if the run does not continue the
-            current period contiguously (a gap, or no period open) or reaches its last base candle.
+            ``True`` if absorbed; ``False``, with nothing changed, if the run does not follow the
+            previous candle contiguously, reaches the last base candle of its period, or a period
+            would have to close first.
         """
         if (
             n < 1
             or first_open_ms != self._next_t
-            or last_open_ms >= self._fast_limit
             or last_open_ms - first_open_ms != (n - 1) * self.base_ms
+            or last_open_ms >= self.quiet_before_ms
         ):
             return False
-        if high > self._h:
-            self._h = high
-        if low < self._l:
-            self._l = low
-        self._c = close
-        self._v = reduce(add, volumes, self._v)
-        self._n += n
+        if self._active:
+            if high > self._h:
+                self._h = high
+            if low < self._l:
+                self._l = low
+            self._c = close
+            self._v = reduce(add, volumes, self._v)
+            self._n += n
+        else:
+            for level in self._levels:
+                if level.active and first_open_ms >= level.end:
+                    return False  # a higher period ends first (after a gap): closes are due
+            ms = self._expected * self.base_ms
+            start = first_open_ms - first_open_ms % ms
+            self._start, self._end, self._active = start, start + ms, True
+            self._last_open = self._fast_limit = start + ms - self.base_ms
+            self._o, self._h, self._l, self._c, self._v = open_, high, low, close, reduce(add, volumes)
+            self._n = n
         self._next_t = last_open_ms + self.base_ms
         return True
 

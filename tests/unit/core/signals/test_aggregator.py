@@ -228,7 +228,7 @@ def _feed_with_runs(minutes: list[int], run_lengths: list[int]) -> tuple[CandleA
         n = max(1, run_lengths[k % len(run_lengths)])
         k += 1
         run = [_varied(m) for m in minutes[i:i + n]]
-        if agg.absorb(run[0].open_time_ms, run[-1].open_time_ms, len(run), max(c.high for c in run),
+        if agg.absorb(run[0].open_time_ms, run[-1].open_time_ms, len(run), run[0].open, max(c.high for c in run),
                       min(c.low for c in run), run[-1].close, [c.volume for c in run]):
             absorbed += len(run)
         else:
@@ -256,16 +256,21 @@ def test_absorbing_quiet_runs_equals_candle_by_candle(stretches: list[tuple[int,
 
 def test_absorb_takes_a_contiguous_run_inside_a_period_and_refuses_the_rest() -> None:
     agg = CandleAggregator(SYM, M1, (H1,))
-    assert agg.absorb(T0, T0 + 9 * MIN, 10, 110.0, 90.0, 105.0, [1.0] * 10) is False  # no period open yet
+    assert agg.quiet_before_ms == -1  # nothing seen yet: the first candle must go through update()
+    assert agg.absorb(T0, T0 + 9 * MIN, 10, 100.0, 110.0, 90.0, 105.0, [1.0] * 10) is False
     agg.update(m1(0))
     assert agg.quiet_before_ms == T0 + 59 * MIN
-    assert agg.absorb(T0 + 2 * MIN, T0 + 10 * MIN, 9, 120.0, 50.0, 110.5, [1.0] * 9) is False  # gap at 1
-    assert agg.absorb(T0 + MIN, T0 + 10 * MIN, 9, 120.0, 50.0, 110.5, [1.0] * 9) is False  # 9 candles in 10 opens
-    assert agg.absorb(T0 + MIN, T0 + 59 * MIN, 59, 120.0, 50.0, 110.5, [1.0] * 59) is False  # reaches the close
-    assert agg.absorb(T0 + MIN, T0 + 58 * MIN, 58, 170.0, 50.0, 158.5, [2.0] * 58) is True
+    assert agg.absorb(T0 + 2 * MIN, T0 + 10 * MIN, 9, 1.0, 120.0, 50.0, 110.5, [1.0] * 9) is False  # gap at 1
+    assert agg.absorb(T0 + MIN, T0 + 10 * MIN, 9, 1.0, 120.0, 50.0, 110.5, [1.0] * 9) is False  # 9 in 10 opens
+    assert agg.absorb(T0 + MIN, T0 + 59 * MIN, 59, 1.0, 120.0, 50.0, 110.5, [1.0] * 59) is False  # the close
+    assert agg.absorb(T0 + MIN, T0 + 58 * MIN, 58, 1.0, 170.0, 50.0, 158.5, [2.0] * 58) is True
     (hour,) = agg.update(m1(59))
-    assert hour == Candle(SYM, H1, T0, 100.0, 170.0, 50.0, 159.5, 118.0, 0)  # 1 + 58 × 2 + 1
-    assert agg.quiet_before_ms == -1
+    assert hour == Candle(SYM, H1, T0, 100.0, 170.0, 50.0, 159.5, 118.0, 0)  # volume 1 + 58 × 2 + 1
+    # After the close, a run may open the next hour: its open is the run's first open.
+    assert agg.quiet_before_ms == T0 + 119 * MIN
+    assert agg.absorb(T0 + 60 * MIN, T0 + 118 * MIN, 59, 200.0, 210.0, 190.0, 205.0, [0.5] * 59) is True
+    (hour,) = agg.update(m1(119))
+    assert hour == Candle(SYM, H1, T0 + HOUR, 200.0, 220.0, 190.0, 219.5, 30.5, 0)  # 59 × 0.5 + 1
 
 
 DATA = Path("/work/shared/data")
