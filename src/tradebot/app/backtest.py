@@ -15,8 +15,9 @@ import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 
@@ -310,39 +311,31 @@ def slice_end(stream: Sequence[Candle], i: int) -> int:
     return i
 
 
-class _SymbolColumns(NamedTuple):
-    symbol: Symbol
-    candles: Sequence[Candle]
-    times: Sequence[int]
-    opens: Sequence[float]
-    highs: Sequence[float]
-    lows: Sequence[float]
-    closes: Sequence[float]
-    volumes: Sequence[float]
+_open_time = itemgetter(2)
+_high = itemgetter(4)
+_low = itemgetter(5)
+_volume = itemgetter(7)
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayStream:
-    """Base candles merged in time order, plus per-symbol columns for the bulk replay of quiet runs.
+    """Base candles merged in time order, plus each symbol's own list for the bulk replay of quiet runs.
 
     Attributes
     ----------
     candles
         Every base candle, sorted by open time (``merge_by_time``).
-    opens
-        ``candles``' open times (ms UTC), for bisection.
-    columns
-        Per symbol: its candles and their open times, opens, highs, lows, closes and volumes.
+    by_symbol
+        Per symbol, its candles in time order (the same objects).
     """
 
     candles: Sequence[Candle]
-    opens: Sequence[int]
-    columns: tuple[_SymbolColumns, ...]
+    by_symbol: tuple[tuple[Symbol, Sequence[Candle]], ...]
 
     @classmethod
     def build(cls, candles: Sequence[Candle],
               by_symbol: Mapping[Symbol, Sequence[Candle]] | None = None) -> ReplayStream:
-        """Index time-ordered base candles.
+        """Wrap time-ordered base candles.
 
         ``by_symbol``, when given, must hold exactly ``candles`` split by symbol (as loaded); else
         they are split here.
@@ -352,11 +345,7 @@ class ReplayStream:
             for c in candles:
                 split.setdefault(c[0], []).append(c)
             by_symbol = split
-        columns = []
-        for sym, own in by_symbol.items():
-            _s, _tf, times, opens, highs, lows, closes, volumes, _m = zip(*own, strict=True)
-            columns.append(_SymbolColumns(Symbol(sym), own, times, opens, highs, lows, closes, volumes))
-        return cls(candles, [c[2] for c in candles], tuple(columns))
+        return cls(candles, tuple(by_symbol.items()))
 
     def __len__(self) -> int:
         return len(self.candles)
@@ -378,7 +367,7 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
     same as candle by candle (``quiet_runs=False``), which the tests check.
     """
     rs = stream if isinstance(stream, ReplayStream) else ReplayStream.build(stream)
-    candles, opens = rs.candles, rs.opens
+    candles = rs.candles
     engine, exchange = d.engine, d.exchange
     on_candle = engine.on_candle
     quiet_until = engine.quiet_until if quiet_runs else None
@@ -387,21 +376,22 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
     venue_events = d.on_venue_events
     i = lo
     after_block = -1  # open time right after the last quiet block: never quiet (it closes a period)
+    cursors = [0] * len(rs.by_symbol)
     while i < hi:
-        t = opens[i]
+        t = candles[i][2]
         if (
             quiet_until is not None
             and t != after_block
             and (limit := quiet_until()) > t
             and not exchange.has_queued_orders()
         ):
-            j = bisect_left(opens, limit, i, hi)
-            _quiet_block(engine, rs.columns, t, opens[j - 1], dispatch)
+            j = bisect_left(candles, limit, i, hi, key=_open_time)
+            _quiet_block(engine, rs.by_symbol, cursors, t, candles[j - 1][2], candles[i][1].ms, dispatch)
             after_block = limit
             i = j
             continue
         j = i + 1
-        while j < hi and opens[j] == t:
+        while j < hi and candles[j][2] == t:
             j += 1
         group = candles[i:j]
         for _pass in range(_MAX_OPEN_PASSES):
@@ -421,20 +411,33 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
     return records
 
 
-def _quiet_block(engine: Engine, columns: Sequence[_SymbolColumns], first_ms: int, last_ms: int,
-                 dispatch: Callable[[Sequence[object]], None]) -> None:
+def _quiet_block(engine: Engine, by_symbol: Sequence[tuple[Symbol, Sequence[Candle]]], cursors: list[int],
+                 first_ms: int, last_ms: int, base_ms: int, dispatch: Callable[[Sequence[object]], None]) -> None:
     # Each symbol's candles with first_ms <= open <= last_ms as one run; candle by candle if the
     # engine declines the run (a gap in it, say). The candles move marks only, so order across
-    # symbols does not matter.
-    for col in columns:
-        times = col.times
-        a = bisect_left(times, first_ms)
-        b = bisect_right(times, last_ms, a)
+    # symbols does not matter. cursors[k] is where the previous block of symbol k ended: the next
+    # one starts a slice or two later, and without a gap it ends (last - first) / base + 1 further.
+    for k, (symbol, own) in enumerate(by_symbol):
+        n_own = len(own)
+        a = cursors[k]
+        steps = 0
+        while a < n_own and own[a][2] < first_ms:
+            a += 1
+            steps += 1
+            if steps > 4:
+                a = bisect_left(own, first_ms, a, key=_open_time)
+                break
+        b = a + (last_ms - first_ms) // base_ms + 1
+        if b > n_own or own[b - 1][2] != last_ms:  # a gap in the block, or the data ends in it
+            b = bisect_right(own, last_ms, a, key=_open_time)
+        cursors[k] = b
         if b == a:
             continue
-        if not engine.on_quiet_run(col.symbol, times[a], times[b - 1], b - a, col.opens[a], max(col.highs[a:b]),
-                                   min(col.lows[a:b]), col.closes[b - 1], col.volumes[a:b]):
-            for candle in col.candles[a:b]:
+        run = own[a:b]
+        first, last = run[0], run[-1]
+        if not engine.on_quiet_run(symbol, first[2], last[2], b - a, first[3], max(map(_high, run)),
+                                   min(map(_low, run)), last[6], map(_volume, run)):
+            for candle in run:
                 out = engine.on_candle(candle)
                 if out:
                     dispatch(out)

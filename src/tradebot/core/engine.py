@@ -17,7 +17,7 @@ Flow of one closed base candle (the hot path, kept lean):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from tradebot.core import engine_state
@@ -251,7 +251,7 @@ class Engine(EngineRecords):
         return max(limit, 0)
 
     def on_quiet_run(self, symbol: str, first_open_ms: int, last_open_ms: int, n: int, open_: float,
-                     high: float, low: float, close: float, volumes: Sequence[float]) -> bool:
+                     high: float, low: float, close: float, volumes: Iterable[float]) -> bool:
         """Apply a run of ``n`` contiguous closed base candles of ``symbol`` that change only marks.
 
         The bulk form of :meth:`on_candle` for a backtest's quiet stretches (see :meth:`quiet_until`):

@@ -7,7 +7,7 @@ attribute updates, and returns the shared empty tuple :data:`NO_CANDLES` (no all
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import reduce
 from itertools import pairwise
 from operator import add
@@ -220,7 +220,7 @@ class CandleAggregator:
         return self._next_t - self._next_t % ms + ms - self.base_ms
 
     def absorb(self, first_open_ms: int, last_open_ms: int, n: int, open_: float, high: float, low: float,
-               close: float, volumes: Sequence[float]) -> bool:
+               close: float, volumes: Iterable[float]) -> bool:
         """Add a run of ``n`` contiguous base candles that closes nothing, in one step.
 
         Equivalent to :meth:`update` on each candle in order (same open, high, low, close, and the
@@ -239,7 +239,7 @@ class CandleAggregator:
             Open of the first candle, max of the highs, min of the lows, close of the last (quote
             currency).
         volumes
-            The candles' volumes in order (base units).
+            The candles' volumes in order (base units); consumed only if the run is absorbed.
 
         Returns
         -------
