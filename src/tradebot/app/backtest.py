@@ -394,14 +394,15 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
         while j < hi and candles[j][2] == t:
             j += 1
         group = candles[i:j]
-        for _pass in range(_MAX_OPEN_PASSES):
-            placed = d.n_orders
-            for candle in group:
-                events = venue_candle(candle)
-                if events:
-                    venue_events(events)
-            if d.n_orders == placed:
-                break
+        if exchange.has_queued_orders():
+            for _pass in range(_MAX_OPEN_PASSES):
+                placed = d.n_orders
+                for candle in group:
+                    events = venue_candle(candle)
+                    if events:
+                        venue_events(events)
+                if d.n_orders == placed:
+                    break
         for candle in group:
             out = on_candle(candle)
             if out:

@@ -39,7 +39,6 @@ from tradebot.core.domain import (
     Symbol,
     TradingState,
     stream_id,
-    to_decimal,
 )
 from tradebot.core.engine_parts import EngineStats, Overlay, SymState
 from tradebot.core.engine_records import EngineRecords, link_orders, relabel_plan
@@ -50,6 +49,7 @@ from tradebot.core.portfolio.rebalancer import compute_targets
 from tradebot.core.signals.book import SignalBook
 
 _EMPTY: tuple = ()
+_INF = float("inf")
 
 
 class Engine(EngineRecords):
@@ -398,7 +398,8 @@ class Engine(EngineRecords):
 
     def marks_decimal(self) -> dict[Symbol, Decimal]:
         """Last closes as exact decimals, for symbols that have one."""
-        return {s: to_decimal(st.mark) for s, st in self._sym.items() if st.mark > 0}
+        # Exact through repr, as to_decimal does; a non-finite mark counts as none.
+        return {st.symbol: Decimal(repr(st.mark)) for st in self._states if 0.0 < st.mark < _INF}
 
     def _flush_extremes(self, sym: str) -> None:
         # Hand the running high/low of an open position to the trade tracker (MAE/MFE), then reset.
@@ -422,8 +423,8 @@ class Engine(EngineRecords):
 
     def _snapshot(self, t: int, marks: Mapping[Symbol, Decimal]) -> EquitySnapshot:
         equity = self.ledger.equity(marks)
-        positions = {s: self.ledger.position(s) for s in self.symbols}
-        self.stats.on_equity(t, equity, any(st.qty for st in self._states))
+        positions = self.ledger.positions()
+        self.stats.on_equity(t, equity, any([st.qty for st in self._states]))
         return EquitySnapshot(
             time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=dict(marks)
         )
