@@ -131,6 +131,15 @@ def test_binance_exchange_info_filters_and_rate_limits() -> None:
     assert (eth.base, eth.quote, eth.tick_size, eth.step_size, eth.min_qty, eth.min_notional) == (
         "ETH", "USDT", D("0.01"), D("0.0001"), D("0.0001"), D("10"))  # fmt: skip
     assert (str(eth.step_size), str(eth.min_notional)) == ("0.0001", "10")  # no trailing zeros, no exponent
+    # Market orders obey the smaller of LOT_SIZE.maxQty (9000) and MARKET_LOT_SIZE.maxQty (1600.51202668).
+    assert eth.max_qty == D("1600.51202668")
+    sol = dict(by["SOLUSDT"])
+    sol["filters"] = [f for f in sol["filters"] if f["filterType"] != "MARKET_LOT_SIZE"]
+    assert binance_instrument(sol, Symbol("SOL/USDT")).max_qty == D("90000")
+    for f in sol["filters"]:
+        if f["filterType"] == "LOT_SIZE":
+            f["maxQty"] = "0.00000000"  # 0 means no limit
+    assert binance_instrument(sol, Symbol("SOL/USDT")).max_qty is None
     assert binance_rate_limits(info) == (20.0, 5.0)
 
 

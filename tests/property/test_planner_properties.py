@@ -124,21 +124,27 @@ def test_plan_invariants(kw):
     mark=decimals(1, 10_000_000, 2),
     min_notional=decimals(0, 5_000, 0),
     max_notional=decimals(1, 100_000, 0),
+    max_steps=st.none() | st.integers(1, 10**6),
 )
-def test_slice_qty_children_are_valid_and_sum_to_the_intent(steps, step, mark, min_notional, max_notional):
+def test_slice_qty_children_are_valid_and_sum_to_the_intent(steps, step, mark, min_notional, max_notional,
+                                                            max_steps):
+    max_qty = None if max_steps is None else max_steps * step
     inst = Instrument(
-        symbol=SYMBOLS[0], base=Asset("BTC"), quote=Asset("USDT"), tick_size=D("0.01"), step_size=step
+        symbol=SYMBOLS[0], base=Asset("BTC"), quote=Asset("USDT"), tick_size=D("0.01"), step_size=step,
+        max_qty=max_qty,
     )
     qty = steps * step
     children, cut = slice_qty(qty, mark, inst, min_notional=min_notional, max_notional=max_notional)
     assert sum(children, D(0)) + cut == qty
     assert 0 <= cut <= qty
-    if qty * mark <= max_notional:
+    if qty * mark <= max_notional and (max_qty is None or qty <= max_qty):
         assert children == [qty]
         return
     for child in children:
         assert child > 0 and child % step == 0
         assert min_notional <= child * mark <= max_notional
+        assert max_qty is None or child <= max_qty
     unit = step * mark
-    if max_notional >= 2 * min_notional + 3 * unit:
+    largest = max_notional if max_qty is None else min(max_notional, max_qty * mark)
+    if largest >= 2 * min_notional + 3 * unit:
         assert cut == 0

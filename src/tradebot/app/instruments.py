@@ -2,7 +2,8 @@
 
 Live and testnet modes load the real filters from the venue (``load_markets``); these defaults mirror
 Binance spot's filters for BTCUSDT / ETHUSDT / SOLUSDT (tick 0.01 USDT; step 0.00001 BTC, 0.0001 ETH,
-0.001 SOL; ``NOTIONAL.minNotional`` 5 USDT) so backtests reject what the exchange would reject.
+0.001 SOL; ``LOT_SIZE.maxQty`` 9000 BTC, 9000 ETH, 90000 SOL; ``NOTIONAL.minNotional`` 5 USDT) so
+backtests reject what the exchange would reject.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from tradebot.core.domain import Asset, Instrument, Symbol
 
 _STEP = {"BTC": "0.00001", "ETH": "0.0001", "SOL": "0.001"}
 _TICK = {"BTC": "0.01", "ETH": "0.01", "SOL": "0.01"}
+#: ``LOT_SIZE.maxQty`` (base units) as Binance spot's exchangeInfo gives it for these pairs.
+_MAX_QTY = {"BTC": "9000", "ETH": "9000", "SOL": "90000"}
 
 
 def default_instruments(symbols: Iterable[str], *, taker_fee: Decimal = Decimal("0.001"),
@@ -32,6 +35,7 @@ def default_instruments(symbols: Iterable[str], *, taker_fee: Decimal = Decimal(
             tick_size=Decimal(_TICK.get(base, "0.0001")),
             step_size=Decimal(_STEP.get(base, "0.001")),
             min_qty=Decimal(_STEP.get(base, "0.001")),
+            max_qty=Decimal(_MAX_QTY[base]) if base in _MAX_QTY else None,
             min_notional=min_notional,
             taker_fee=taker_fee,
             maker_fee=taker_fee,

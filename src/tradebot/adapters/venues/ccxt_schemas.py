@@ -213,8 +213,10 @@ def binance_instrument(raw: Mapping[str, Any], symbol: Symbol, *, taker_fee: Dec
                        maker_fee: Decimal = Decimal("0.001")) -> Instrument:  # fmt: skip
     """Decode one ``exchangeInfo.symbols`` entry into an :class:`Instrument`.
 
-    Tick from ``PRICE_FILTER.tickSize``, step and minimum quantity from ``LOT_SIZE``, notional
-    limits from ``NOTIONAL`` (``minNotional`` / ``maxNotional``) or the legacy ``MIN_NOTIONAL``.
+    Tick from ``PRICE_FILTER.tickSize``, step and minimum quantity from ``LOT_SIZE``, maximum
+    quantity from the smaller of ``LOT_SIZE`` and ``MARKET_LOT_SIZE`` ``maxQty`` (the bot sends
+    market orders; 0 means no limit), notional limits from ``NOTIONAL`` (``minNotional`` /
+    ``maxNotional``) or the legacy ``MIN_NOTIONAL``.
     """
     where = f"binance exchangeInfo {raw.get('symbol')!r}"
     filters = _filters(raw)
@@ -224,6 +226,14 @@ def binance_instrument(raw: Mapping[str, Any], symbol: Symbol, *, taker_fee: Dec
         raise DataError(f"{where}: filter {e.args[0]} missing, filters were {sorted(filters)}") from None
     notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
     max_notional = notional.get("maxNotional")
+    max_notional_dec = plain(to_decimal(max_notional)) if max_notional is not None else None
+    # Market orders obey MARKET_LOT_SIZE as well as LOT_SIZE; a maxQty of 0 means no limit.
+    max_qtys = [
+        plain(dec(f, "maxQty", where=where))
+        for f in (lot, filters.get("MARKET_LOT_SIZE") or {})
+        if f.get("maxQty") is not None
+    ]
+    max_qtys = [q for q in max_qtys if q > 0]
     return Instrument(
         symbol=symbol,
         base=Asset(str(raw.get("baseAsset"))),
@@ -231,8 +241,9 @@ def binance_instrument(raw: Mapping[str, Any], symbol: Symbol, *, taker_fee: Dec
         tick_size=plain(dec(price_f, "tickSize", where=where)),
         step_size=plain(dec(lot, "stepSize", where=where)),
         min_qty=plain(dec(lot, "minQty", where=where)),
+        max_qty=min(max_qtys) if max_qtys else None,
         min_notional=plain(dec(notional, "minNotional", where=where)) if notional else ZERO,
-        max_notional=plain(to_decimal(max_notional)) if max_notional is not None else None,
+        max_notional=max_notional_dec if max_notional_dec else None,
         taker_fee=taker_fee,
         maker_fee=maker_fee,
     )

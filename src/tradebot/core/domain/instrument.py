@@ -29,6 +29,9 @@ class Instrument:
         Quantity increment in base units (Binance ``LOT_SIZE.stepSize``), > 0.
     min_qty
         Smallest order quantity in base units (``LOT_SIZE.minQty``), >= 0.
+    max_qty
+        Largest order quantity in base units (``LOT_SIZE.maxQty``, or the smaller
+        ``MARKET_LOT_SIZE.maxQty`` for market orders), or ``None`` for no limit.
     min_notional
         Smallest order notional ``qty × price`` in quote currency (``NOTIONAL.minNotional``), >= 0.
     max_notional
@@ -45,6 +48,7 @@ class Instrument:
     tick_size: Decimal
     step_size: Decimal
     min_qty: Decimal = ZERO
+    max_qty: Decimal | None = None
     min_notional: Decimal = ZERO
     max_notional: Decimal | None = None
     taker_fee: Decimal = Decimal("0.001")
@@ -60,6 +64,10 @@ class Instrument:
             value = getattr(self, name)
             if not isinstance(value, Decimal) or value < 0:
                 raise ValueError(f"Instrument {self.symbol}: {name} must be a Decimal >= 0, was {value!r}")
+        for name in ("max_qty", "max_notional"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, Decimal) or not value > 0):
+                raise ValueError(f"Instrument {self.symbol}: {name} must be None or a Decimal > 0, was {value!r}")
 
     def round_qty(self, qty: Decimal, rounding: str = ROUND_DOWN) -> Decimal:
         """Return ``qty`` (base units) quantized to ``step_size``; rounds toward zero by default.
@@ -108,6 +116,8 @@ class Instrument:
             return f"LOT_SIZE: qty {qty} is not a multiple of step size {self.step_size}"
         if qty < self.min_qty:
             return f"LOT_SIZE: qty {qty} is below min qty {self.min_qty}"
+        if self.max_qty is not None and qty > self.max_qty:
+            return f"LOT_SIZE: qty {qty} is above max qty {self.max_qty}"
         notional = qty * price
         if notional < self.min_notional:
             return f"NOTIONAL: notional {notional} is below min notional {self.min_notional}"

@@ -363,7 +363,8 @@ def _build_plan(
                     want.side,
                     cut,
                     f"NOTIONAL: remainder {cut} cannot be sliced into orders between min notional "
-                    f"{lo} and max notional {hi}",
+                    f"{lo} and max notional {hi}"
+                    + (f" of at most max qty {want.instrument.max_qty}" if want.instrument.max_qty else ""),
                 )
             )
         if not children:

@@ -1,4 +1,4 @@
-"""Slicing of an order quantity into child orders within notional limits (pure).
+"""Slicing of an order quantity into child orders within notional and quantity limits (pure).
 
 Notionals are in quote currency, quantities in base units. The work is done in whole steps, so
 every child is on the instrument's step by construction.
@@ -21,7 +21,7 @@ def slice_qty(
     min_notional: Decimal,
     max_notional: Decimal | None,
 ) -> tuple[list[Decimal], Decimal]:
-    """Split ``qty`` into near-equal child quantities between the notional limits.
+    """Split ``qty`` into near-equal child quantities between the notional limits and ``max_qty``.
 
     Parameters
     ----------
@@ -30,7 +30,7 @@ def slice_qty(
     mark
         Reference price in quote currency (> 0) at which notionals are measured.
     instrument
-        Step size and ``min_qty`` of the children.
+        Step size, ``min_qty`` and ``max_qty`` (base units) of the children.
     min_notional
         Smallest child notional, quote currency (>= 0).
     max_notional
@@ -41,15 +41,19 @@ def slice_qty(
     tuple[list[Decimal], Decimal]
         The children and the quantity that could not be sliced. With ``n = ceil(qty / largest
         child)`` the children's step counts differ by at most one, so each is on step, none exceeds
-        ``max_notional`` and they sum exactly to ``qty`` (the cut is 0). Only when ``max_notional``
+        ``max_notional`` or ``instrument.max_qty`` and they sum exactly to ``qty`` (the cut is 0). Only when ``max_notional``
         is below twice the minimum can near-equal children fall below the minimum; then ``n − 1``
         maximal children are returned and the rest is cut (and all of ``qty`` is cut when not even
-        one child fits between the limits). A ``qty`` within ``max_notional`` is returned as one
-        child unchecked: the caller checks the minimum.
+        one child fits between the limits, e.g. when ``max_qty`` is worth less than the minimum
+        notional). A ``qty`` within both maxima is returned as one child unchecked: the caller
+        checks the minimum.
     """
     step = instrument.step_size
     total = int(qty / step)
     kmax = _max_steps(mark, step, max_notional)
+    if instrument.max_qty is not None:
+        kqty = int((instrument.max_qty / step).to_integral_value(rounding=ROUND_FLOOR))
+        kmax = kqty if kmax is None else min(kmax, kqty)
     if kmax is None or total <= kmax:
         return [qty], ZERO
     kmin = _min_steps(mark, instrument, min_notional)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -104,6 +105,24 @@ def test_slice_remainder_that_cannot_be_valid_is_cut_and_denied():
     assert [o.qty for o in p.orders] == [D("0.00016")]
     assert p.denied[0].qty == D("0.00001")
     assert p.denied[0].reason.startswith("NOTIONAL: remainder 0.00001 cannot be sliced")
+
+
+def test_children_are_sliced_under_the_max_qty_and_an_order_worth_less_than_the_minimum_is_denied():
+    capped = replace(INSTRUMENTS[BTC], max_qty=D("0.1"))
+    # 0.25 BTC = 25000 steps, at most 10000 steps per child: n = 3 -> 8334, 8333, 8333 steps.
+    children, cut = slice_qty(D("0.25"), D("50000"), capped, min_notional=D("5"), max_notional=None)
+    assert (children, cut) == ([D("0.08334"), D("0.08333"), D("0.08333")], D("0"))
+    assert capped.check_order(D("0.10001"), D("50000")) == "LOT_SIZE: qty 0.10001 is above max qty 0.1"
+    assert capped.check_order(D("0.1"), D("50000")) is None
+    # At 1e-25 USDT, 90000 SOL (the most one order may carry) is worth 9e-21 USDT < 5 USDT: all cut.
+    sol = replace(INSTRUMENTS[BTC], step_size=D("0.001"), min_qty=D("0.001"), max_qty=D("90000"))
+    children, cut = slice_qty(D("5E+28"), D("1E-25"), sol, min_notional=D("5"), max_notional=D("25000"))
+    assert (children, cut) == ([], D("5E+28"))
+
+
+def test_max_qty_must_be_positive():
+    with pytest.raises(ValueError, match=r"max_qty must be None or a Decimal > 0, was Decimal\('0'\)"):
+        replace(INSTRUMENTS[BTC], max_qty=D("0"))
 
 
 def test_buys_are_scaled_down_to_the_cash_limit():
