@@ -1,8 +1,7 @@
 """Benchmark: the full backtest through the whole engine, with and without the database writer.
 
 Prints candles per second (engine loop, and end to end including loading) and peak memory (RSS) for
-each variant; every variant runs in its own process so peak memory is its own. Ends with a machine
-reference: a bare Python loop over the same candles, so figures taken on different days compare.
+each variant; every variant runs in its own process so peak memory is its own.
 
     python benchmarks/bench_backtest.py --data ../shared/data --timeframe 5m
     python benchmarks/bench_backtest.py --data ../shared/data --timeframe 5m --config config/managed.toml
@@ -60,36 +59,6 @@ def _one(args: argparse.Namespace) -> None:
         tmp.cleanup()
 
 
-def _bare_loop(args: argparse.Namespace) -> None:
-    # Machine reference: a bare Python loop over the same candles, one small update call per candle
-    # (the issue's ~1,200,000 candles/s yardstick), so figures from different machines compare.
-    from tradebot.adapters.feeds.replay import merge_by_time
-    from tradebot.app.backtest import BacktestOptions, load_data
-    from tradebot.app.settings import load_settings
-    from tradebot.core.domain import Timeframe
-
-    data = load_data(load_settings(args.config),
-                     BacktestOptions(data_dir=Path(args.data), timeframe=Timeframe.parse(args.timeframe)))
-    candles = list(merge_by_time(data.candles))
-    running = {s: [0.0, float("inf"), 0.0, 0.0] for s in data.candles}
-
-    def update(state: list[float], c) -> None:
-        if c.high > state[0]:
-            state[0] = c.high
-        if c.low < state[1]:
-            state[1] = c.low
-        state[2] = c.close
-        state[3] += c.volume
-
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for c in candles:
-            update(running[c.symbol], c)
-        best = min(best, time.perf_counter() - t0)
-    print(json.dumps({"variant": "bare-loop", "candles": len(candles), "candles_per_s": round(len(candles) / best)}))
-
-
 def main() -> None:
     """Run each variant in a subprocess and print a table of the figures."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,9 +69,6 @@ def main() -> None:
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.variant == "bare-loop":
-        _bare_loop(args)
-        return
     if args.variant:
         _one(args)
         return
@@ -122,15 +88,6 @@ def main() -> None:
         print(f"{r['variant']:10} {r['candles']:>9,} {r['engine_candles_per_s']:>12,} "
               f"{r['end_to_end_candles_per_s']:>15,} {r['load_s']:>7} {r['engine_s']:>9} {r['total_s']:>8} "
               f"{r['peak_rss_mb']:>8}")
-    cmd = [sys.executable, __file__, "--data", args.data, "--timeframe", args.timeframe, "--variant", "bare-loop"]
-    if args.config:
-        cmd += ["--config", args.config]
-    bare = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    best = max(r["engine_candles_per_s"] for r in rows)
-    print(f"\nreference: a bare Python loop over the same candles (one small update call each) runs at "
-          f"{bare['candles_per_s']:,} candles/s on this machine; the best engine figure is "
-          f"{best / bare['candles_per_s']:.2f} of it (the 300,000 candles/s target is 0.25 of the ~1,200,000 "
-          f"such a loop manages on the reference machine).")
 
 
 if __name__ == "__main__":
