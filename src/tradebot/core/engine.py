@@ -41,6 +41,7 @@ from tradebot.core.domain import (
     stream_id,
 )
 from tradebot.core.engine_parts import EngineStats, Overlay, SymState
+from tradebot.core.engine_quiet import QuietRuns
 from tradebot.core.engine_records import EngineRecords, link_orders, relabel_plan
 from tradebot.core.execution.planner import plan_rebalance
 from tradebot.core.management import ManagementConfig
@@ -52,7 +53,7 @@ _EMPTY: tuple = ()
 _INF = float("inf")
 
 
-class Engine(EngineRecords):
+class Engine(EngineRecords, QuietRuns):
     """The trading state machine shared by every driver.
 
     Parameters
@@ -224,80 +225,6 @@ class Engine(EngineRecords):
             return _EMPTY  # type: ignore[return-value]
         link_orders(out)
         return out
-
-    def quiet_until(self) -> int:
-        """Open time (ms UTC) before which base candles, of every symbol, can only move marks.
-
-        Until then no candle closes a stream period or the rebalance clock, no overlay rule watches
-        an open position bar by bar, and no plan is waiting, so :meth:`on_quiet_run` may take each
-        symbol's candles as one run. Returns ``0`` when that is not the case now. A driver must also
-        know that its venue has no order waiting to fill at those candles' opens.
-        """
-        if self._due_ms is not None or self._force:
-            return 0
-        base, clock = self._base_ms, self._clock_ms
-        limit = -1
-        for st in self._states:
-            if st.open and st.managed:
-                return 0
-            agg_limit = st.agg.quiet_before_ms
-            # Open time of the candle whose close is the next rebalance-clock boundary.
-            clock_limit = -(-(st.time + base) // clock) * clock - base
-            sym_limit = agg_limit if agg_limit < clock_limit else clock_limit
-            if sym_limit <= 0:
-                return 0
-            if limit < 0 or sym_limit < limit:
-                limit = sym_limit
-        return max(limit, 0)
-
-    def on_quiet_run(self, symbol: str, first_open_ms: int, last_open_ms: int, n: int, open_: float,
-                     high: float, low: float, close: float, volumes: Iterable[float]) -> bool:
-        """Apply a run of ``n`` contiguous closed base candles of ``symbol`` that change only marks.
-
-        The bulk form of :meth:`on_candle` for a backtest's quiet stretches (see :meth:`quiet_until`):
-        the same state results as feeding the candles one by one, and nothing is returned because
-        such candles produce nothing.
-
-        Parameters
-        ----------
-        symbol
-            ccxt symbol of the run.
-        first_open_ms, last_open_ms
-            Open times (ms UTC) of its first and last candles (strictly increasing, base timeframe).
-        n
-            Number of candles.
-        open_, high, low, close
-            First open, max high, min low and last close of the run (quote currency).
-        volumes
-            The candles' volumes in order (base units).
-
-        Returns
-        -------
-        bool
-            ``True`` if applied; ``False``, with nothing changed, if the run is not quiet (a gap, a
-            period or clock close inside it, a bar-by-bar overlay rule, a pending plan): feed its
-            candles to :meth:`on_candle` instead.
-        """
-        st = self._sym[symbol]
-        t = last_open_ms + self._base_ms
-        if (
-            self._due_ms is not None
-            or self._force
-            or (st.open and st.managed)
-            or -(-(first_open_ms + self._base_ms) // self._clock_ms) * self._clock_ms <= t
-            or not st.agg.absorb(first_open_ms, last_open_ms, n, open_, high, low, close, volumes)
-        ):
-            return False
-        st.mark = close
-        st.time = t
-        if t > self.last_time_ms:
-            self.last_time_ms = t
-        if st.open:
-            if high > st.hi:
-                st.hi = high
-            if low < st.lo:
-                st.lo = low
-        return True
 
     def on_fill(self, fill: Fill) -> list:
         """Apply one execution: order state, ledger (exactly once), trade lifecycle, overlay state."""
