@@ -13,6 +13,10 @@ Flow of one closed base candle (the hot path, kept lean):
 3. on the rebalance clock (each ``rebalance_timeframe`` close, once every symbol has reached it) the
    engine snapshots equity, applies the risk limits, computes targets (rebalancer × overlay
    multiplier), and the planner turns them into child orders (sells first; buys after the sells fill).
+
+A backtest hands stretches of candles that can only move marks to :meth:`Engine.on_quiet_run` as one
+run per symbol (:mod:`tradebot.core.engine_quiet`); the daemon feeds every candle to :meth:`handle`.
+Both give the same state.
 """
 
 from __future__ import annotations
