@@ -1,0 +1,36 @@
+"""The benchmark script runs as documented: each variant in its own process, a table at the end.
+
+On the shipped 1m sample (small enough for the test suite); the figures themselves are not asserted
+(speed goals live in the benchmark, not in timed tests), only that every run is the real backtest.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_interleaves_repeats_and_prints_the_table(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_backtest.py"), "--data", str(REPO / "data" / "sample"),
+           "--timeframe", "1m", "--variants", "nodb,sqlite", "--repeat", "2"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp_path, timeout=300).stdout
+    runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["variant"] for r in runs] == ["nodb", "sqlite", "nodb", "sqlite"]
+    for r in runs:  # the same backtest every time: the golden sample's result
+        assert (r["candles"], r["final_equity"], r["orders"]) == (198_261, "10391.17359401", 152)
+        assert r["engine_candles_per_s"] > 0 and r["peak_rss_mb"] > 0
+    table = out.split("\n\n")[-1].splitlines()
+    assert table[0].split()[:4] == ["variant", "candles", "engine", "c/s"]
+    assert [row.split()[0] for row in table[1:]] == ["nodb", "sqlite"]
+    assert all(row.split()[1] == "198,261" for row in table[1:])
+
+
+def test_bench_refuses_a_repeat_below_one() -> None:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_backtest.py"), "--repeat", "0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--repeat must be >= 1, was 0" in done.stderr
