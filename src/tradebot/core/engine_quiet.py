@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+def _next_clock_close(close_ms: int, clock_ms: int) -> int:
+    # The first rebalance-clock boundary at or after close_ms (ms UTC).
+    return -(-close_ms // clock_ms) * clock_ms
+
+
 class QuietRuns:
     """Quiet-run methods of the engine (every attribute used here is set by ``Engine``)."""
 
@@ -32,7 +37,7 @@ class QuietRuns:
                 return 0
             agg_limit = st.agg.quiet_before_ms
             # Open time of the candle whose close is the next rebalance-clock boundary.
-            clock_limit = -(-(st.time + base) // clock) * clock - base
+            clock_limit = _next_clock_close(st.time + base, clock) - base
             sym_limit = agg_limit if agg_limit < clock_limit else clock_limit
             if sym_limit <= 0:
                 return 0
@@ -74,7 +79,7 @@ class QuietRuns:
             self._due_ms is not None
             or self._force
             or (st.open and st.managed)
-            or -(-(first_open_ms + self._base_ms) // self._clock_ms) * self._clock_ms <= t
+            or _next_clock_close(first_open_ms + self._base_ms, self._clock_ms) <= t
             or not st.agg.absorb(first_open_ms, last_open_ms, n, open_, high, low, close, volumes)
         ):
             return False

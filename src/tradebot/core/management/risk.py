@@ -56,7 +56,6 @@ class RiskManager:
         self._halt_reason = ""
         self._day: int | None = None
         self._start_equity: Decimal | None = None
-        self._keep: Decimal | None = None  # 1 - daily_loss_limit_fraction, exact
 
     @property
     def trading_state(self) -> TradingState:
@@ -103,7 +102,7 @@ class RiskManager:
         halt (``TRADING_RESUMED``). Equity ≤ start × (1 − ``daily_loss_limit_fraction``) halts
         (``DAILY_LOSS_HALT``): targets go to 0 and entries are blocked until the next UTC day.
         """
-        eq = equity if type(equity) is Decimal and equity.is_finite() else to_decimal(equity, field="equity")
+        eq = to_decimal(equity, field="equity")
         day = time_ms // _DAY_MS
         events: list[RiskEvent] = []
         if self._day is None or day > self._day:
@@ -122,9 +121,7 @@ class RiskManager:
         limit = self.limits.daily_loss_limit_fraction
         start = self._start_equity
         if limit is not None and start is not None and self._state is not TradingState.HALTED:
-            if self._keep is None:
-                self._keep = 1 - to_decimal(limit)
-            floor = start * self._keep
+            floor = start * (1 - to_decimal(limit))
             if eq <= floor:
                 before, self._state, self._halt_reason = self._state, TradingState.HALTED, "daily_loss"
                 events.append(

@@ -216,8 +216,7 @@ class CandleAggregator:
         """
         if self._fast_limit >= 0 or self._level0_tf is None or self._passthrough or self._next_t < 0:
             return self._fast_limit
-        ms = self._expected * self.base_ms
-        return self._next_t - self._next_t % ms + ms - self.base_ms
+        return self._period_start(self._next_t) + (self._expected - 1) * self.base_ms
 
     def absorb(self, first_open_ms: int, last_open_ms: int, n: int, open_: float, high: float, low: float,
                close: float, volumes: Iterable[float]) -> bool:
@@ -267,12 +266,7 @@ class CandleAggregator:
             for level in self._levels:
                 if level.active and first_open_ms >= level.end:
                     return False  # a higher period ends first (after a gap): closes are due
-            ms = self._expected * self.base_ms
-            start = first_open_ms - first_open_ms % ms
-            self._start, self._end, self._active = start, start + ms, True
-            self._last_open = self._fast_limit = start + ms - self.base_ms
-            self._o, self._h, self._l, self._c, self._v = open_, high, low, close, reduce(add, volumes)
-            self._n = n
+            self._open_period(first_open_ms, open_, high, low, close, reduce(add, volumes), n)
         self._next_t = last_open_ms + self.base_ms
         return True
 
@@ -291,7 +285,7 @@ class CandleAggregator:
                 self._v += candle.volume
                 self._n += 1
             else:
-                self._open_period(candle)
+                self._open_period(t, *candle[3:8], 1)
             if t == self._last_open:
                 self._close0(out)
         self._next_t = t + self.base_ms
@@ -317,14 +311,17 @@ class CandleAggregator:
                 f"{self.symbol}: {self.base} candle open_time_ms={t} is {kind}; previous open_time_ms={prev}"
             )
 
-    def _open_period(self, candle: Candle) -> None:
-        t = candle.open_time_ms
-        ms = self._expected * self.base_ms
-        start = t - t % ms
-        self._start, self._end, self._active = start, start + ms, True
-        self._last_open = start + ms - self.base_ms
-        self._o, self._h, self._l, self._c, self._v = candle[3:8]
-        self._n = 1
+    def _period_start(self, t: int) -> int:
+        # Open time of the level-0 period holding open time t (UTC-aligned).
+        return t - t % (self._expected * self.base_ms)
+
+    def _open_period(self, t: int, o: float, h: float, low: float, c: float, v: float, n: int) -> None:
+        # Open the level-0 period of open time t with the aggregate of its first n base candles.
+        start = self._period_start(t)
+        self._start, self._end, self._active = start, start + self._expected * self.base_ms, True
+        self._last_open = self._end - self.base_ms
+        self._o, self._h, self._l, self._c, self._v = o, h, low, c, v
+        self._n = n
         self._fast_limit = -1 if self._passthrough else self._last_open
 
     def _close_ended(self, t: int, out: list[Candle]) -> None:
