@@ -43,6 +43,7 @@ from tradebot.core.domain import (
     Symbol,
     TradingState,
     stream_id,
+    to_decimal,
 )
 from tradebot.core.engine_parts import EngineStats, Overlay, SymState
 from tradebot.core.engine_quiet import QuietRuns
@@ -54,7 +55,6 @@ from tradebot.core.portfolio.rebalancer import compute_targets
 from tradebot.core.signals.book import SignalBook
 
 _EMPTY: tuple = ()
-_INF = float("inf")
 
 
 class Engine(EngineRecords, QuietRuns):
@@ -329,8 +329,7 @@ class Engine(EngineRecords, QuietRuns):
 
     def marks_decimal(self) -> dict[Symbol, Decimal]:
         """Last closes as exact decimals, for symbols that have one."""
-        # Exact through repr, as to_decimal does; a non-finite mark counts as none.
-        return {st.symbol: Decimal(repr(st.mark)) for st in self._states if 0.0 < st.mark < _INF}
+        return {st.symbol: to_decimal(st.mark) for st in self._states if st.mark > 0}
 
     def _flush_extremes(self, sym: str) -> None:
         # Hand the running high/low of an open position to the trade tracker (MAE/MFE), then reset.

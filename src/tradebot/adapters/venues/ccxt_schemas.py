@@ -229,11 +229,10 @@ def binance_instrument(raw: Mapping[str, Any], symbol: Symbol, *, taker_fee: Dec
     max_notional_dec = plain(to_decimal(max_notional)) if max_notional is not None else None
     # Market orders obey MARKET_LOT_SIZE as well as LOT_SIZE; a maxQty of 0 means no limit.
     max_qtys = [
-        plain(dec(f, "maxQty", where=where))
+        q
         for f in (lot, filters.get("MARKET_LOT_SIZE") or {})
-        if f.get("maxQty") is not None
+        if f.get("maxQty") is not None and (q := plain(dec(f, "maxQty", where=where))) > 0
     ]
-    max_qtys = [q for q in max_qtys if q > 0]
     return Instrument(
         symbol=symbol,
         base=Asset(str(raw.get("baseAsset"))),
