@@ -229,13 +229,19 @@ class CcxtVenue:
                         raise VenueError(f"{self.name} {what}: {e}"[:300]) from e
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _read_error(self, e: HttpAnswer) -> VenueError:
+    def _throttled(self, e: HttpAnswer, who: str) -> VenueError | None:
+        # A 429 (back off) or 418 (banned) answer slows the gate down and becomes its error; else None.
         if e.status == 429:
             self.gate.back_off(e.retry_after_s)
-            return RateLimited(f"{self.name}: {e}", retry_after_s=e.retry_after_s)
+            return RateLimited(f"{who}: {e}", retry_after_s=e.retry_after_s)
         if e.status == 418:
             self.gate.ban(e.retry_after_s)
-            return VenueBanned(f"{self.name}: {e}", retry_after_s=e.retry_after_s)
+            return VenueBanned(f"{who}: {e}", retry_after_s=e.retry_after_s)
+        return None
+
+    async def _read_error(self, e: HttpAnswer) -> VenueError:
+        if (throttled := self._throttled(e, self.name)) is not None:
+            return throttled
         if e.code == -1021:
             await self._resync_clock()
         if e.status >= 500 or e.code in _UNKNOWN_CODES or e.code == -1021:
@@ -311,12 +317,8 @@ class CcxtVenue:
 
     async def _submit_error(self, order: PlaceOrder, e: HttpAnswer) -> OrderReport:
         cid = order.client_order_id
-        if e.status == 429:
-            self.gate.back_off(e.retry_after_s)
-            raise RateLimited(f"{cid} not processed: {e}", retry_after_s=e.retry_after_s)
-        if e.status == 418:
-            self.gate.ban(e.retry_after_s)
-            raise VenueBanned(f"{cid} not processed: {e}", retry_after_s=e.retry_after_s)
+        if (throttled := self._throttled(e, f"{cid} not processed")) is not None:
+            raise throttled
         if e.code == -1021:
             await self._resync_clock()
             raise VenueUnavailable(f"{cid} not processed (clock skew, resynchronised): {e}")
