@@ -12,53 +12,23 @@ PENDING_SUBMIT.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
-import structlog
+from exec_rig import DATA, FAST_EXEC, FAST_VENUE, START_MS, Rig, _fresh_logging  # noqa: F401 (the fixture)
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
-from tradebot.adapters.venues.ccxt_venue import VenueConfig
-from tradebot.app.execution import ExecutionConfig, OrderExecutor
+from tradebot.app.execution import OrderExecutor
 from tradebot.core.domain import ClientOrderId, Fill, OrderStatus, OrderUpdate, PlaceOrder, Side, Symbol
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.exchange_sim import ExchangeSim, SimConfig
 from tradebot.exchange_sim.deribit_private import CLIENT_ID, CLIENT_SECRET
 
-DATA = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
-START_MS = 1679529600000 + 60 * 60_000
 BTC = Symbol("BTC/USDC:USDC")
 RUN = "exec-deribit-test"
-FAST_VENUE = VenueConfig(timeout_ms=400, read_initial_s=0.01, read_max_wait_s=0.05, read_jitter_s=0.01)
-FAST_EXEC = ExecutionConfig(lookup_initial_s=0.01, lookup_max_s=0.05, not_placed_after_s=0.3, min_lookups=3,
-                            resolve_timeout_s=5.0, trade_lookback_ms=60_000)  # fmt: skip
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> None:
-    structlog.reset_defaults()
-
-
-@dataclass
-class Rig:
-    sim: ExchangeSim
-    venue: DeribitVenue
-    store: SqlEventStore
-    executor: OrderExecutor
-    ledger: Ledger
-    events: list[Fill | OrderUpdate]
-
-    def apply(self, events: list[Fill | OrderUpdate]) -> None:
-        """Feed the executor's events to the ledger, like the engine does (duplicates refused there too)."""
-        self.events.extend(events)
-        for ev in events:
-            if isinstance(ev, Fill):
-                assert self.ledger.apply(ev), f"fill {ev.trade_id} returned twice"
 
 
 @pytest.fixture
