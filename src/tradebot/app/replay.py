@@ -7,7 +7,7 @@ at a time, and hands quiet stretches to the engine in bulk (:class:`ReplayStream
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -135,6 +135,7 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
     i = lo
     after_block = -1  # open time right after the last quiet block: never quiet (it closes a period)
     cursors = [0] * len(rs.by_symbol)
+    hi_ms = candles[hi][2] if hi < len(candles) else 1 << 62  # quiet blocks stop before candles[hi]
     while i < hi:
         t = candles[i][2]
         if (
@@ -143,11 +144,11 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
             and (limit := quiet_until()) > t
             and not exchange.has_queued_orders()
         ):
-            j = bisect_left(candles, limit, i, hi, key=_open_time)
-            _quiet_block(engine, rs.by_symbol, cursors, t, candles[j - 1][2], candles[i][1].ms, dispatch)
+            n_block = _quiet_block(engine, rs.by_symbol, cursors, t, min(limit, hi_ms), candles[i][1].ms, dispatch)
             after_block = limit
-            i = j
-            continue
+            if n_block:
+                i += n_block
+                continue
         j = i + 1
         while j < hi and candles[j][2] == t:
             j += 1
@@ -171,11 +172,14 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
 
 
 def _quiet_block(engine: Engine, by_symbol: Sequence[tuple[Symbol, Sequence[Candle]]], cursors: list[int],
-                 first_ms: int, last_ms: int, base_ms: int, dispatch: Callable[[Sequence[object]], None]) -> None:
-    # Each symbol's candles with first_ms <= open <= last_ms as one run; candle by candle if the
+                 first_ms: int, end_ms: int, base_ms: int, dispatch: Callable[[Sequence[object]], None]) -> int:
+    # Each symbol's candles with first_ms <= open < end_ms as one run; candle by candle if the
     # engine declines the run (a gap in it, say). The candles move marks only, so order across
     # symbols does not matter. cursors[k] is where the previous block of symbol k ended: the next
-    # one starts a slice or two later, and without a gap it ends (last - first) / base + 1 further.
+    # one starts a slice or two later, and without a gap it ends (end - first) / base further.
+    # Returns the number of candles taken: the merged stream holds exactly these candles from the
+    # block's first slice on.
+    taken = 0
     for k, (symbol, own) in enumerate(by_symbol):
         n_own = len(own)
         a = cursors[k]
@@ -186,12 +190,13 @@ def _quiet_block(engine: Engine, by_symbol: Sequence[tuple[Symbol, Sequence[Cand
             if steps > 4:
                 a = bisect_left(own, first_ms, a, key=_open_time)
                 break
-        b = a + (last_ms - first_ms) // base_ms + 1
-        if b > n_own or own[b - 1][2] != last_ms:  # a gap in the block, or the data ends in it
-            b = bisect_right(own, last_ms, a, key=_open_time)
+        b = a + (end_ms - first_ms) // base_ms
+        if b > n_own or own[b - 1][2] != end_ms - base_ms:  # a gap in the block, or the data ends in it
+            b = bisect_left(own, end_ms, a, key=_open_time)
         cursors[k] = b
         if b == a:
             continue
+        taken += b - a
         run = own[a:b]
         first, last = run[0], run[-1]
         if not engine.on_quiet_run(symbol, first[2], last[2], b - a, first[3], max(map(_high, run)),
@@ -200,3 +205,4 @@ def _quiet_block(engine: Engine, by_symbol: Sequence[tuple[Symbol, Sequence[Cand
                 out = engine.on_candle(candle)
                 if out:
                     dispatch(out)
+    return taken

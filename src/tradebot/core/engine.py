@@ -43,7 +43,6 @@ from tradebot.core.domain import (
     Symbol,
     TradingState,
     stream_id,
-    to_decimal,
 )
 from tradebot.core.engine_parts import EngineStats, Overlay, SymState
 from tradebot.core.engine_quiet import QuietRuns
@@ -328,8 +327,11 @@ class Engine(EngineRecords, QuietRuns):
         return self._sym[symbol].mark
 
     def marks_decimal(self) -> dict[Symbol, Decimal]:
-        """Last closes as exact decimals, for symbols that have one."""
-        return {st.symbol: to_decimal(st.mark) for st in self._states if st.mark > 0}
+        """Last closes as exact decimals (through ``repr``, like :func:`to_decimal`), for symbols that have one.
+
+        Marks are finite floats (closes of validated candles), so the conversion is done inline.
+        """
+        return {st.symbol: Decimal(repr(st.mark)) for st in self._states if st.mark > 0}
 
     def _flush_extremes(self, sym: str) -> None:
         # Hand the running high/low of an open position to the trade tracker (MAE/MFE), then reset.
@@ -363,8 +365,9 @@ class Engine(EngineRecords, QuietRuns):
         marks = self.marks_decimal()
         if len(marks) < len(self.symbols):
             return []
-        for sym in self.symbols:
-            self._flush_extremes(sym)
+        for st in self._states:
+            if st.open:
+                self._flush_extremes(st.symbol)
         snap = self._snapshot(t, marks)
         out: list = [snap]
         if self._managed:
@@ -372,15 +375,17 @@ class Engine(EngineRecords, QuietRuns):
                 candle = self.book.last_closed(sym, self.config.rebalance_timeframe)
                 if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
                     out.extend(self._apply_actions(sym, self.overlay.on_period(sym, candle, self.book), t))
-        blackout = self.overlay.risk.in_blackout(t)
-        if blackout != self._blackout:
-            self._blackout = blackout
-            self._dirty = True
+        if self.overlay.risk.limits.blackout_windows:
+            blackout = self.overlay.risk.in_blackout(t)
+            if blackout != self._blackout:
+                self._blackout = blackout
+                self._dirty = True
         state_before = self.overlay.trading_state
         events, state = self.overlay.on_equity(t, snap.equity)
         if state is not state_before:
             self._dirty = True
-        out.extend(self._risk_events(events, t))
+        if events:
+            out.extend(self._risk_events(events, t))
         if self.in_flight:
             self._replan = True
             return out

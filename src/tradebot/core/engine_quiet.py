@@ -30,20 +30,23 @@ class QuietRuns:
         """
         if self._due_ms is not None or self._force:
             return 0
-        base, clock = self._base_ms, self._clock_ms
-        limit = -1
+        limit = 1 << 62
+        earliest = limit
         for st in self._states:
             if st.open and st.managed:
                 return 0
             agg_limit = st.agg.quiet_before_ms
-            # Open time of the candle whose close is the next rebalance-clock boundary.
-            clock_limit = _next_clock_close(st.time + base, clock) - base
-            sym_limit = agg_limit if agg_limit < clock_limit else clock_limit
-            if sym_limit <= 0:
-                return 0
-            if limit < 0 or sym_limit < limit:
-                limit = sym_limit
-        return max(limit, 0)
+            if agg_limit < limit:
+                limit = agg_limit
+            if st.time < earliest:
+                earliest = st.time
+        if limit <= 0:
+            return 0
+        # Open time of the candle whose close is the next rebalance-clock boundary (the earliest
+        # symbol's: the boundary only moves forward with time).
+        base = self._base_ms
+        clock_limit = _next_clock_close(earliest + base, self._clock_ms) - base
+        return limit if limit < clock_limit else clock_limit
 
     def on_quiet_run(self, symbol: str, first_open_ms: int, last_open_ms: int, n: int, open_: float,
                      high: float, low: float, close: float, volumes: Iterable[float]) -> bool:

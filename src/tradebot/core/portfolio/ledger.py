@@ -238,14 +238,17 @@ class Ledger:
         ValueError
             If a symbol with a non-zero position has no mark.
         """
-        with localcontext(LEDGER_CONTEXT):
-            total = self._cash
-            for symbol, state in self._assets.items():
-                if state.book.qty:
-                    if symbol not in marks:
-                        raise ValueError(f"marks[{symbol!r}] is needed for open position {state.book.qty}")
-                    total += state.book.qty * marks[symbol]
-            return total
+        # The context's own methods: the ledger's arithmetic without switching the thread's context
+        # (this runs on every clock tick).
+        add, multiply = LEDGER_CONTEXT.add, LEDGER_CONTEXT.multiply
+        total = self._cash
+        for symbol, state in self._assets.items():
+            qty = state.book.qty
+            if qty:
+                if symbol not in marks:
+                    raise ValueError(f"marks[{symbol!r}] is needed for open position {qty}")
+                total = add(total, multiply(qty, marks[symbol]))
+        return total
 
     def stream_ids(self, symbol: str) -> tuple[str, ...]:
         """Stream ids of ``symbol`` in allocation order, the bucket stream last."""

@@ -204,6 +204,20 @@ class CandleAggregator:
             self._v += candle[7]
             self._n += 1
             return NO_CANDLES
+        if t == self._next_t and t == self._fast_limit and candle[1] is self.base:
+            # The period's last base candle, contiguous: close it (and the levels it completes, in
+            # ascending timeframe order by the cascade).
+            self._next_t = t + self.base_ms
+            if candle[4] > self._h:
+                self._h = candle[4]
+            if candle[5] < self._l:
+                self._l = candle[5]
+            self._c = candle[6]
+            self._v += candle[7]
+            self._n += 1
+            out: list[Candle] = []
+            self._close0(out)
+            return out
         return self._update_slow(candle)
 
     @property
@@ -247,11 +261,14 @@ class CandleAggregator:
             previous candle contiguously, reaches the last base candle of its period, or a period
             would have to close first.
         """
+        limit = self._fast_limit  # quiet_before_ms, without the property call while a period is open
+        if limit < 0:
+            limit = self.quiet_before_ms
         if (
             n < 1
             or first_open_ms != self._next_t
             or last_open_ms - first_open_ms != (n - 1) * self.base_ms
-            or last_open_ms >= self.quiet_before_ms
+            or last_open_ms >= limit
         ):
             return False
         if self._active:

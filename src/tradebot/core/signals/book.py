@@ -90,7 +90,7 @@ class SignalBook:
         asset, or ``base`` does not divide a stream timeframe (see :class:`CandleAggregator`).
     """
 
-    __slots__ = ("_aggregators", "_by_symbol", "_streams", "_trackers", "base", "configs", "extra_timeframes")
+    __slots__ = ("_aggregators", "_by_symbol", "_streams", "_trackers", "_views", "base", "configs", "extra_timeframes")
 
     def __init__(
         self,
@@ -117,6 +117,7 @@ class SignalBook:
         self.extra_timeframes: tuple[Timeframe, ...] = tuple(sorted(extra, key=lambda t: t.ms))
         self._aggregators: dict[str, CandleAggregator] = {}
         self._streams: dict[tuple[str, Timeframe], TrendStream] = {}
+        self._views: dict[str, StreamView] = {}  # last view per stream id, reused while it still holds
         self._trackers: dict[tuple[str, Timeframe], TrendStream | _Tracker] = {}
         self._by_symbol: dict[str, dict[Timeframe, TrendStream | _Tracker]] = {}
         for symbol, asset in symbols.items():
@@ -178,13 +179,16 @@ class SignalBook:
         signals = []
         for c in closed:
             target = targets[c.timeframe]
+            if c.symbol != symbol:
+                raise ValueError(f"on_closed({symbol!r}) got a {c.symbol} {c.timeframe} candle "
+                                 f"(open_time_ms={c.open_time_ms})")
             last = target.last_candle
             if last is not None and c.open_time_ms <= last.open_time_ms:
                 continue
             if type(target) is TrendStream:
                 if not flips_only:
                     signals.append(target.update(c))
-                elif target.step(c):
+                elif target._advance(c):  # checked here: its symbol and timeframe, and later than the last
                     signals.append(target.last_signal)
             else:
                 target.update(c)
@@ -248,18 +252,27 @@ class SignalBook:
         return tuple(self._streams.values())
 
     def states(self) -> list[StreamView]:
-        """Snapshot of every stream's state and confidence (same order as :attr:`streams`)."""
-        return [
-            StreamView(
-                stream_id=s.stream_id,
-                symbol=s.symbol,
-                asset=s.asset,
-                timeframe=s.timeframe,
-                state=s.state,
-                confidence=s.confidence,
-            )
-            for s in self._streams.values()
-        ]
+        """Snapshot of every stream's state and confidence (same order as :attr:`streams`).
+
+        A stream's view is rebuilt only when its state or confidence changed since the last call
+        (views are immutable, so unchanged ones are shared between snapshots).
+        """
+        views = self._views
+        out = []
+        for s in self._streams.values():
+            state, confidence = s.state, s.confidence
+            view = views.get(s.stream_id)
+            if view is None or view.state is not state or view.confidence != confidence:
+                view = views[s.stream_id] = StreamView(
+                    stream_id=s.stream_id,
+                    symbol=s.symbol,
+                    asset=s.asset,
+                    timeframe=s.timeframe,
+                    state=state,
+                    confidence=confidence,
+                )
+            out.append(view)
+        return out
 
     def _tracker(self, symbol: str, timeframe: Timeframe | str) -> TrendStream | _Tracker:
         key = (symbol, Timeframe.parse(str(timeframe)))

@@ -112,6 +112,7 @@ class TrendStream:
     __slots__ = (
         "_atr",
         "_confidence",
+        "_decide",
         "_last_candle",
         "_last_signal",
         "_pending",
@@ -142,6 +143,8 @@ class TrendStream:
         self.timeframe = config.timeframe
         self._tf_ms = config.timeframe.ms
         self._rule: TrendRule = (rule_factory or _ema_cross)(config)
+        # The rule's allocation-free hot path, if it has one (EmaCrossRule.decide).
+        self._decide = getattr(self._rule, "decide", None)
         self._atr = WilderAtr(config.atr_period)
         self.required = max(self._rule.required, config.atr_period)
         self._seen = 0
@@ -236,12 +239,17 @@ class TrendStream:
             As :meth:`update`.
         """
         self._check(candle)
+        return self._advance(candle)
+
+    def _advance(self, candle: Candle) -> bool:
+        # step() without the checks, for a candle known to be this stream's and later than the last
+        # one (SignalBook.on_closed routes by symbol and timeframe and skips older candles).
         self._last_candle = candle
         self._seen += 1
         atr = self._atr.update(candle.high, candle.low, candle.close)
         previous = self._state
         rule = self._rule
-        decide = getattr(rule, "decide", None)
+        decide = self._decide
         if decide is None:
             decision = rule.update(candle, previous)
             self._pending = (candle, atr, previous, decision, None)
