@@ -180,9 +180,10 @@ class EngineRecords:
         self._event_seq += 1
         qty = self.ledger.position(sym)
         mark = price if price is not None else to_decimal(self._sym[sym].mark)
-        avg = self.ledger.avg_entry(sym)
-        if profit_pct is None and qty and avg:
-            profit_pct = float((mark - avg) / avg * 100)
+        if profit_pct is None and qty:
+            avg = self.ledger.avg_entry(sym)
+            if avg:
+                profit_pct = float((mark - avg) / avg * 100)
         position_id = self.ledger.trades.position_id(sym)
         self.stats.on_event(kind, amount, position_id)
         return PositionEvent(

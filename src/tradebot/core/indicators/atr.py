@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from math import isfinite
 
 from tradebot.core.indicators.ema import check_period
 
@@ -76,7 +76,7 @@ class WilderAtr:
         ValueError
             If a price is not finite or ``high < low``.
         """
-        if not (math.isfinite(high) and math.isfinite(low) and math.isfinite(close)):
+        if not (isfinite(high) and isfinite(low) and isfinite(close)):
             raise ValueError(f"ATR prices must be finite, were high={high!r} low={low!r} close={close!r}")
         if high < low:
             raise ValueError(f"ATR high {high!r} is below low {low!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from math import isfinite
 
 __all__ = ["Ema", "check_period"]
 
@@ -71,7 +71,7 @@ class Ema:
         ValueError
             If ``value`` is NaN or infinite (the EMA would stay poisoned forever).
         """
-        if not math.isfinite(value):
+        if not isfinite(value):
             raise ValueError(f"EMA({self.period}) value must be finite, was {value!r}")
         self.count += 1
         ema = self.value

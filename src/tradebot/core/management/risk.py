@@ -201,7 +201,8 @@ class RiskManager:
         cap = lim.position_cap(equity)
         if cap is not None:
             for s in targets:
-                clip(s, cap, "max_position", f"per-symbol cap {cap}")
+                if cap < clip.targets[s]:  # the reason text only for a target it lowers
+                    clip(s, cap, "max_position", f"per-symbol cap {cap}")
         self._limit_open_positions(clip, held)
         self._limit_gross(clip, equity)
         for s in targets:

@@ -148,6 +148,7 @@ class CandleAggregator:
         "_v",
         "base",
         "base_ms",
+        "quiet_before_ms",
         "symbol",
         "targets",
     )
@@ -176,6 +177,12 @@ class CandleAggregator:
         self._fast_limit = -1  # fast path iff t == next_t and t < fast_limit; -1 disables it
         self._next_t = -(1 << 62)  # open time the next contiguous base candle must have
         self._o = self._h = self._l = self._c = self._v = 0.0
+        #: Open time (ms UTC) before which the next contiguous base candles close nothing: the open
+        #: time of the last base candle of the current period, or of the period the next contiguous
+        #: candle opens; ``-1`` before the first candle and when base candles pass through unchanged.
+        #: Base candles opening before it may go through :meth:`absorb`. Read-only; kept current by
+        #: every update (a plain attribute: the backtest driver reads it once per quiet block).
+        self.quiet_before_ms = -1
 
     def update(self, candle: Candle) -> Sequence[Candle]:
         """Add one closed base candle; return the target candles it closes.
@@ -217,20 +224,16 @@ class CandleAggregator:
             self._n += 1
             out: list[Candle] = []
             self._close0(out)
+            self._refresh_quiet()
             return out
         return self._update_slow(candle)
 
-    @property
-    def quiet_before_ms(self) -> int:
-        """Open time (ms UTC) before which the next contiguous base candles close nothing.
-
-        The open time of the last base candle of the current period, or of the period the next
-        contiguous candle opens; ``-1`` before the first candle and when base candles pass through
-        unchanged. Base candles opening before it may go through :meth:`absorb`.
-        """
+    def _refresh_quiet(self) -> None:
+        # Recompute quiet_before_ms after anything but the hot path moved the period or next_t.
         if self._fast_limit >= 0 or self._level0_tf is None or self._passthrough or self._next_t < 0:
-            return self._fast_limit
-        return self._period_start(self._next_t) + (self._expected - 1) * self.base_ms
+            self.quiet_before_ms = self._fast_limit
+        else:
+            self.quiet_before_ms = self._period_start(self._next_t) + (self._expected - 1) * self.base_ms
 
     def absorb(self, first_open_ms: int, last_open_ms: int, n: int, open_: float, high: float, low: float,
                close: float, volumes: Iterable[float]) -> bool:
@@ -261,14 +264,11 @@ class CandleAggregator:
             previous candle contiguously, reaches the last base candle of its period, or a period
             would have to close first.
         """
-        limit = self._fast_limit  # quiet_before_ms, without the property call while a period is open
-        if limit < 0:
-            limit = self.quiet_before_ms
         if (
             n < 1
             or first_open_ms != self._next_t
             or last_open_ms - first_open_ms != (n - 1) * self.base_ms
-            or last_open_ms >= limit
+            or last_open_ms >= self.quiet_before_ms
         ):
             return False
         if self._active:
@@ -285,6 +285,7 @@ class CandleAggregator:
                     return False  # a higher period ends first (after a gap): closes are due
             self._open_period(first_open_ms, open_, high, low, close, reduce(add, volumes), n)
         self._next_t = last_open_ms + self.base_ms
+        self._refresh_quiet()
         return True
 
     def _update_slow(self, candle: Candle) -> Sequence[Candle]:
@@ -306,6 +307,7 @@ class CandleAggregator:
             if t == self._last_open:
                 self._close0(out)
         self._next_t = t + self.base_ms
+        self._refresh_quiet()
         if not out:
             return NO_CANDLES
         if len(out) > 1:
