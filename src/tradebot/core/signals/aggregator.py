@@ -285,7 +285,7 @@ class CandleAggregator:
                     return False  # a higher period ends first (after a gap): closes are due
             self._open_period(first_open_ms, open_, high, low, close, reduce(add, volumes), n)
         self._next_t = last_open_ms + self.base_ms
-        self._refresh_quiet()
+        self.quiet_before_ms = self._fast_limit  # a level-0 period is open (refresh_quiet's first case)
         return True
 
     def _update_slow(self, candle: Candle) -> Sequence[Candle]:
