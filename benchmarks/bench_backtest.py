@@ -36,26 +36,34 @@ def _one(args: argparse.Namespace) -> None:
         db_url = f"sqlite+aiosqlite:///{tmp.name}/bench.db"
     elif args.variant == "postgres":
         db_url = args.pg_url
-    options = BacktestOptions(data_dir=Path(args.data), timeframe=Timeframe.parse(args.timeframe),
-                              db_url=db_url, run_id=f"bench-{args.variant}")
+    options = BacktestOptions(
+        data_dir=Path(args.data),
+        timeframe=Timeframe.parse(args.timeframe),
+        db_url=db_url,
+        run_id=f"bench-{args.variant}",
+    )
     t0 = time.perf_counter()
     load_data(settings, options)
     load_s = time.perf_counter() - t0
     result = asyncio.run(run_backtest(settings, options))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({
-        "variant": args.variant,
-        "config": str(args.config or "defaults"),
-        "candles": result.n_candles,
-        "load_s": round(load_s, 3),
-        "engine_s": round(result.engine_s, 3),
-        "total_s": round(result.elapsed_s, 3),
-        "engine_candles_per_s": round(result.n_candles / result.engine_s),
-        "end_to_end_candles_per_s": round(result.n_candles / result.elapsed_s),
-        "peak_rss_mb": round(peak_mb, 1),
-        "final_equity": result.summary["final_equity"],
-        "orders": result.summary["overall"]["n_orders"],
-    }))
+    print(
+        json.dumps(
+            {
+                "variant": args.variant,
+                "config": str(args.config or "defaults"),
+                "candles": result.n_candles,
+                "load_s": round(load_s, 3),
+                "engine_s": round(result.engine_s, 3),
+                "total_s": round(result.elapsed_s, 3),
+                "engine_candles_per_s": round(result.n_candles / result.engine_s),
+                "end_to_end_candles_per_s": round(result.n_candles / result.elapsed_s),
+                "peak_rss_mb": round(peak_mb, 1),
+                "final_equity": result.summary["final_equity"],
+                "orders": result.summary["overall"]["n_orders"],
+            }
+        )
+    )
     if tmp is not None:
         tmp.cleanup()
 
@@ -68,9 +76,13 @@ def main() -> None:
     p.add_argument("--config", default=None)
     p.add_argument("--variants", default="nodb,sqlite", help="comma list of nodb, sqlite, postgres")
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per variant, interleaved; the table shows the median run (by engine time) "
-                        "and the best engine figure, since a shared machine's speed moves between runs")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per variant, interleaved; the table shows the median run (by engine time) "
+        "and the best engine figure, since a shared machine's speed moves between runs",
+    )
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
@@ -82,22 +94,40 @@ def main() -> None:
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for _ in range(args.repeat):
         for variant in variants:
-            cmd = [sys.executable, __file__, "--data", args.data, "--timeframe", args.timeframe,
-                   "--variant", variant, "--pg-url", args.pg_url]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--data",
+                args.data,
+                "--timeframe",
+                args.timeframe,
+                "--variant",
+                variant,
+                "--pg-url",
+                args.pg_url,
+            ]
             if args.config:
                 cmd += ["--config", args.config]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(cmd, check=True, capture_output=True, text=True)
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             runs[variant].append(json.loads(out))
             print(out, flush=True)
     print()
-    print(f"{'variant':10} {'candles':>9} {'engine c/s':>12} {'best c/s':>10} {'end-to-end c/s':>15} "
-          f"{'load s':>7} {'engine s':>9} {'total s':>8} {'peak MB':>8}")
+    print(
+        f"{'variant':10} {'candles':>9} {'engine c/s':>12} {'best c/s':>10} {'end-to-end c/s':>15} "
+        f"{'load s':>7} {'engine s':>9} {'total s':>8} {'peak MB':>8}"
+    )
     for variant, rs in runs.items():
         r = sorted(rs, key=lambda x: x["engine_s"])[(len(rs) - 1) // 2]
         best = max(x["engine_candles_per_s"] for x in rs)
-        print(f"{variant:10} {r['candles']:>9,} {r['engine_candles_per_s']:>12,} {best:>10,} "
-              f"{r['end_to_end_candles_per_s']:>15,} {r['load_s']:>7} {r['engine_s']:>9} {r['total_s']:>8} "
-              f"{r['peak_rss_mb']:>8}")
+        print(
+            f"{variant:10} {r['candles']:>9,} {r['engine_candles_per_s']:>12,} {best:>10,} "
+            f"{r['end_to_end_candles_per_s']:>15,} {r['load_s']:>7} {r['engine_s']:>9} {r['total_s']:>8} "
+            f"{r['peak_rss_mb']:>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -51,14 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     bt = sub.add_parser("backtest", help="replay stored candles through the engine")
-    bt.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of candle files (default data/sample)")
+    bt.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder of candle files (default data/sample)"
+    )
     bt.add_argument("--timeframe", help="base timeframe (1m, 3m, 5m, 15m, 1h); default: finest available")
     bt.add_argument("--symbols", type=_symbols, help="e.g. BTC,ETH,SOL or BTC/USDT,ETH/USDT")
     bt.add_argument("--start", type=_utc_ms, help="first UTC date, e.g. 2023-01-01")
     bt.add_argument("--end", type=_utc_ms, help="end UTC date (exclusive)")
     bt.add_argument("--config", type=Path, help="TOML configuration file")
-    bt.add_argument("--compare", type=Path, nargs="+", metavar="CONFIG",
-                    help="run several configurations on the same data and compare them")
+    bt.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="CONFIG",
+        help="run several configurations on the same data and compare them",
+    )
     bt.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL or sqlite file)")
     bt.add_argument("--no-db", action="store_true", help="do not write to a database")
     bt.add_argument("--out", type=Path, default=Path("out"), help="folder for summary JSON and chart")
@@ -87,19 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
-    run.add_argument("--migrate", action="store_true",
-                     help="upgrade the database schema to head first (default: refuse an old schema)")
+    run.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade the database schema to head first (default: refuse an old schema)",
+    )
 
     demo = sub.add_parser("demo", help="offline demo: the daemon against the local exchange simulator")
     demo.add_argument("--data", type=Path, default=DEFAULT_DATA, help="candle folder (default data/sample)")
     demo.add_argument("--days", type=float, default=7.0, help="simulated days to trade (default 7)")
-    demo.add_argument("--minute-wall-s", type=float, default=0.004,
-                      help="wall seconds per simulated minute (default 0.004 = 15,000x)")
+    demo.add_argument(
+        "--minute-wall-s",
+        type=float,
+        default=0.004,
+        help="wall seconds per simulated minute (default 0.004 = 15,000x)",
+    )
     demo.add_argument("--db", default="sqlite+aiosqlite:///demo.db", help="database (default demo.db)")
     demo.add_argument("--config", type=Path, help="TOML configuration file")
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for summary JSON and chart")
-    demo.add_argument("--paper", action="store_true",
-                      help="fill orders in the daemon's paper venue instead of the simulator's order endpoints")
+    demo.add_argument(
+        "--paper",
+        action="store_true",
+        help="fill orders in the daemon's paper venue instead of the simulator's order endpoints",
+    )
 
     hc = sub.add_parser("healthcheck", help="exit 0 when the running daemon's health file is fresh")
     hc.add_argument("--file", help="health file (default TRADEBOT_DAEMON__HEALTH_FILE)")

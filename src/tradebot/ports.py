@@ -125,8 +125,9 @@ class HistoryProvider(Protocol):
 class EventStore(Protocol):
     """Persistence of runs and of everything the engine decides (append-only)."""
 
-    async def start_run(self, *, run_id: str, mode: str, config: dict[str, Any], version: str,
-                        started_ms: int) -> None:
+    async def start_run(
+        self, *, run_id: str, mode: str, config: dict[str, Any], version: str, started_ms: int
+    ) -> None:
         """Record a new run (status ``running``)."""
         ...
 
@@ -135,7 +136,9 @@ class EventStore(Protocol):
         StreamSignal) idempotently; duplicates by unique key are ignored."""
         ...
 
-    async def finish_run(self, *, run_id: str, status: str, summary: dict[str, Any], finished_ms: int) -> None:
+    async def finish_run(
+        self, *, run_id: str, status: str, summary: dict[str, Any], finished_ms: int
+    ) -> None:
         """Mark the run ``completed`` or ``failed`` and store its summary."""
         ...
 

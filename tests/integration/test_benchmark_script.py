@@ -15,8 +15,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_interleaves_repeats_and_prints_the_table(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_backtest.py"), "--data", str(REPO / "data" / "sample"),
-           "--timeframe", "1m", "--variants", "nodb,sqlite", "--repeat", "2"]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_backtest.py"),
+        "--data",
+        str(REPO / "data" / "sample"),
+        "--timeframe",
+        "1m",
+        "--variants",
+        "nodb,sqlite",
+        "--repeat",
+        "2",
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp_path, timeout=300).stdout
     runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [r["variant"] for r in runs] == ["nodb", "sqlite", "nodb", "sqlite"]

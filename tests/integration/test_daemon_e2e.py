@@ -397,6 +397,7 @@ async def test_daemon_survives_kills_and_trades_like_an_uninterrupted_run(
     assert sum(x.flipped for x in signals) >= 5
     # orders, position events and the final equity: identical to the backtest (one engine, one result)
     assert [_order_key(o) for o in orders] == [_order_key(o) for o in bt_orders]
+
     def _seq(o) -> tuple:  # type: ignore[no-untyped-def]
         return o.reason, o.intent_id.rsplit("-", 1)[1], o.client_order_id.rsplit("-", 2)[1:]
 

@@ -24,8 +24,9 @@ END = 1_681_516_800_000  # 2023-04-15 00:00 UTC
 
 def _setup(config_file: Path | None):
     settings = load_settings(config_file)
-    options = BacktestOptions(data_dir=REPO / "data" / "sample", timeframe=Timeframe.M1,
-                              start_ms=START, end_ms=END)
+    options = BacktestOptions(
+        data_dir=REPO / "data" / "sample", timeframe=Timeframe.M1, start_ms=START, end_ms=END
+    )
     data = load_data(settings, options)
     stream = list(merge_by_time(data.candles))
     instruments = default_instruments(tuple(data.candles))
@@ -35,8 +36,12 @@ def _setup(config_file: Path | None):
         e.warm_up(data.warmup)
         return e
 
-    exchange = SimulatedExchange(instruments=instruments, balances={"USDT": settings.backtest.initial_cash},
-                                 slippage_bps=5, trade_id_prefix="resume")
+    exchange = SimulatedExchange(
+        instruments=instruments,
+        balances={"USDT": settings.backtest.initial_cash},
+        slippage_bps=5,
+        trade_id_prefix="resume",
+    )
     return engine, exchange, stream, settings, instruments
 
 

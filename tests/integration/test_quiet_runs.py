@@ -28,8 +28,12 @@ GAP = (1_680_800_000_000, 1_680_810_000_000)  # ~2.8 h of ETH candles removed (2
 
 def _run(config: Path | None, *, quiet_runs: bool) -> tuple[list[str], Engine, int]:
     settings = load_settings(config)
-    data = load_data(settings, BacktestOptions(data_dir=REPO / "data" / "sample", timeframe=Timeframe.M1,
-                                               start_ms=START, end_ms=END))
+    data = load_data(
+        settings,
+        BacktestOptions(
+            data_dir=REPO / "data" / "sample", timeframe=Timeframe.M1, start_ms=START, end_ms=END
+        ),
+    )
     data.candles["ETH/USDT"] = [c for c in data.candles["ETH/USDT"] if not GAP[0] <= c.open_time_ms < GAP[1]]
     instruments = default_instruments(tuple(data.candles))
     engine = Engine(build_engine_config(settings, run_id="quiet", base_timeframe=data.base), instruments)
@@ -44,8 +48,12 @@ def _run(config: Path | None, *, quiet_runs: bool) -> tuple[list[str], Engine, i
         return ok
 
     engine.on_quiet_run = counting  # type: ignore[method-assign]
-    exchange = SimulatedExchange(instruments=instruments, balances={"USDT": settings.backtest.initial_cash},
-                                 slippage_bps=5, trade_id_prefix="quiet")
+    exchange = SimulatedExchange(
+        instruments=instruments,
+        balances={"USDT": settings.backtest.initial_cash},
+        slippage_bps=5,
+        trade_id_prefix="quiet",
+    )
     merged = list(merge_by_time(data.candles))
     stream = ReplayStream.build(merged, data.candles)
     d = Dispatcher(engine, exchange)

@@ -126,11 +126,16 @@ def test_plan_invariants(kw):
     max_notional=decimals(1, 100_000, 0),
     max_steps=st.none() | st.integers(1, 10**6),
 )
-def test_slice_qty_children_are_valid_and_sum_to_the_intent(steps, step, mark, min_notional, max_notional,
-                                                            max_steps):
+def test_slice_qty_children_are_valid_and_sum_to_the_intent(
+    steps, step, mark, min_notional, max_notional, max_steps
+):
     max_qty = None if max_steps is None else max_steps * step
     inst = Instrument(
-        symbol=SYMBOLS[0], base=Asset("BTC"), quote=Asset("USDT"), tick_size=D("0.01"), step_size=step,
+        symbol=SYMBOLS[0],
+        base=Asset("BTC"),
+        quote=Asset("USDT"),
+        tick_size=D("0.01"),
+        step_size=step,
         max_qty=max_qty,
     )
     qty = steps * step

@@ -134,7 +134,9 @@ def load_data(settings: Settings, options: BacktestOptions) -> LoadedData:
         gaps[Symbol(sym)] = list(result.gaps)
     first_open = min(c[0].open_time_ms for c in candles.values())
     warmup: list[Candle] = []
-    stream_tfs = {Timeframe(s.timeframe) for s in settings.streams} | {Timeframe(settings.rebalance_timeframe)}
+    stream_tfs = {Timeframe(s.timeframe) for s in settings.streams} | {
+        Timeframe(settings.rebalance_timeframe)
+    }
     lookback = max(s.slow for s in settings.streams) * 3
     for asset, sym in zip(assets, symbols, strict=True):
         for tf in sorted(stream_tfs, key=lambda t: t.ms):
@@ -147,8 +149,9 @@ def load_data(settings: Settings, options: BacktestOptions) -> LoadedData:
     return LoadedData(base=base, candles=candles, warmup=warmup, gaps=gaps)
 
 
-async def run_backtest(settings: Settings, options: BacktestOptions,
-                       progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+async def run_backtest(
+    settings: Settings, options: BacktestOptions, progress: Callable[[int, int], None] | None = None
+) -> BacktestResult:
     """Run one backtest end to end and return its result (summary included).
 
     Writes the run, orders, fills, trades, position events, stream signals and the equity curve to
@@ -183,15 +186,26 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
     )
     stream = ReplayStream.build(list(merge_by_time(data.candles)), data.candles)
     total = len(stream)
-    log.info("backtest_started", run_id=run_id, base_timeframe=str(data.base), candles=total,
-             symbols=list(symbols), gaps={s: len(g) for s, g in data.gaps.items()})
+    log.info(
+        "backtest_started",
+        run_id=run_id,
+        base_timeframe=str(data.base),
+        candles=total,
+        symbols=list(symbols),
+        gaps={s: len(g) for s, g in data.gaps.items()},
+    )
     store = writer = None
     if options.db_url:
         from tradebot.app.storage import open_store_and_writer
 
         store, writer = await open_store_and_writer(options.db_url)
-        await store.start_run(run_id=run_id, mode="backtest", config=redacted_dump(settings),
-                              version=__version__, started_ms=stream.candles[0].open_time_ms)
+        await store.start_run(
+            run_id=run_id,
+            mode="backtest",
+            config=redacted_dump(settings),
+            version=__version__,
+            started_ms=stream.candles[0].open_time_ms,
+        )
         await writer.put(list(warm_signals))
     trades: list[TradeRecord] = []
     pending_writes: list[list[object]] = []
@@ -213,22 +227,30 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
         engine_s = time.perf_counter() - t0
         trades.extend(r for r in final if type(r) is TradeRecord)
         summary = build_run_summary(
-            engine=engine, trades=trades, n_orders=dispatcher.n_orders, run_id=run_id,
-            base=data.base, n_candles=total, gaps=data.gaps, label=options.label,
+            engine=engine,
+            trades=trades,
+            n_orders=dispatcher.n_orders,
+            run_id=run_id,
+            base=data.base,
+            n_candles=total,
+            gaps=data.gaps,
+            label=options.label,
         )
         if writer is not None and store is not None:
             await writer.put(final)
             await writer.close()
-            await store.finish_run(run_id=run_id, status="completed", summary=summary,
-                                   finished_ms=engine.last_time_ms)
+            await store.finish_run(
+                run_id=run_id, status="completed", summary=summary, finished_ms=engine.last_time_ms
+            )
     except BaseException:
         gc.unfreeze()
         if writer is not None and store is not None:
             try:
                 await writer.close()
             finally:
-                await store.finish_run(run_id=run_id, status="failed", summary={},
-                                       finished_ms=engine.last_time_ms)
+                await store.finish_run(
+                    run_id=run_id, status="failed", summary={}, finished_ms=engine.last_time_ms
+                )
                 await store.close()
         raise
     gc.unfreeze()
@@ -236,8 +258,14 @@ async def run_backtest(settings: Settings, options: BacktestOptions,
         await store.close()
     elapsed = time.perf_counter() - started
     log.info("backtest_finished", run_id=run_id, candles=total, elapsed_s=round(elapsed, 3))
-    return BacktestResult(summary=summary, engine=engine, trades=_final_trades(trades), n_candles=total,
-                          elapsed_s=elapsed, engine_s=engine_s)
+    return BacktestResult(
+        summary=summary,
+        engine=engine,
+        trades=_final_trades(trades),
+        n_candles=total,
+        elapsed_s=elapsed,
+        engine_s=engine_s,
+    )
 
 
 async def _replay_async(engine, exchange, stream, on_chunk, writer, pending_writes) -> Dispatcher:

@@ -36,8 +36,14 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.tty:
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("candles"), TimeElapsedColumn(), console=self.console)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("candles"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=None)
         return self
@@ -96,8 +102,9 @@ def cmd_backtest(args: Any) -> int:
         render_comparison(results, Console(width=max(console.width, 40 + 19 * len(results))))
         return 0
     settings = load_settings(args.config)
-    configure_logging(level="warning" if settings.log_level == "info" else settings.log_level,
-                      fmt=settings.log_format)
+    configure_logging(
+        level="warning" if settings.log_level == "info" else settings.log_level, fmt=settings.log_format
+    )
     options = _options(args, settings)
     result = _run_one(settings, options, console, "")
     bind_run(run_id=result.summary["run"]["run_id"], mode="backtest")
@@ -140,8 +147,13 @@ def cmd_runs(args: Any) -> int:
     runs = asyncio.run(list_runs(url))
     table = Table("run id", "mode", "status", "started (UTC)", "final equity")
     for r in runs:
-        table.add_row(r.run_id, r.mode, r.status, r.started_at.strftime("%Y-%m-%d %H:%M"),
-                      str((r.summary or {}).get("final_equity", "")))
+        table.add_row(
+            r.run_id,
+            r.mode,
+            r.status,
+            r.started_at.strftime("%Y-%m-%d %H:%M"),
+            str((r.summary or {}).get("final_equity", "")),
+        )
     _console().print(table)
     return 0
 
@@ -152,16 +164,43 @@ def cmd_events(args: Any) -> int:
 
     url = args.db or load_settings().database_url.get_secret_value()
     types = tuple(t.strip() for t in args.types.split(",")) if args.types else None
-    run_id, rows = asyncio.run(query_events(url, run_id=args.run, symbols=args.symbol, types=types,
-                                            start_ms=args.start, end_ms=args.end, limit=args.limit))
-    table = Table("time (UTC)", "symbol", "type", "price", "size before → after", "profit %", "R",
-                  "trigger", "action", title=f"position events of run {run_id} ({len(rows)} shown)")
+    run_id, rows = asyncio.run(
+        query_events(
+            url,
+            run_id=args.run,
+            symbols=args.symbol,
+            types=types,
+            start_ms=args.start,
+            end_ms=args.end,
+            limit=args.limit,
+        )
+    )
+    table = Table(
+        "time (UTC)",
+        "symbol",
+        "type",
+        "price",
+        "size before → after",
+        "profit %",
+        "R",
+        "trigger",
+        "action",
+        title=f"position events of run {run_id} ({len(rows)} shown)",
+    )
     for e in rows:
         when = ms_to_datetime(e.event_time_ms).strftime("%Y-%m-%d %H:%M")
         pct, r = e.profit_pct, e.r_multiple
-        table.add_row(when, e.symbol, str(e.event_type), f"{e.price}", f"{e.size_before} → {e.size_after}",
-                      "" if pct is None else f"{pct:+.2f}", "" if r is None else f"{r:+.2f}",
-                      e.trigger_reason[:60], e.action_taken[:50])
+        table.add_row(
+            when,
+            e.symbol,
+            str(e.event_type),
+            f"{e.price}",
+            f"{e.size_before} → {e.size_after}",
+            "" if pct is None else f"{pct:+.2f}",
+            "" if r is None else f"{r:+.2f}",
+            e.trigger_reason[:60],
+            e.action_taken[:50],
+        )
     _console().print(table)
     return 0
 
@@ -208,15 +247,19 @@ def cmd_demo(args: Any) -> int:
     from tradebot.app.demo import DemoOptions, run_demo
 
     settings = load_settings(args.config)
-    configure_logging(level="warning" if settings.log_level == "info" else settings.log_level,
-                      fmt=settings.log_format)
+    configure_logging(
+        level="warning" if settings.log_level == "info" else settings.log_level, fmt=settings.log_format
+    )
     console = _console()
     paper = bool(getattr(args, "paper", False))
-    options = DemoOptions(data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=args.db,
-                          paper=paper)
+    options = DemoOptions(
+        data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=args.db, paper=paper
+    )
     how = "paper mode" if paper else "testnet mode, orders through ccxt to the simulator's order engine"
-    console.print(f"demo: exchange simulator on 127.0.0.1 replaying {args.data} ({args.days:g} days), "
-                  f"daemon in {how}, database {args.db}")
+    console.print(
+        f"demo: exchange simulator on 127.0.0.1 replaying {args.data} ({args.days:g} days), "
+        f"daemon in {how}, database {args.db}"
+    )
     with _Progress(console, "demo (simulated minutes)") as progress:
         result = asyncio.run(run_demo(settings, options, progress=progress))
     render_summary(result.summary, console)
@@ -234,7 +277,10 @@ def cmd_healthcheck(args: Any) -> int:
     from tradebot.app.health import check_health
 
     daemon = load_settings().daemon
-    healthy, line = check_health(args.file or daemon.health_file, max_age_s=daemon.health_max_age_s,
-                                 max_feed_lag_s=daemon.health_max_feed_lag_s)
+    healthy, line = check_health(
+        args.file or daemon.health_file,
+        max_age_s=daemon.health_max_age_s,
+        max_feed_lag_s=daemon.health_max_feed_lag_s,
+    )
     print(line)
     return 0 if healthy else 1

@@ -19,8 +19,9 @@ _TICK = {"BTC": "0.01", "ETH": "0.01", "SOL": "0.01"}
 _MAX_QTY = {"BTC": "9000", "ETH": "9000", "SOL": "90000"}
 
 
-def default_instruments(symbols: Iterable[str], *, taker_fee: Decimal = Decimal("0.001"),
-                        min_notional: Decimal = Decimal("5")) -> dict[Symbol, Instrument]:
+def default_instruments(
+    symbols: Iterable[str], *, taker_fee: Decimal = Decimal("0.001"), min_notional: Decimal = Decimal("5")
+) -> dict[Symbol, Instrument]:
     """Return Binance-spot-like instruments for ``symbols`` (``"BTC/USDT"`` …).
 
     Unknown bases get step 0.001 and tick 0.0001 (conservative for mid-priced assets).

@@ -91,8 +91,9 @@ class ReplayStream:
     by_symbol: tuple[tuple[Symbol, Sequence[Candle]], ...]
 
     @classmethod
-    def build(cls, candles: Sequence[Candle],
-              by_symbol: Mapping[Symbol, Sequence[Candle]] | None = None) -> ReplayStream:
+    def build(
+        cls, candles: Sequence[Candle], by_symbol: Mapping[Symbol, Sequence[Candle]] | None = None
+    ) -> ReplayStream:
         """Wrap time-ordered base candles.
 
         ``by_symbol``, when given, must hold exactly ``candles`` split by symbol (as loaded); else
@@ -109,8 +110,9 @@ class ReplayStream:
         return len(self.candles)
 
 
-def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int, hi: int, *,
-                quiet_runs: bool = True) -> list[object]:
+def replay_into(
+    d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int, hi: int, *, quiet_runs: bool = True
+) -> list[object]:
     """Replay ``stream[lo:hi]`` through the dispatcher's engine; return the records produced.
 
     Candles are taken one time slice (one open time, every symbol) at a time, as the daemon sees
@@ -144,7 +146,9 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
             and (limit := quiet_until()) > t
             and not exchange.has_queued_orders()
         ):
-            n_block = _quiet_block(engine, rs.by_symbol, cursors, t, min(limit, hi_ms), candles[i][1].ms, dispatch)
+            n_block = _quiet_block(
+                engine, rs.by_symbol, cursors, t, min(limit, hi_ms), candles[i][1].ms, dispatch
+            )
             after_block = limit
             if n_block:
                 i += n_block
@@ -171,8 +175,15 @@ def replay_into(d: Dispatcher, stream: Sequence[Candle] | ReplayStream, lo: int,
     return records
 
 
-def _quiet_block(engine: Engine, by_symbol: Sequence[tuple[Symbol, Sequence[Candle]]], cursors: list[int],
-                 first_ms: int, end_ms: int, base_ms: int, dispatch: Callable[[Sequence[object]], None]) -> int:
+def _quiet_block(
+    engine: Engine,
+    by_symbol: Sequence[tuple[Symbol, Sequence[Candle]]],
+    cursors: list[int],
+    first_ms: int,
+    end_ms: int,
+    base_ms: int,
+    dispatch: Callable[[Sequence[object]], None],
+) -> int:
     # Each symbol's candles with first_ms <= open < end_ms as one run; candle by candle if the
     # engine declines the run (a gap in it, say). The candles move marks only, so order across
     # symbols does not matter. cursors[k] is where the previous block of symbol k ended: the next
@@ -199,8 +210,17 @@ def _quiet_block(engine: Engine, by_symbol: Sequence[tuple[Symbol, Sequence[Cand
         taken += b - a
         run = own[a:b]
         first, last = run[0], run[-1]
-        if not engine.on_quiet_run(symbol, first[2], last[2], b - a, first[3], max(map(_high, run)),
-                                   min(map(_low, run)), last[6], map(_volume, run)):
+        if not engine.on_quiet_run(
+            symbol,
+            first[2],
+            last[2],
+            b - a,
+            first[3],
+            max(map(_high, run)),
+            min(map(_low, run)),
+            last[6],
+            map(_volume, run),
+        ):
             for candle in run:
                 out = engine.on_candle(candle)
                 if out:

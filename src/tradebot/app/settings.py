@@ -53,7 +53,9 @@ class StreamSettings(_Section):
     slow: int = Field(50, ge=2, description="slow EMA period, candles")
     band: float = Field(0.0, ge=0.0, lt=0.5, description="hysteresis band, fraction of the slow EMA")
     atr_period: int = Field(14, ge=1, description="ATR period for confidence, candles")
-    confidence_atr_mult: float = Field(1.0, gt=0.0, description="EMA spread (in ATR/close) that gives confidence 1")
+    confidence_atr_mult: float = Field(
+        1.0, gt=0.0, description="EMA spread (in ATR/close) that gives confidence 1"
+    )
 
 
 class AllocationSettings(_Section):
@@ -71,7 +73,9 @@ class PlannerSettings(_Section):
     """Order planning: rebalance band, order size limits."""
 
     band_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="no trade under this fraction of equity")
-    max_order_notional: Decimal | None = Field(Decimal("50000"), gt=0, description="quote currency; slices above")
+    max_order_notional: Decimal | None = Field(
+        Decimal("50000"), gt=0, description="quote currency; slices above"
+    )
     min_order_notional: Decimal = Field(Decimal("10"), ge=0, description="quote currency")
     cash_buffer_fraction: float = Field(0.002, ge=0.0, lt=0.5)
 
@@ -274,7 +278,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(toml_path)!r} is not valid TOML: {exc}") from None
-    cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}})
+    cls = type(
+        "FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}}
+    )
     try:
         settings = cls(**overrides)
     except ValidationError as exc:

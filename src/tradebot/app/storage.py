@@ -23,9 +23,16 @@ async def list_runs(url: str) -> list[RunInfo]:
         return list(await store.list_runs())
 
 
-async def query_events(url: str, *, run_id: str | None, symbols: tuple[str, ...] | None,
-                       types: tuple[str, ...] | None, start_ms: int | None, end_ms: int | None,
-                       limit: int) -> tuple[str, list[PositionEvent]]:
+async def query_events(
+    url: str,
+    *,
+    run_id: str | None,
+    symbols: tuple[str, ...] | None,
+    types: tuple[str, ...] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    limit: int,
+) -> tuple[str, list[PositionEvent]]:
     """Return (run id, position events as dicts) filtered by symbols, types and time.
 
     ``run_id=None`` selects the latest run.
@@ -38,7 +45,10 @@ async def query_events(url: str, *, run_id: str | None, symbols: tuple[str, ...]
             run_id = runs[0].run_id
         rows: list[PositionEvent] = []
         for sym in symbols or (None,):
-            rows.extend(await store.position_events(run_id, symbol=sym, event_types=types,
-                                                    start_ms=start_ms, end_ms=end_ms))
+            rows.extend(
+                await store.position_events(
+                    run_id, symbol=sym, event_types=types, start_ms=start_ms, end_ms=end_ms
+                )
+            )
         rows.sort(key=lambda r: r.seq)
         return run_id, rows[:limit]

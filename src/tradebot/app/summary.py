@@ -12,9 +12,18 @@ from tradebot.core.engine import Engine
 from tradebot.core.metrics import StreamStats, compute_metrics, group_metrics
 
 
-def build_run_summary(*, engine: Engine, trades: Sequence[TradeRecord], n_orders: int, run_id: str,
-                      base: Timeframe, n_candles: int, gaps: Mapping[str, Sequence[Any]],
-                      label: str = "", mode: str = "backtest") -> dict[str, Any]:
+def build_run_summary(
+    *,
+    engine: Engine,
+    trades: Sequence[TradeRecord],
+    n_orders: int,
+    run_id: str,
+    base: Timeframe,
+    n_candles: int,
+    gaps: Mapping[str, Sequence[Any]],
+    label: str = "",
+    mode: str = "backtest",
+) -> dict[str, Any]:
     """Return the summary dict (see :mod:`tradebot.app.report`) of a finished run.
 
     Parameters
@@ -91,8 +100,14 @@ def build_run_summary(*, engine: Engine, trades: Sequence[TradeRecord], n_orders
     }
     if scale_ins:
         extras["scale_in_success_rate"] = _scale_in_success(all_trades, stats)
-    return build_summary(run_info=run_info, metrics=metrics, per_asset=per_asset, per_stream=per_stream,
-                         event_counts=stats.event_counts, extras=extras)
+    return build_summary(
+        run_info=run_info,
+        metrics=metrics,
+        per_asset=per_asset,
+        per_stream=per_stream,
+        event_counts=stats.event_counts,
+        extras=extras,
+    )
 
 
 def _scale_in_success(trades: Sequence[TradeRecord], stats) -> float | None:
@@ -110,7 +125,9 @@ def _describe_gaps(gaps: Sequence[Any], shown: int = 3) -> str:
         return "none"
     total = sum(int(m) for _, m in gaps)
     largest = sorted(gaps, key=lambda g: -int(g[1]))[:shown]
-    parts = ", ".join(f"{int(m)} after {ms_to_datetime(int(t)).strftime('%Y-%m-%d %H:%M')}" for t, m in largest)
+    parts = ", ".join(
+        f"{int(m)} after {ms_to_datetime(int(t)).strftime('%Y-%m-%d %H:%M')}" for t, m in largest
+    )
     more = f", +{len(gaps) - shown} more" if len(gaps) > shown else ""
     return f"{len(gaps)} gap(s), {total} bars missing: {parts}{more}"
 

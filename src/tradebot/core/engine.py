@@ -83,8 +83,12 @@ class Engine(EngineRecords, QuietRuns):
         self.streams_by_symbol = {
             s: tuple(stream_id(config.assets[s], tf) for tf in timeframes) for s in self.symbols
         }
-        self.book = SignalBook(dict(config.assets), config.base_timeframe, config.streams,
-                               extra_timeframes=(config.rebalance_timeframe,))
+        self.book = SignalBook(
+            dict(config.assets),
+            config.base_timeframe,
+            config.streams,
+            extra_timeframes=(config.rebalance_timeframe,),
+        )
         self.ledger = Ledger(
             config.quote, config.initial_cash, self.symbols, self.streams_by_symbol, run_id=config.run_id
         )
@@ -96,7 +100,8 @@ class Engine(EngineRecords, QuietRuns):
         self.overlay.managed = self._managed
         self._force_reason: dict[str, str] = {}
         self._sym: dict[str, SymState] = {
-            s: SymState(s, self.book.aggregator(s), self.overlay.managers[s], self._managed) for s in self.symbols
+            s: SymState(s, self.book.aggregator(s), self.overlay.managers[s], self._managed)
+            for s in self.symbols
         }
         self._states = tuple(self._sym.values())
         self._stale: set[str] = set()
@@ -205,8 +210,9 @@ class Engine(EngineRecords, QuietRuns):
             if candle[5] < st.lo:
                 st.lo = candle[5]
             if st.managed:
-                actions = st.manager.on_bar(time_ms=t, open=candle[3], high=candle[4], low=candle[5],
-                                            close=candle[6])
+                actions = st.manager.on_bar(
+                    time_ms=t, open=candle[3], high=candle[4], low=candle[5], close=candle[6]
+                )
                 if actions:
                     out = self._apply_actions(st.symbol, actions, t)
         closed = st.agg.update(candle)
@@ -393,8 +399,14 @@ class Engine(EngineRecords, QuietRuns):
             out.extend(self._plan(t, reason="rebalance", marks=marks, equity=snap.equity))
         return out
 
-    def _plan(self, t: int, *, reason: str, marks: Mapping[Symbol, Decimal] | None = None,
-              equity: Decimal | None = None) -> list:
+    def _plan(
+        self,
+        t: int,
+        *,
+        reason: str,
+        marks: Mapping[Symbol, Decimal] | None = None,
+        equity: Decimal | None = None,
+    ) -> list:
         self._replan = False
         self._dirty = False
         marks = marks if marks is not None else self.marks_decimal()
@@ -406,7 +418,12 @@ class Engine(EngineRecords, QuietRuns):
         alloc = compute_targets(self.config.allocation, views, equity, marks, vol)
         holdings = {s: self.ledger.position(s) for s in self.symbols}
         targets, _multipliers, risk_events, blocked = self.overlay.managed_targets(
-            t, alloc.asset_notional, holdings, marks, equity, self._stale,
+            t,
+            alloc.asset_notional,
+            holdings,
+            marks,
+            equity,
+            self._stale,
             frozenset(st.symbol for st in self._states if st.open),
         )
         out: list = self._risk_events(risk_events, t)
@@ -438,19 +455,24 @@ class Engine(EngineRecords, QuietRuns):
         traded = {o.symbol for o in plan.orders}
         for sym in self.symbols:
             if sym in traded or self.stats.streams_changed(sym):
-                self._set_stream_targets(sym, alloc.stream_notional, targets[sym], alloc.asset_notional[sym],
-                                         marks[sym])
+                self._set_stream_targets(
+                    sym, alloc.stream_notional, targets[sym], alloc.asset_notional[sym], marks[sym]
+                )
                 if sym not in traded:
                     self.ledger.clear_pending(sym)
         out.extend(self._emit_plan(plan, t, marks))
         return out
 
-    def _set_stream_targets(self, sym: Symbol, stream_notional: Mapping[str, Decimal], managed: Decimal,
-                            raw: Decimal, mark: Decimal) -> None:
+    def _set_stream_targets(
+        self,
+        sym: Symbol,
+        stream_notional: Mapping[str, Decimal],
+        managed: Decimal,
+        raw: Decimal,
+        mark: Decimal,
+    ) -> None:
         scale = managed / raw if raw > 0 else ZERO
-        units = {
-            sid: (stream_notional.get(sid, ZERO) * scale / mark) for sid in self.streams_by_symbol[sym]
-        }
+        units = {sid: (stream_notional.get(sid, ZERO) * scale / mark) for sid in self.streams_by_symbol[sym]}
         self.ledger.set_stream_targets(sym, units, mark)
 
     def _order_done(self, order: Order, t: int, *, replan: bool = True) -> list:

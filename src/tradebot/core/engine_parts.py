@@ -53,7 +53,9 @@ class EngineStats:
         self.n_fills += 1
         self.fees_quote += fill.fee_quote
         self.traded_notional += fill.notional
-        self.traded_notional_by_symbol[fill.symbol] = self.traded_notional_by_symbol.get(fill.symbol, ZERO) + fill.notional
+        self.traded_notional_by_symbol[fill.symbol] = (
+            self.traded_notional_by_symbol.get(fill.symbol, ZERO) + fill.notional
+        )
         self.fees_by_symbol[fill.symbol] = self.fees_by_symbol.get(fill.symbol, ZERO) + fill.fee_quote
 
     def on_flip(self, sig: StreamSignal) -> None:
@@ -88,7 +90,9 @@ class EngineStats:
     def streams_in(self, sym: str) -> int:
         """Number of streams of ``sym``'s asset that are in (by stream id prefix)."""
         asset = sym.split("/")[0]
-        return sum(1 for sid, st in self.state.items() if st is StreamState.IN and sid.startswith(asset + ":"))
+        return sum(
+            1 for sid, st in self.state.items() if st is StreamState.IN and sid.startswith(asset + ":")
+        )
 
     def on_event(self, kind: PositionEventType, amount: Decimal | None, position_id: str | None) -> None:
         """Count a position event, sum its measured amount, remember positions that scaled in."""
@@ -183,7 +187,9 @@ class Overlay:
             mgr.notional_per_m = float(base)
         self.reallocate = False
         holdings_notional = {s: holdings[s] * marks[s] for s in holdings}
-        clipped, events = self.risk.apply_limits(targets, holdings_notional, equity, t, stale=frozenset(stale))
+        clipped, events = self.risk.apply_limits(
+            targets, holdings_notional, equity, t, stale=frozenset(stale)
+        )
         blocked = set(stale)
         if self.risk.trading_state is not TradingState.ACTIVE:
             blocked.update(asset_notional)
@@ -223,7 +229,10 @@ class Overlay:
     def on_fill(self, sym: str, fill: Fill, qty_after: Decimal) -> None:
         """A fill changed an open position."""
         self.managers[sym].on_fill(
-            time_ms=fill.ts_ms, side=fill.side, qty=float(fill.qty), price=float(fill.price),
+            time_ms=fill.ts_ms,
+            side=fill.side,
+            qty=float(fill.qty),
+            price=float(fill.price),
             position_qty_after=float(qty_after),
         )
 
@@ -234,7 +243,6 @@ class Overlay:
     def initial_risk(self, sym: str) -> float | None:
         """R per unit of the open position (entry − initial stop), or None."""
         return self.managers[sym].initial_risk
-
 
 
 class SymState:
@@ -253,4 +261,3 @@ class SymState:
         self.open = False
         self.hi = float("-inf")
         self.lo = float("inf")
-

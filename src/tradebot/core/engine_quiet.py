@@ -48,8 +48,18 @@ class QuietRuns:
         clock_limit = _next_clock_close(earliest + base, self._clock_ms) - base
         return limit if limit < clock_limit else clock_limit
 
-    def on_quiet_run(self, symbol: str, first_open_ms: int, last_open_ms: int, n: int, open_: float,
-                     high: float, low: float, close: float, volumes: Iterable[float]) -> bool:
+    def on_quiet_run(
+        self,
+        symbol: str,
+        first_open_ms: int,
+        last_open_ms: int,
+        n: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volumes: Iterable[float],
+    ) -> bool:
         """Apply a run of ``n`` contiguous closed base candles of ``symbol`` that change only marks.
 
         The bulk form of :meth:`on_candle` for a backtest's quiet stretches (see :meth:`quiet_until`):

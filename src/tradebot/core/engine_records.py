@@ -55,7 +55,11 @@ class EngineRecords:
             kids = children.get(intent.intent_id, [])
             qty = self.ledger.position(intent.symbol)
             after = qty + intent.qty if intent.side is Side.BUY else qty - intent.qty
-            kind = PositionEventType.REBALANCE_BUY if intent.side is Side.BUY else PositionEventType.REBALANCE_SELL
+            kind = (
+                PositionEventType.REBALANCE_BUY
+                if intent.side is Side.BUY
+                else PositionEventType.REBALANCE_SELL
+            )
             out.append(
                 self._event(
                     kind,
@@ -144,18 +148,36 @@ class EngineRecords:
             risk = self.overlay.initial_risk(sym)
             if risk:
                 self.ledger.set_initial_risk(sym, to_decimal(risk))
-            out.append(self._event(PositionEventType.ENTRY, sym, fill.ts_ms, fill.client_order_id,
-                                   f"{fill.side} {fill.qty} @ {fill.price}", price=fill.price,
-                                   size_before=before, size_after=after,
-                                   client_order_ids=(fill.client_order_id,)))
+            out.append(
+                self._event(
+                    PositionEventType.ENTRY,
+                    sym,
+                    fill.ts_ms,
+                    fill.client_order_id,
+                    f"{fill.side} {fill.qty} @ {fill.price}",
+                    price=fill.price,
+                    size_before=before,
+                    size_after=after,
+                    client_order_ids=(fill.client_order_id,),
+                )
+            )
             out.extend(self._apply_actions(sym, actions, fill.ts_ms))
         elif after == 0 and before != 0:
             st.open = False
             self.overlay.on_close(sym, fill.ts_ms)
-            out.append(self._event(PositionEventType.EXIT, sym, fill.ts_ms, fill.client_order_id,
-                                   f"{fill.side} {fill.qty} @ {fill.price}", price=fill.price,
-                                   size_before=before, size_after=after,
-                                   client_order_ids=(fill.client_order_id,)))
+            out.append(
+                self._event(
+                    PositionEventType.EXIT,
+                    sym,
+                    fill.ts_ms,
+                    fill.client_order_id,
+                    f"{fill.side} {fill.qty} @ {fill.price}",
+                    price=fill.price,
+                    size_before=before,
+                    size_after=after,
+                    client_order_ids=(fill.client_order_id,),
+                )
+            )
         else:
             self.overlay.on_fill(sym, fill, after)
         if result.closed is not None:
@@ -163,8 +185,9 @@ class EngineRecords:
         return out
 
     # ------------------------------------------------------------------ records
-    def record_event(self, kind: PositionEventType, symbol: str, time_ms: int, reason: str, action: str,
-                     **details) -> PositionEvent:
+    def record_event(
+        self, kind: PositionEventType, symbol: str, time_ms: int, reason: str, action: str, **details
+    ) -> PositionEvent:
         """Create a position event in the engine's own sequence (for reconciliation and feeds).
 
         ``details`` are the optional fields of :class:`PositionEvent` accepted by the engine: ``price``,
@@ -172,11 +195,23 @@ class EngineRecords:
         """
         return self._event(kind, Symbol(symbol), time_ms, reason, action, **details)
 
-    def _event(self, kind: PositionEventType, sym: Symbol, t: int, reason: str, action: str, *,
-               price: Decimal | None = None, size_before: Decimal | None = None,
-               size_after: Decimal | None = None, client_order_ids: tuple[str, ...] = (),
-               indicators: dict | None = None, r_multiple: float | None = None,
-               profit_pct: float | None = None, amount: Decimal | None = None) -> PositionEvent:
+    def _event(
+        self,
+        kind: PositionEventType,
+        sym: Symbol,
+        t: int,
+        reason: str,
+        action: str,
+        *,
+        price: Decimal | None = None,
+        size_before: Decimal | None = None,
+        size_after: Decimal | None = None,
+        client_order_ids: tuple[str, ...] = (),
+        indicators: dict | None = None,
+        r_multiple: float | None = None,
+        profit_pct: float | None = None,
+        amount: Decimal | None = None,
+    ) -> PositionEvent:
         self._event_seq += 1
         qty = self.ledger.position(sym)
         mark = price if price is not None else to_decimal(self._sym[sym].mark)
@@ -206,8 +241,9 @@ class EngineRecords:
         )
 
     @staticmethod
-    def _order_record(order: Order, t: int, reason: str = "", *, ref_price: Decimal = ZERO,
-                      intent_id: str = "") -> OrderRecord:
+    def _order_record(
+        order: Order, t: int, reason: str = "", *, ref_price: Decimal = ZERO, intent_id: str = ""
+    ) -> OrderRecord:
         return OrderRecord(
             client_order_id=order.client_order_id,
             symbol=order.symbol,
@@ -229,12 +265,22 @@ class EngineRecords:
 
 
 #: Overlay decisions whose position-event row names the orders they cause (STRATEGY.md §6).
-_ACTION_TYPES = frozenset({
-    PositionEventType.STOP_EXIT, PositionEventType.TAKE_PROFIT_EXIT, PositionEventType.PARTIAL_TAKE_PROFIT,
-    PositionEventType.TRAILING_SCALE_OUT, PositionEventType.TRAILING_SCALE_IN, PositionEventType.SCALE_IN,
-    PositionEventType.TIME_EXIT, PositionEventType.EARLY_EXIT, PositionEventType.MANAGEMENT_SCALE_OUT,
-    PositionEventType.MANAGEMENT_RELOAD, PositionEventType.MANAGEMENT_QUIT, PositionEventType.DAILY_LOSS_HALT,
-})
+_ACTION_TYPES = frozenset(
+    {
+        PositionEventType.STOP_EXIT,
+        PositionEventType.TAKE_PROFIT_EXIT,
+        PositionEventType.PARTIAL_TAKE_PROFIT,
+        PositionEventType.TRAILING_SCALE_OUT,
+        PositionEventType.TRAILING_SCALE_IN,
+        PositionEventType.SCALE_IN,
+        PositionEventType.TIME_EXIT,
+        PositionEventType.EARLY_EXIT,
+        PositionEventType.MANAGEMENT_SCALE_OUT,
+        PositionEventType.MANAGEMENT_RELOAD,
+        PositionEventType.MANAGEMENT_QUIT,
+        PositionEventType.DAILY_LOSS_HALT,
+    }
+)
 
 
 def link_orders(out: list) -> None:
@@ -247,8 +293,12 @@ def link_orders(out: list) -> None:
     if not ids:
         return
     for i, r in enumerate(out):
-        if (type(r) is PositionEvent and not r.client_order_ids and r.event_type in _ACTION_TYPES
-                and r.symbol in ids):
+        if (
+            type(r) is PositionEvent
+            and not r.client_order_ids
+            and r.event_type in _ACTION_TYPES
+            and r.symbol in ids
+        ):
             out[i] = replace(r, client_order_ids=tuple(ids[r.symbol]))
 
 

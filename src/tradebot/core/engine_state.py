@@ -62,8 +62,14 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "last_time_ms": engine.last_time_ms,
         },
         "symbols": {
-            s: {"mark": st.mark, "time": st.time, "qty": st.qty, "open": st.open,
-                "hi": _finite(st.hi), "lo": _finite(st.lo)}
+            s: {
+                "mark": st.mark,
+                "time": st.time,
+                "qty": st.qty,
+                "open": st.open,
+                "hi": _finite(st.hi),
+                "lo": _finite(st.lo),
+            }
             for s, st in engine._sym.items()
         },
         "stats": {
@@ -98,7 +104,9 @@ def restore(engine: Engine, data: dict[str, Any]) -> None:
     if data.get("version") != SNAPSHOT_VERSION:
         raise ValueError(f"engine snapshot version must be {SNAPSHOT_VERSION}, was {data.get('version')!r}")
     if data.get("run_id") != engine.config.run_id:
-        raise ValueError(f"engine snapshot is of run {data.get('run_id')!r}, engine runs {engine.config.run_id!r}")
+        raise ValueError(
+            f"engine snapshot is of run {data.get('run_id')!r}, engine runs {engine.config.run_id!r}"
+        )
     engine.ledger = Ledger.restore(data["ledger"])
     ov = data["overlay"]
     for sym, state in ov["managers"].items():

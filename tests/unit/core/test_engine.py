@@ -458,8 +458,13 @@ def test_an_order_denied_locally_is_a_position_event_and_not_retried_by_itself()
     out = engine.handle(candle(BTC, H1, T0, 110))
     [cmd] = of_type(out, PlaceOrder)
     denied = engine.handle(
-        OrderUpdate(client_order_id=cmd.client_order_id, symbol=cmd.symbol, status=OrderStatus.DENIED,
-                    ts_ms=T0 + HOUR, reason="NOTIONAL: notional 4.9 is below min notional 5")
+        OrderUpdate(
+            client_order_id=cmd.client_order_id,
+            symbol=cmd.symbol,
+            status=OrderStatus.DENIED,
+            ts_ms=T0 + HOUR,
+            reason="NOTIONAL: notional 4.9 is below min notional 5",
+        )
     )
     [event] = of_type(denied, PositionEvent)
     assert event.event_type is PositionEventType.ORDER_DENIED
@@ -473,7 +478,9 @@ def test_an_order_denied_locally_is_a_position_event_and_not_retried_by_itself()
 # ---------------------------------------------------------------- quiet runs (the backtest's bulk path)
 
 
-def test_quiet_until_bounds_runs_by_the_next_period_close_and_on_quiet_run_refuses_what_is_not_quiet() -> None:
+def test_quiet_until_bounds_runs_by_the_next_period_close_and_on_quiet_run_refuses_what_is_not_quiet() -> (
+    None
+):
     engine = make_engine([BTC], base=M15)
     engine.warm_up(native(BTC, H1, [103, 102, 101]))
     assert engine.quiet_until() == 0  # no candle yet: the first one opens the hour
@@ -482,7 +489,9 @@ def test_quiet_until_bounds_runs_by_the_next_period_close_and_on_quiet_run_refus
     # The hour's last 15m candle (open T0+45m) closes the period and the clock: runs stop before it.
     assert engine.quiet_until() == T0 + 3 * q
     assert engine.on_quiet_run(BTC, T0 + q, T0 + 3 * q, 3, 100.0, 120.0, 90.0, 110.0, [1.0] * 3) is False
-    assert engine.on_quiet_run(BTC, T0 + 2 * q, T0 + 2 * q, 1, 100.0, 120.0, 90.0, 110.0, [1.0]) is False  # a gap
+    assert (
+        engine.on_quiet_run(BTC, T0 + 2 * q, T0 + 2 * q, 1, 100.0, 120.0, 90.0, 110.0, [1.0]) is False
+    )  # a gap
     assert engine.on_quiet_run(BTC, T0 + q, T0 + 2 * q, 2, 100.0, 120.0, 90.0, 110.0, [1.0, 1.0]) is True
     assert (engine.mark(BTC), engine.last_time_ms) == (110.0, T0 + 3 * q)
     # The hour closes on the next candle as if the run had been fed candle by candle:

@@ -87,9 +87,7 @@ class Timeframe(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(
-                f"timeframe must be one of {[t.value for t in cls]}, was {value!r}"
-            ) from None
+            raise ValueError(f"timeframe must be one of {[t.value for t in cls]}, was {value!r}") from None
 
 
 _TF_MS = {

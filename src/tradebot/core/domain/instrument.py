@@ -67,7 +67,9 @@ class Instrument:
         for name in ("max_qty", "max_notional"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Decimal) or not value > 0):
-                raise ValueError(f"Instrument {self.symbol}: {name} must be None or a Decimal > 0, was {value!r}")
+                raise ValueError(
+                    f"Instrument {self.symbol}: {name} must be None or a Decimal > 0, was {value!r}"
+                )
 
     def round_qty(self, qty: Decimal, rounding: str = ROUND_DOWN) -> Decimal:
         """Return ``qty`` (base units) quantized to ``step_size``; rounds toward zero by default.

@@ -235,8 +235,17 @@ class CandleAggregator:
         else:
             self.quiet_before_ms = self._period_start(self._next_t) + (self._expected - 1) * self.base_ms
 
-    def absorb(self, first_open_ms: int, last_open_ms: int, n: int, open_: float, high: float, low: float,
-               close: float, volumes: Iterable[float]) -> bool:
+    def absorb(
+        self,
+        first_open_ms: int,
+        last_open_ms: int,
+        n: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volumes: Iterable[float],
+    ) -> bool:
         """Add a run of ``n`` contiguous base candles that closes nothing, in one step.
 
         Equivalent to :meth:`update` on each candle in order (same open, high, low, close, and the

@@ -90,7 +90,16 @@ class SignalBook:
         asset, or ``base`` does not divide a stream timeframe (see :class:`CandleAggregator`).
     """
 
-    __slots__ = ("_aggregators", "_by_symbol", "_streams", "_trackers", "_views", "base", "configs", "extra_timeframes")
+    __slots__ = (
+        "_aggregators",
+        "_by_symbol",
+        "_streams",
+        "_trackers",
+        "_views",
+        "base",
+        "configs",
+        "extra_timeframes",
+    )
 
     def __init__(
         self,
@@ -169,7 +178,9 @@ class SignalBook:
         """
         return self._aggregators[symbol]
 
-    def on_closed(self, symbol: str, closed: Sequence[Candle], *, flips_only: bool = False) -> Sequence[StreamSignal]:
+    def on_closed(
+        self, symbol: str, closed: Sequence[Candle], *, flips_only: bool = False
+    ) -> Sequence[StreamSignal]:
         """Route aggregated candles of ``symbol`` (from its aggregator) to their streams; see :meth:`on_candle`.
 
         With ``flips_only`` only the signals of streams whose state flipped are returned (and only
@@ -180,8 +191,10 @@ class SignalBook:
         for c in closed:
             target = targets[c.timeframe]
             if c.symbol != symbol:
-                raise ValueError(f"on_closed({symbol!r}) got a {c.symbol} {c.timeframe} candle "
-                                 f"(open_time_ms={c.open_time_ms})")
+                raise ValueError(
+                    f"on_closed({symbol!r}) got a {c.symbol} {c.timeframe} candle "
+                    f"(open_time_ms={c.open_time_ms})"
+                )
             last = target.last_candle
             if last is not None and c.open_time_ms <= last.open_time_ms:
                 continue

@@ -269,7 +269,9 @@ class TrendStream:
         self._last_signal = None
         return state is not previous
 
-    def _build(self, candle: Candle, atr: float | None, previous: StreamState, decision, emas) -> StreamSignal:
+    def _build(
+        self, candle: Candle, atr: float | None, previous: StreamState, decision, emas
+    ) -> StreamSignal:
         # Build the full StreamSignal of a processed candle (reason text and indicator dict).
         if emas is not None and decision is not None:
             decision = self._rule.describe(decision[0], *emas)  # type: ignore[attr-defined]

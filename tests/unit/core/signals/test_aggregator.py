@@ -215,8 +215,16 @@ def test_matches_naive_groupby(present: set[int]) -> None:
 def _varied(minute: int) -> Candle:
     # Prices and volumes whose float sums depend on the order of addition.
     base = 100.0 + (minute * 37 % 101) / 7.0
-    return Candle(SYM, M1, T0 + minute * MIN, base, base + (minute % 13) / 3.0, base - (minute % 11) / 9.0,
-                  base + 0.1, 0.1 + (minute % 17) / 3.0)
+    return Candle(
+        SYM,
+        M1,
+        T0 + minute * MIN,
+        base,
+        base + (minute % 13) / 3.0,
+        base - (minute % 11) / 9.0,
+        base + 0.1,
+        0.1 + (minute % 17) / 3.0,
+    )
 
 
 def _feed_with_runs(minutes: list[int], run_lengths: list[int]) -> tuple[CandleAggregator, list[Candle], int]:
@@ -227,9 +235,17 @@ def _feed_with_runs(minutes: list[int], run_lengths: list[int]) -> tuple[CandleA
     while i < len(minutes):
         n = max(1, run_lengths[k % len(run_lengths)])
         k += 1
-        run = [_varied(m) for m in minutes[i:i + n]]
-        if agg.absorb(run[0].open_time_ms, run[-1].open_time_ms, len(run), run[0].open, max(c.high for c in run),
-                      min(c.low for c in run), run[-1].close, [c.volume for c in run]):
+        run = [_varied(m) for m in minutes[i : i + n]]
+        if agg.absorb(
+            run[0].open_time_ms,
+            run[-1].open_time_ms,
+            len(run),
+            run[0].open,
+            max(c.high for c in run),
+            min(c.low for c in run),
+            run[-1].close,
+            [c.volume for c in run],
+        ):
             absorbed += len(run)
         else:
             for c in run:
@@ -243,8 +259,9 @@ _stretches = st.lists(st.tuples(st.integers(0, 2 * 1440 - 1), st.integers(1, 400
 
 @settings(max_examples=80, deadline=None)
 @given(_stretches, st.lists(st.integers(1, 90), min_size=1, max_size=20))
-def test_absorbing_quiet_runs_equals_candle_by_candle(stretches: list[tuple[int, int]],
-                                                      run_lengths: list[int]) -> None:
+def test_absorbing_quiet_runs_equals_candle_by_candle(
+    stretches: list[tuple[int, int]], run_lengths: list[int]
+) -> None:
     # Contiguous stretches of 1m candles with gaps between them, offered in runs of varied length.
     minutes = sorted({m for start, n in stretches for m in range(start, min(start + n, 2 * 1440))})
     reference = CandleAggregator(SYM, M1, (H1, H4, D1))
@@ -261,7 +278,9 @@ def test_absorb_takes_a_contiguous_run_inside_a_period_and_refuses_the_rest() ->
     agg.update(m1(0))
     assert agg.quiet_before_ms == T0 + 59 * MIN
     assert agg.absorb(T0 + 2 * MIN, T0 + 10 * MIN, 9, 1.0, 120.0, 50.0, 110.5, [1.0] * 9) is False  # gap at 1
-    assert agg.absorb(T0 + MIN, T0 + 10 * MIN, 9, 1.0, 120.0, 50.0, 110.5, [1.0] * 9) is False  # 9 in 10 opens
+    assert (
+        agg.absorb(T0 + MIN, T0 + 10 * MIN, 9, 1.0, 120.0, 50.0, 110.5, [1.0] * 9) is False
+    )  # 9 in 10 opens
     assert agg.absorb(T0 + MIN, T0 + 59 * MIN, 59, 1.0, 120.0, 50.0, 110.5, [1.0] * 59) is False  # the close
     assert agg.absorb(T0 + MIN, T0 + 58 * MIN, 58, 1.0, 170.0, 50.0, 158.5, [2.0] * 58) is True
     (hour,) = agg.update(m1(59))
