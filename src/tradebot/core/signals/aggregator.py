@@ -174,7 +174,7 @@ class CandleAggregator:
         self._active = False
         self._start = self._end = self._n = 0
         self._last_open = -1  # open time of the last base candle of the current level-0 period
-        self._fast_limit = -1  # fast path iff t == next_t and t < fast_limit; -1 disables it
+        self._fast_limit = -1  # fast path iff t == next_t and t <= fast_limit; -1 disables it
         self._next_t = -(1 << 62)  # open time the next contiguous base candle must have
         self._o = self._h = self._l = self._c = self._v = 0.0
         #: Open time (ms UTC) before which the next contiguous base candles close nothing: the open
@@ -200,8 +200,9 @@ class CandleAggregator:
             is not later than the previous candle (backwards or duplicate); names symbol and times.
         """
         t = candle[2]
-        if t == self._next_t and t < self._fast_limit and candle[1] is self.base:
-            # Hot path: the next contiguous base candle inside the current period, not its last.
+        if t == self._next_t and t <= self._fast_limit and candle[1] is self.base:
+            # Hot path: the next contiguous base candle of the current period (fast_limit is the
+            # open time of its last one, -1 when no period is open).
             self._next_t = t + self.base_ms
             if candle[4] > self._h:
                 self._h = candle[4]
@@ -210,18 +211,10 @@ class CandleAggregator:
             self._c = candle[6]
             self._v += candle[7]
             self._n += 1
-            return NO_CANDLES
-        if t == self._next_t and t == self._fast_limit and candle[1] is self.base:
-            # The period's last base candle, contiguous: close it (and the levels it completes, in
-            # ascending timeframe order by the cascade).
-            self._next_t = t + self.base_ms
-            if candle[4] > self._h:
-                self._h = candle[4]
-            if candle[5] < self._l:
-                self._l = candle[5]
-            self._c = candle[6]
-            self._v += candle[7]
-            self._n += 1
+            if t < self._fast_limit:
+                return NO_CANDLES
+            # The period's last base candle: close it (and the levels it completes, in ascending
+            # timeframe order by the cascade).
             out: list[Candle] = []
             self._close0(out)
             self._refresh_quiet()
@@ -294,7 +287,7 @@ class CandleAggregator:
                     return False  # a higher period ends first (after a gap): closes are due
             self._open_period(first_open_ms, open_, high, low, close, reduce(add, volumes), n)
         self._next_t = last_open_ms + self.base_ms
-        self.quiet_before_ms = self._fast_limit  # a level-0 period is open (refresh_quiet's first case)
+        self._refresh_quiet()
         return True
 
     def _update_slow(self, candle: Candle) -> Sequence[Candle]:
