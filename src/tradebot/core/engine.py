@@ -43,6 +43,7 @@ from tradebot.core.domain import (
     Symbol,
     TradingState,
     stream_id,
+    to_decimal,
 )
 from tradebot.core.engine_parts import EngineStats, Overlay, SymState
 from tradebot.core.engine_quiet import QuietRuns
@@ -333,11 +334,8 @@ class Engine(EngineRecords, QuietRuns):
         return self._sym[symbol].mark
 
     def marks_decimal(self) -> dict[Symbol, Decimal]:
-        """Last closes as exact decimals (through ``repr``, like :func:`to_decimal`), for symbols that have one.
-
-        Marks are finite floats (closes of validated candles), so the conversion is done inline.
-        """
-        return {st.symbol: Decimal(repr(st.mark)) for st in self._states if st.mark > 0}
+        """Last closes as exact decimals, for symbols that have one."""
+        return {st.symbol: to_decimal(st.mark) for st in self._states if st.mark > 0}
 
     def _flush_extremes(self, sym: str) -> None:
         # Hand the running high/low of an open position to the trade tracker (MAE/MFE), then reset.
@@ -381,11 +379,10 @@ class Engine(EngineRecords, QuietRuns):
                 candle = self.book.last_closed(sym, self.config.rebalance_timeframe)
                 if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
                     out.extend(self._apply_actions(sym, self.overlay.on_period(sym, candle, self.book), t))
-        if self.overlay.risk.limits.blackout_windows:
-            blackout = self.overlay.risk.in_blackout(t)
-            if blackout != self._blackout:
-                self._blackout = blackout
-                self._dirty = True
+        blackout = self.overlay.risk.in_blackout(t)
+        if blackout != self._blackout:
+            self._blackout = blackout
+            self._dirty = True
         state_before = self.overlay.trading_state
         events, state = self.overlay.on_equity(t, snap.equity)
         if state is not state_before:

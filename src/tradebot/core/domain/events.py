@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from hashlib import sha1
 from typing import Any
 
 from tradebot.core.domain.enums import OrderStatus, PositionEventType
@@ -119,18 +118,6 @@ class PositionEvent:
     client_order_ids: tuple[str, ...] = ()
 
 
-_NAMESPACE_BYTES = POSITION_EVENT_NAMESPACE.bytes
-# RFC 4122 §4.3 name-based UUID: clear the version and variant bits of the SHA-1 prefix, then set
-# version 5 and the RFC 4122 variant (what uuid.UUID(bytes=..., version=5) does).
-_CLEAR_VERSION_VARIANT = ~((0xF000 << 64) | (0xC000 << 48))
-_VERSION5_VARIANT = (5 << 76) | (0x8000 << 48)
-
-
 def position_event_id(run_id: str, seq: int) -> uuid.UUID:
-    """Return the deterministic UUID of event ``seq`` of run ``run_id``: ``uuid5(namespace, f"{run_id}:{seq}")``.
-
-    Computed as :func:`uuid.uuid5` does (SHA-1 of the namespace bytes and the UTF-8 name, RFC 4122
-    §4.3) without its per-call overhead; it runs for every position event.
-    """
-    digest = sha1(_NAMESPACE_BYTES + f"{run_id}:{seq}".encode()).digest()
-    return uuid.UUID(int=(int.from_bytes(digest[:16], "big") & _CLEAR_VERSION_VARIANT) | _VERSION5_VARIANT)
+    """Return the deterministic UUID of event ``seq`` of run ``run_id`` (uuid5, pure)."""
+    return uuid.uuid5(POSITION_EVENT_NAMESPACE, f"{run_id}:{seq}")

@@ -80,15 +80,7 @@ class WilderAtr:
             raise ValueError(f"ATR prices must be finite, were high={high!r} low={low!r} close={close!r}")
         if high < low:
             raise ValueError(f"ATR high {high!r} is below low {low!r}")
-        tr = high - low  # true_range(), inlined: this runs on every stream close
-        prev = self._prev_close
-        if prev is not None:
-            up = abs(high - prev)
-            down = abs(low - prev)
-            if up > tr:
-                tr = up
-            if down > tr:
-                tr = down
+        tr = true_range(high, low, self._prev_close)
         self._prev_close = close
         self.count += 1
         atr = self.value

@@ -69,7 +69,8 @@ class RiskManager:
 
     def in_blackout(self, time_ms: int) -> bool:
         """True when ``time_ms`` falls in a configured blackout window."""
-        return any(w.contains(time_ms) for w in self.limits.blackout_windows)
+        windows = self.limits.blackout_windows
+        return bool(windows) and any(w.contains(time_ms) for w in windows)  # asked on every clock tick
 
     def set_state(self, state: TradingState, *, time_ms: int, reason: str) -> list[RiskEvent]:
         """Set the state by the engine's decision (e.g. REDUCING on a reconcile mismatch).
