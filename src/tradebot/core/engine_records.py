@@ -148,41 +148,33 @@ class EngineRecords:
             risk = self.overlay.initial_risk(sym)
             if risk:
                 self.ledger.set_initial_risk(sym, to_decimal(risk))
-            out.append(
-                self._event(
-                    PositionEventType.ENTRY,
-                    sym,
-                    fill.ts_ms,
-                    fill.client_order_id,
-                    f"{fill.side} {fill.qty} @ {fill.price}",
-                    price=fill.price,
-                    size_before=before,
-                    size_after=after,
-                    client_order_ids=(fill.client_order_id,),
-                )
-            )
+            out.append(self._fill_event(PositionEventType.ENTRY, sym, fill, before, after))
             out.extend(self._apply_actions(sym, actions, fill.ts_ms))
         elif after == 0 and before != 0:
             st.open = False
             self.overlay.on_close(sym, fill.ts_ms)
-            out.append(
-                self._event(
-                    PositionEventType.EXIT,
-                    sym,
-                    fill.ts_ms,
-                    fill.client_order_id,
-                    f"{fill.side} {fill.qty} @ {fill.price}",
-                    price=fill.price,
-                    size_before=before,
-                    size_after=after,
-                    client_order_ids=(fill.client_order_id,),
-                )
-            )
+            out.append(self._fill_event(PositionEventType.EXIT, sym, fill, before, after))
         else:
             self.overlay.on_fill(sym, fill, after)
         if result.closed is not None:
             out.append(result.closed)
         return out
+
+    def _fill_event(
+        self, kind: PositionEventType, sym: Symbol, fill: Fill, before: Decimal, after: Decimal
+    ) -> PositionEvent:
+        # The ENTRY / EXIT row of the fill that opened or closed a position.
+        return self._event(
+            kind,
+            sym,
+            fill.ts_ms,
+            fill.client_order_id,
+            f"{fill.side} {fill.qty} @ {fill.price}",
+            price=fill.price,
+            size_before=before,
+            size_after=after,
+            client_order_ids=(fill.client_order_id,),
+        )
 
     # ------------------------------------------------------------------ records
     def record_event(
