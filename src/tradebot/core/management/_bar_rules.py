@@ -8,7 +8,7 @@ state (same package, one owner).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tradebot.core.domain import PositionEventType
 
@@ -65,11 +65,12 @@ def proportional(pm: PositionManager, time_ms: int, close: float, npm: float | N
     cfg = pm.config.proportional
     if time_ms - pm._last_adjust_ms < cfg.min_interval_ms or pm._adjusts >= cfg.max_adjustments:
         return None
-    stop = pm._stop
-    span = pm._peak - stop  # type: ignore[operator]
+    # Only called while trailing: the trail's first ratchet set the stop (no cast cost beyond a call).
+    stop = cast(float, pm._stop)
+    span = pm._peak - stop
     if span <= 0:
         return None
-    f = (close - stop) / span  # type: ignore[operator]
+    f = (close - stop) / span
     f = 0.0 if f < 0.0 else 1.0 if f > 1.0 else f
     target = pm._m_trail_start * f
     delta = target - pm._m

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 from tradebot.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
-def fail(field: str, value: Any, requirement: str) -> None:
+class Section(Protocol):
+    """A config section class: built from a sub-mapping over the base's section (``_FromDict``)."""
+
+    def from_dict(self, data: dict[str, Any], *, path: str | None = ..., base: Any = ...) -> object: ...
+
+
+def fail(field: str, value: Any, requirement: str) -> NoReturn:
     # Raise the uniform "<field> must <requirement>, was <value!r>" error.
     raise ConfigError(f"{field} must {requirement}, was {value!r}")
 
@@ -37,9 +47,11 @@ def fraction(field: str, value: float, *, allow_zero: bool = False) -> None:
         fail(field, value, "be a fraction in [0, 1]" if allow_zero else "be a fraction in (0, 1]")
 
 
-def integer(field: str, value: int, *, minimum: int) -> None:
+def integer(field: str, value: object, *, minimum: int) -> int:
+    # Return the value, now known to be an int (callers may ignore it).
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         fail(field, value, f"be an integer >= {minimum}")
+    return value
 
 
 def boolean(field: str, value: bool) -> None:
@@ -48,7 +60,7 @@ def boolean(field: str, value: bool) -> None:
 
 
 def build(
-    cls: type[T], data: Any, path: str, nested: dict[str, type] | None = None, base: T | None = None
+    cls: type[T], data: Any, path: str, nested: Mapping[str, Section] | None = None, base: T | None = None
 ) -> T:
     """Build the frozen dataclass ``cls`` from a mapping, rejecting unknown keys by name.
 
@@ -59,7 +71,7 @@ def build(
         return data
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping, was {data!r}")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(names)}")
@@ -77,4 +89,4 @@ def build(
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
-    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)  # type: ignore[type-var]
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)

@@ -16,15 +16,19 @@ Three ready-made variants:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
-from typing import Any, Self
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tradebot.core.management import _validate as v
 from tradebot.errors import ConfigError
 
 
 class _FromDict:
+    # Base of the section configs; every subclass is a dataclass (declared for the type checker).
     __slots__ = ()
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, path: str | None = None, base: Self | None = None) -> Self:
@@ -303,7 +307,7 @@ class IndicatorConfig(_FromDict):
         v.integer("indicators.momentum_h", self.momentum_h, minimum=1)
 
 
-_SECTIONS: dict[str, type] = {
+_SECTIONS: dict[str, type[_FromDict]] = {
     "initial_stop": InitialStopConfig,
     "breakeven": BreakevenConfig,
     "take_profit": TakeProfitConfig,
@@ -380,7 +384,11 @@ class ManagementConfig:
         preset = rest.pop("preset", "managed")
         enabled = rest.pop("enabled", True)
         v.boolean(f"{path}.enabled", enabled)
-        presets = {"managed": cls, "disabled": cls.disabled, "fixed_stop_target": cls.fixed_stop_target}
+        presets: dict[str, Callable[[], ManagementConfig]] = {
+            "managed": cls,
+            "disabled": cls.disabled,
+            "fixed_stop_target": cls.fixed_stop_target,
+        }
         if preset not in presets:
             v.fail(f"{path}.preset", preset, f"be one of {sorted(presets)}")
         base = presets[preset]() if enabled else cls.disabled()

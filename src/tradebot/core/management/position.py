@@ -67,18 +67,65 @@ class PositionManager:
         "notional_per_m", "symbol", *(f"_{n}" for n in _POSITION_FIELDS),
     )  # fmt: skip
 
+    # Declared types of the slots (annotations only: no class attributes, so no clash with
+    # ``__slots__``). The position fields are set by ``_reset_position`` and ``restore``.
+    symbol: str
+    config: ManagementConfig
+    notional_per_m: float | None
+    _vol_sma: RollingMean
+    _roc: RateOfChange
+    _regime: SlowEma
+    _swing: RollingMin
+    _dry: int
+    _atr: float | None
+    _locked: bool
+    _in_count: int | None
+    # position fields (_POSITION_FIELDS)
+    _open: bool
+    _exiting: bool
+    _m: float
+    _entry: float
+    _avg_entry: float
+    _qty: float
+    _opened_ms: int
+    _stop: float | None
+    _stop_kind: str
+    _initial_stop: float | None
+    _risk: float | None
+    _be_done: bool
+    _ladder_idx: int
+    _ladder_ref_m: float
+    _trailing: bool
+    _peak: float
+    _m_trail_start: float
+    _adjusts: int
+    _last_adjust_ms: int
+    _last_adjust_price: float
+    _reached_half: bool
+    _scaled_in: bool
+    _mm_low: float | None
+    _mm_ref: float
+    _mm_reloads: int
+    _mm_reload_used: float
+    # derived trigger prices (_refresh_levels; not persisted)
+    _half_level: float
+    _be_level: float
+    _ladder_prices: tuple[float, ...]
+    _trail_level: float
+    _next_up: float
+
     def __init__(self, symbol: str, config: ManagementConfig) -> None:
         self.symbol = symbol
         self.config = config
-        self.notional_per_m: float | None = None
+        self.notional_per_m = None
         self._vol_sma = RollingMean(config.indicators.volume_sma_h)
         self._roc = RateOfChange(config.indicators.momentum_h)
         self._regime = SlowEma(config.initial_stop.regime_period_h)
         self._swing = RollingMin(config.initial_stop.swing_lookback_h)
         self._dry = 0
-        self._atr: float | None = None
+        self._atr = None
         self._locked = False
-        self._in_count: int | None = None
+        self._in_count = None
         self._reset_position()
         self._m = 1.0
 

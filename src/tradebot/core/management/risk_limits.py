@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from tradebot.core.domain import ZERO, to_decimal
 from tradebot.core.management import _validate as v
@@ -44,9 +44,9 @@ class BlackoutWindow:
             if self.start_minute == self.end_minute:
                 v.fail("blackout_window.end_minute", self.end_minute, "differ from start_minute")
         else:
-            v.integer("blackout_window.start_ms", self.start_ms, minimum=0)  # type: ignore[arg-type]
-            v.integer("blackout_window.end_ms", self.end_ms, minimum=0)  # type: ignore[arg-type]
-            if self.end_ms <= self.start_ms:  # type: ignore[operator]
+            start_ms = v.integer("blackout_window.start_ms", self.start_ms, minimum=0)
+            end_ms = v.integer("blackout_window.end_ms", self.end_ms, minimum=0)
+            if end_ms <= start_ms:
                 v.fail("blackout_window.end_ms", self.end_ms, f"be > start_ms {self.start_ms!r}")
 
     @classmethod
@@ -79,13 +79,14 @@ class BlackoutWindow:
 
     def contains(self, time_ms: int) -> bool:
         """True when ``time_ms`` (ms UTC) lies inside the window."""
+        # __post_init__ guarantees the pair of the window's kind is set (both ms, or both minutes).
         if self.start_ms is not None:
-            return self.start_ms <= time_ms < self.end_ms  # type: ignore[operator]
+            return self.start_ms <= time_ms < cast(int, self.end_ms)
         minute = (time_ms // _MINUTE_MS) % 1440
-        start, end = self.start_minute, self.end_minute
-        if start < end:  # type: ignore[operator]
-            return start <= minute < end  # type: ignore[operator]
-        return minute >= start or minute < end  # type: ignore[operator]
+        start, end = cast(int, self.start_minute), cast(int, self.end_minute)
+        if start < end:
+            return start <= minute < end
+        return minute >= start or minute < end
 
 
 def _minute_of_day(field_name: str, text: str) -> int:
