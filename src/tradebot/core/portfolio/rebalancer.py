@@ -262,9 +262,9 @@ def _raw_weights(
             continue
         if config.policy == "inverse_vol":
             vol = None if volatility is None else volatility.get(v.symbol)
-            if not _is_number(vol) or vol <= 0:  # type: ignore[operator]
+            if vol is None or not _is_number(vol) or vol <= 0:
                 raise ValueError(f"volatility[{v.symbol!r}] must be a finite number > 0, was {vol!r}")
-            weight = weight / to_decimal(vol, field=f"volatility[{v.symbol!r}]")  # type: ignore[arg-type]
+            weight = weight / to_decimal(vol, field=f"volatility[{v.symbol!r}]")
         weights[v.stream_id] = weight
     return weights
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tradebot.core.domain import ZERO, Fill, TradeRecord, to_decimal
+from tradebot.core.domain import ZERO, Fill, Symbol, TradeRecord, to_decimal
 from tradebot.core.portfolio.book import PRICE_QUANTUM, QUANTUM
 from tradebot.errors import InvariantViolation
 
@@ -36,7 +36,7 @@ class _Lifecycle:
         "position_id", "realized", "risk", "sold", "symbol",
     )  # fmt: skip
 
-    def __init__(self, position_id: str, symbol: str, direction: int, fill: Fill) -> None:
+    def __init__(self, position_id: str, symbol: Symbol, direction: int, fill: Fill) -> None:
         self.position_id = position_id
         self.symbol = symbol
         self.direction = direction
@@ -79,7 +79,7 @@ class _Lifecycle:
         favourable = d * (to_decimal(best) - self.first_price)
         return TradeRecord(
             position_id=self.position_id,
-            symbol=self.symbol,  # type: ignore[arg-type]
+            symbol=self.symbol,
             opened_ms=self.opened_ms,
             closed_ms=closed_ms,
             entry_avg_price=_avg(self.entry_notional, self.entry_qty),
@@ -283,7 +283,7 @@ def _life_from_dict(data: dict[str, str]) -> _Lifecycle:
     for name in _DECIMAL_FIELDS:
         setattr(life, name, Decimal(data[name]))
     life.position_id = data["position_id"]
-    life.symbol = data["symbol"]
+    life.symbol = Symbol(data["symbol"])
     life.direction = int(data["direction"])
     life.opened_ms = int(data["opened_ms"])
     life.first_intent = data["first_intent"]
