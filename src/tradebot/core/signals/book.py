@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from tradebot.core.domain import Candle, StreamSignal, StreamState, Timeframe, stream_id
 from tradebot.core.indicators import WilderAtr, atr_fraction
@@ -187,7 +187,7 @@ class SignalBook:
         those are built: the engine's hot path); the others stay available as ``stream.last_signal``.
         """
         targets = self._by_symbol[symbol]
-        signals = []
+        signals: list[StreamSignal] = []
         for c in closed:
             target = targets[c.timeframe]
             if c.symbol != symbol:
@@ -202,7 +202,8 @@ class SignalBook:
                 if not flips_only:
                     signals.append(target.update(c))
                 elif target._advance(c):  # checked here: its symbol and timeframe, and later than the last
-                    signals.append(target.last_signal)
+                    # last_signal is built from the candle just advanced, never None here.
+                    signals.append(cast(StreamSignal, target.last_signal))
             else:
                 target.update(c)
         return signals or NO_SIGNALS

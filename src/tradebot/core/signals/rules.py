@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
 from tradebot.core.domain import Candle, StreamState
 from tradebot.core.indicators import Ema, check_period
@@ -93,7 +93,8 @@ class EmaCrossRule:
         decided = self.decide(candle, current)
         if decided is None:
             return None
-        return self.describe(decided[0], self._fast.value, self._slow.value)
+        # A decision means both EMAs are seeded.
+        return self.describe(decided[0], cast(float, self._fast.value), cast(float, self._slow.value))
 
     @property
     def emas(self) -> tuple[float | None, float | None]:

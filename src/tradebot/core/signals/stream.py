@@ -5,12 +5,31 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from tradebot.core.domain import Candle, StreamSignal, StreamState, Symbol, Timeframe, stream_id
 from tradebot.core.indicators import WilderAtr, check_period
-from tradebot.core.signals.rules import EmaCrossRule, TrendRule
+from tradebot.core.signals.rules import EmaCrossRule, RuleDecision, TrendRule
 
 __all__ = ["StreamConfig", "TrendStream", "confidence_from_strength"]
+
+#: (state, strength) of a rule's allocation-free ``decide``.
+_Decided = tuple[StreamState, float]
+#: (fast, slow) EMA values of a split rule, ``None`` while seeding.
+_Emas = tuple[float | None, float | None]
+#: What ``_advance`` keeps for the lazy ``_build``: candle, ATR, previous state, the rule's result
+#: (a ``RuleDecision`` from ``update``, or ``decide``'s pair with the EMAs it was decided at).
+_Pending = tuple[Candle, float | None, StreamState, RuleDecision | _Decided | None, _Emas | None]
+
+
+class _SplitRule(TrendRule, Protocol):
+    # A rule with the split hot path (EmaCrossRule): decide() now, describe() the same decision later.
+    @property
+    def emas(self) -> _Emas: ...
+
+    def decide(self, candle: Candle, current: StreamState) -> _Decided | None: ...
+
+    def describe(self, state: StreamState, fast: float, slow: float) -> RuleDecision: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,14 +163,16 @@ class TrendStream:
         self._tf_ms = config.timeframe.ms
         self._rule: TrendRule = (rule_factory or _ema_cross)(config)
         # The rule's allocation-free hot path, if it has one (EmaCrossRule.decide).
-        self._decide = getattr(self._rule, "decide", None)
+        self._decide: Callable[[Candle, StreamState], _Decided | None] | None = getattr(
+            self._rule, "decide", None
+        )
         self._atr = WilderAtr(config.atr_period)
         self.required = max(self._rule.required, config.atr_period)
         self._seen = 0
         self._state = StreamState.OUT
         self._last_candle: Candle | None = None
         self._last_signal: StreamSignal | None = None
-        self._pending: tuple | None = None
+        self._pending: _Pending | None = None
         self._confidence = 0.0
 
     @classmethod
@@ -258,7 +279,7 @@ class TrendStream:
         else:
             decided = decide(candle, previous)
             state, strength = (previous, 0.0) if decided is None else decided
-            self._pending = (candle, atr, previous, decided, rule.emas)  # type: ignore[attr-defined]
+            self._pending = (candle, atr, previous, decided, cast(_SplitRule, rule).emas)
         if self._pending[3] is None or self._seen < self.required:
             state, self._confidence = StreamState.OUT, 0.0
         else:
@@ -270,11 +291,21 @@ class TrendStream:
         return state is not previous
 
     def _build(
-        self, candle: Candle, atr: float | None, previous: StreamState, decision, emas
+        self,
+        candle: Candle,
+        atr: float | None,
+        previous: StreamState,
+        decided: RuleDecision | _Decided | None,
+        emas: _Emas | None,
     ) -> StreamSignal:
         # Build the full StreamSignal of a processed candle (reason text and indicator dict).
-        if emas is not None and decision is not None:
-            decision = self._rule.describe(decision[0], *emas)  # type: ignore[attr-defined]
+        # With emas, ``decided`` came from decide() and describe() gives the full decision (the EMAs
+        # are seeded once the rule decided); without, it is update()'s RuleDecision or None.
+        decision: RuleDecision | None
+        if emas is not None and decided is not None:
+            decision = cast(_SplitRule, self._rule).describe(decided[0], *cast("tuple[float, float]", emas))
+        else:
+            decision = cast("RuleDecision | None", decided)
         indicators: dict[str, float] = {"close": candle.close}
         if atr is not None:
             indicators["atr"] = atr
