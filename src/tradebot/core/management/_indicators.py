@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -39,7 +40,7 @@ class RollingMean:
         """JSON-able state."""
         return list(self._values)
 
-    def restore(self, values: list[float]) -> None:
+    def restore(self, values: Sequence[float]) -> None:
         """Restore from :meth:`state`."""
         self._values = deque((float(x) for x in values[-self.period :]), maxlen=self.period)
 
@@ -68,7 +69,7 @@ class RateOfChange:
         """JSON-able state."""
         return list(self._values)
 
-    def restore(self, values: list[float]) -> None:
+    def restore(self, values: Sequence[float]) -> None:
         """Restore from :meth:`state`."""
         self._values = deque((float(x) for x in values), maxlen=self.period + 1)
 
@@ -94,7 +95,7 @@ class RollingMin:
         """JSON-able state."""
         return list(self._values)
 
-    def restore(self, values: list[float]) -> None:
+    def restore(self, values: Sequence[float]) -> None:
         """Restore from :meth:`state`."""
         self._values = deque((float(x) for x in values), maxlen=self._values.maxlen)
 

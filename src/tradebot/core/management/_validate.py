@@ -21,7 +21,7 @@ class Section(Protocol):
     def from_dict(self, data: dict[str, Any], *, path: str | None = ..., base: Any = ...) -> object: ...
 
 
-def fail(field: str, value: Any, requirement: str) -> NoReturn:
+def fail(field: str, value: object, requirement: str) -> NoReturn:
     # Raise the uniform "<field> must <requirement>, was <value!r>" error.
     raise ConfigError(f"{field} must {requirement}, was {value!r}")
 

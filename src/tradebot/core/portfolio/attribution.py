@@ -92,7 +92,7 @@ class AssetBooks:
             book.fees += fees.get(sid, ZERO)
         return realized, closed_qty, allocation
 
-    def pay_fee_in_base(self, units: Decimal, price: Decimal, allocation: dict[str, Decimal]) -> Decimal:
+    def pay_fee_in_base(self, units: Decimal, price: Decimal, allocation: Mapping[str, Decimal]) -> Decimal:
         """Give up ``units`` of the asset as a fee (a venue charging commission in the base asset).
 
         The units leave the asset and, pro rata to ``allocation`` (the fill they were charged on), the

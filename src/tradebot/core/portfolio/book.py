@@ -10,7 +10,7 @@ is the removed cost of a *partial* reduction (``cost × closed / |qty|``), quant
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
 from tradebot.core.domain import ZERO
@@ -107,7 +107,7 @@ class PositionBook:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, str]) -> PositionBook:
+    def from_dict(cls, data: Mapping[str, str]) -> PositionBook:
         """Inverse of :meth:`to_dict`."""
         return cls(
             Decimal(data["qty"]), Decimal(data["cost"]), Decimal(data["realized"]), Decimal(data["fees"])
