@@ -23,6 +23,7 @@ All notionals are in quote currency, quantities in base units, fractions are fra
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
@@ -157,19 +158,19 @@ class _Want:
 
 def plan_rebalance(
     *,
-    targets: Mapping[Symbol, Decimal],
-    holdings: Mapping[Symbol, Decimal],
-    marks: Mapping[Symbol, Decimal],
+    targets: Mapping[str, Decimal],
+    holdings: Mapping[str, Decimal],
+    marks: Mapping[str, Decimal],
     cash: Decimal,
     equity: Decimal,
-    instruments: Mapping[Symbol, Instrument],
+    instruments: Mapping[str, Instrument],
     config: PlannerConfig,
     run_id: str,
     next_intent_seq: int,
     time_ms: int,
     reason: str = "rebalance",
-    blocked_increase: frozenset[Symbol] = frozenset(),
-    force: frozenset[Symbol] = frozenset(),
+    blocked_increase: AbstractSet[str] = frozenset(),
+    force: AbstractSet[str] = frozenset(),
 ) -> Plan:
     """Plan the market orders that move holdings toward target notionals.
 
@@ -217,7 +218,8 @@ def plan_rebalance(
     sells: list[_Want] = []
     buys: list[tuple[_Want, Decimal]] = []  # (want with qty 0, wanted notional)
     denied: list[Denial] = []
-    for symbol, target in targets.items():
+    for key, target in targets.items():
+        symbol = Symbol(key)
         mark, instrument = marks[symbol], instruments[symbol]
         held = holdings.get(symbol, ZERO)
         diff = target - held * mark
@@ -248,12 +250,12 @@ def plan_rebalance(
 
 
 def _check_inputs(
-    targets: Mapping[Symbol, Decimal],
-    holdings: Mapping[Symbol, Decimal],
-    marks: Mapping[Symbol, Decimal],
+    targets: Mapping[str, Decimal],
+    holdings: Mapping[str, Decimal],
+    marks: Mapping[str, Decimal],
     cash: Decimal,
     equity: Decimal,
-    instruments: Mapping[Symbol, Instrument],
+    instruments: Mapping[str, Instrument],
 ) -> None:
     if equity < 0:
         raise ValueError(f"plan_rebalance: equity must be >= 0, was {equity!r}")
