@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sim)
 
+    from tradebot.app.research.download_args import add_arguments as add_download_arguments
+
+    add_download_arguments(sub.add_parser("download", help="download candle history into --data files"))
+
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
     run.add_argument(
@@ -151,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.commands import cmd_exchange_sim
 
             return cmd_exchange_sim(args)
+        if args.command == "download":
+            configure_logging()
+            from tradebot.app.research.download import cmd_download
+
+            return cmd_download(args)
         if args.command in ("run", "demo", "healthcheck"):
             from tradebot.app import commands
 

@@ -42,7 +42,7 @@ def test_row_from_ohlcv_keeps_exact_values_and_refuses_invalid_candles() -> None
     assert row == (1679529600000, "27250.97", "27256.77", "27238.0", "27250.01", "0.0")
     with pytest.raises(DataError, match=r"t: invalid candle at 60000: high 1\.0 is below low 2\.0"):
         row_from_ohlcv([60000, 1.5, 1.0, 2.0, 1.5, 3.0], where="t")
-    with pytest.raises(DataError, match="open time must be a non-negative integer of ms, was 1.5"):
+    with pytest.raises(DataError, match=r"open time must be a non-negative integer of ms, was 1\.5"):
         row_from_ohlcv([1.5, 1, 1, 1, 1, 1], where="t")
 
 
