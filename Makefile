@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo backtest test lint bench clean
+.PHONY: install demo backtest test lint typecheck bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,23 @@ demo: $(STAMP)
 backtest: $(STAMP)
 	$(BIN)/tradebot backtest --data data/sample --db sqlite+aiosqlite:///demo.db --out out
 
-## test: lint, import contracts and the whole test suite (PostgreSQL tests need 127.0.0.1:5432)
+## test: lint, formatting, import contracts, types and the whole test suite (PostgreSQL tests need 127.0.0.1:5432)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+## typecheck: mypy over src/tradebot (strict for the core; settings in pyproject.toml [tool.mypy])
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## bench: full 5m backtest over the shared real data; prints candles/s and peak memory
 bench: $(STAMP)
