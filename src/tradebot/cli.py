@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tradebot import __version__
 from tradebot.errors import ConfigError, DataError, TradebotError
@@ -163,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("run", "demo", "healthcheck"):
             from tradebot.app import commands
 
-            return getattr(commands, f"cmd_{args.command}")(args)
+            command: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.command}")
+            return command(args)
     except (ConfigError, DataError) as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
@@ -176,6 +178,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_async(coro) -> object:
+def run_async(coro: Coroutine[Any, Any, object]) -> object:
     """Run a coroutine to completion (the CLI's single entry into asyncio)."""
     return asyncio.run(coro)

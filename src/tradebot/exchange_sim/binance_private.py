@@ -130,7 +130,8 @@ class BinancePrivate:
                 faults.clock_skew -= 1
                 return _error(-1021, "Timestamp for this request is outside of the recvWindow.")
             try:
-                return await handler(params)
+                response: web.Response = await handler(params)
+                return response
             except SimReject as e:
                 return _error(e.code, e.msg, e.status)
 

@@ -136,7 +136,8 @@ class DeribitPrivate:
         if handler is None:
             return self._error(-32601, "Method not found")
         try:
-            return await handler(q)
+            response: web.Response = await handler(q)
+            return response
         except SimReject as e:
             if e.code == -1013:
                 lot = "LOT_SIZE" in e.msg

@@ -22,7 +22,8 @@ RESOLUTIONS = {"1": ("1m", 60_000), "60": ("1h", 3_600_000), "1D": ("1d", 86_400
 def load_instruments() -> list[dict[str, Any]]:
     """Return the recorded real perpetual instruments (USDC linear and BTC/ETH inverse)."""
     text = resources.files("tradebot.exchange_sim").joinpath("data/deribit_instruments.json").read_text()
-    return json.loads(text)["result"]
+    instruments: list[dict[str, Any]] = json.loads(text)["result"]
+    return instruments
 
 
 class DeribitRest:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt
 import structlog
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -205,9 +206,7 @@ class CcxtHistory:
             limit = min(self.config.page_limit, (until_ms - cursor + timeframe.ms - 1) // timeframe.ms)
             rows = await self._call(
                 "fetch_ohlcv",
-                lambda c=cursor, n=limit: self.exchange.fetch_ohlcv(
-                    symbol, timeframe.value, since=c, limit=n
-                ),
+                partial(self.exchange.fetch_ohlcv, symbol, timeframe.value, since=cursor, limit=limit),
             )
             page = [self._candle(symbol, timeframe, row) for row in rows]
             page = [c for c in page if cursor <= c.open_time_ms < until_ms]

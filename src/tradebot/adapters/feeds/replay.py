@@ -208,7 +208,7 @@ def _parse(rows: Iterator[list[str]], name: str, symbol: str, tf: Timeframe, lo:
     candles: list[Candle] = []
     gaps: list[tuple[int, int]] = []
     append = candles.append
-    prev = None
+    prev: int | None = None
     for line, row in enumerate(rows, start=2):
         try:
             t_s, o_s, h_s, l_s, c_s, v_s = row
@@ -223,7 +223,7 @@ def _parse(rows: Iterator[list[str]], name: str, symbol: str, tf: Timeframe, lo:
                 f"{name}:{line}: open_time_ms must be after the previous row's {prev}, was {t_s!r}"
             )
         if lo <= t < hi:
-            if candles and t - prev > tf_ms:
+            if candles and prev is not None and t - prev > tf_ms:
                 gaps.append((prev, (t - prev) // tf_ms - 1))
             append(Candle(symbol, tf, t, o, h, low, c, v))
         prev = t
@@ -252,7 +252,8 @@ def _value_problem(name: str, line: int, symbol: str, tf: Timeframe, row: list[s
         return f"{name}:{line}: open_time_ms must be >= 0, was {row[0]!r}"
     if t % tf.ms:
         return f"{name}:{line}: open_time_ms must be a multiple of {tf.ms} ({tf}), was {row[0]!r}"
-    candle = Candle(symbol, tf, t, *(float(x) for x in row[1:]))
+    o, h, low, c, v = (float(x) for x in row[1:])
+    candle = Candle(symbol, tf, t, o, h, low, c, v)
     problem = validate_candle(candle)
     if problem is None:  # only infinities get past validate_candle
         problem = "prices and volume must be finite"
@@ -301,7 +302,7 @@ def pick_base_timeframe(
     return min(common, key=lambda t: t.ms)
 
 
-def merge_by_time(candles_by_symbol: Mapping[str, Sequence[Candle]]) -> Iterator[Candle]:
+def merge_by_time(candles_by_symbol: Mapping[Symbol, Sequence[Candle]]) -> Iterator[Candle]:
     """Return an iterator over the candles of all symbols in open-time order.
 
     Each input sequence must be ascending in open time. Candles with equal open times come in the
@@ -335,7 +336,9 @@ class ReplayFeed:
         Give control back to the event loop after this many candles (> 0).
     """
 
-    def __init__(self, candles_by_symbol: Mapping[str, Sequence[Candle]], *, yield_every: int = 1000) -> None:
+    def __init__(
+        self, candles_by_symbol: Mapping[Symbol, Sequence[Candle]], *, yield_every: int = 1000
+    ) -> None:
         if yield_every <= 0:
             raise ValueError(f"yield_every must be > 0, was {yield_every!r}")
         self._candles = dict(candles_by_symbol)

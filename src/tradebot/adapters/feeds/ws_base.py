@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from tradebot.adapters.feeds.schemas_common import excerpt
-from tradebot.core.domain import Candle, FeedStatus, Timeframe, floor_time
+from tradebot.core.domain import Candle, FeedStatus, Symbol, Timeframe, floor_time
 from tradebot.errors import DataError, RateLimited, VenueBanned, VenueError
 
 log = structlog.get_logger("tradebot.feeds")
@@ -401,7 +401,9 @@ class LiveCandleFeed(ABC):
             return
         self._stale[symbol] = stale
         self._log.info("feed_stale" if stale else "feed_recovered", symbol=symbol, reason=reason)
-        await self.queue.put(FeedStatus(symbol=symbol, stale=stale, ts_ms=self._now_ms(), reason=reason))
+        await self.queue.put(
+            FeedStatus(symbol=Symbol(symbol), stale=stale, ts_ms=self._now_ms(), reason=reason)
+        )
 
     async def _set_all_stale(self, reason: str) -> None:
         for symbol in self._stale:

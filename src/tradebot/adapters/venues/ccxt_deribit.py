@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -178,10 +179,10 @@ class DeribitVenue(CcxtVenue):
 
     async def fetch_open_orders(self, symbol: Symbol | None = None) -> list[OrderReport]:
         """Open orders of ``symbol`` (or every loaded instrument)."""
-        out = []
+        out: list[OrderReport] = []
         for sym in [symbol] if symbol is not None else list(self.instruments):
             _, name = self._instrument(sym)
-            answer = await self._read("fetch_open_orders", lambda n=name: self.exchange.private_get_get_open_orders_by_instrument({"instrument_name": n}))  # fmt: skip
+            answer = await self._read("fetch_open_orders", partial(self.exchange.private_get_get_open_orders_by_instrument, {"instrument_name": name}))  # fmt: skip
             out.extend(self._decode(r, sym) for r in answer["result"])
         return out
 
@@ -191,11 +192,11 @@ class DeribitVenue(CcxtVenue):
         for currency in sorted(
             {r.get("settlement_currency") or r["base_currency"] for r in self._raw.values()}
         ):
-            summary = await self._read("account_summary", lambda c=currency: self.exchange.private_get_get_account_summary({"currency": c}))  # fmt: skip
+            summary = await self._read("account_summary", partial(self.exchange.private_get_get_account_summary, {"currency": currency}))  # fmt: skip
             balance = Decimal(repr(summary["result"]["balance"]))
             if balance:
                 out[currency] = balance
-            positions = await self._read("positions", lambda c=currency: self.exchange.private_get_get_positions({"currency": c, "kind": "future"}))  # fmt: skip
+            positions = await self._read("positions", partial(self.exchange.private_get_get_positions, {"currency": currency, "kind": "future"}))  # fmt: skip
             for p in positions["result"]:
                 sym = next(
                     (s for s, r in self._raw.items() if r["instrument_name"] == p["instrument_name"]), None

@@ -30,6 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt
@@ -378,7 +379,7 @@ class CcxtVenue:
         for sym in symbols:
             inst, wire_symbol = self._instrument(sym)
             rows = await self._read(
-                "fetch_open_orders", lambda w=wire_symbol: self.exchange.private_get_openorders({"symbol": w})
+                "fetch_open_orders", partial(self.exchange.private_get_openorders, {"symbol": wire_symbol})
             )
             out.extend(self._own(binance_order(r, inst, venue=self.name)) for r in rows)
         return out

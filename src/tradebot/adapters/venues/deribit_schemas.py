@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from functools import partial
 from typing import Any
 
 from tradebot.adapters.venues.wire import dec, fee_in_quote, wire_int, wire_side
@@ -62,15 +63,15 @@ def deribit_instrument(raw: Mapping[str, Any], symbol: Symbol) -> Instrument:
     """
     where = f"deribit instrument {raw.get('instrument_name')!r}"
     fee = dec(raw, "taker_commission", where=where)
-    common = {"symbol": symbol, "base": Asset(str(raw.get("base_currency"))),
-              "quote": Asset(str(raw.get("quote_currency"))), "taker_fee": fee,
-              "maker_fee": dec(raw, "maker_commission", where=where) if "maker_commission" in raw else fee,
-              "tick_size": dec(raw, "tick_size", where=where)}  # fmt: skip
+    common = partial(Instrument, symbol=symbol, base=Asset(str(raw.get("base_currency"))),
+                     quote=Asset(str(raw.get("quote_currency"))), taker_fee=fee,
+                     maker_fee=dec(raw, "maker_commission", where=where) if "maker_commission" in raw else fee,
+                     tick_size=dec(raw, "tick_size", where=where))  # fmt: skip
     if deribit_is_inverse(raw):
-        return Instrument(step_size=_QTY_QUANTUM, min_notional=dec(raw, "min_trade_amount", where=where),
-                          contract_size=dec(raw, "contract_size", where=where), **common)  # fmt: skip
-    return Instrument(step_size=dec(raw, "contract_size", where=where),
-                      min_qty=dec(raw, "min_trade_amount", where=where), **common)  # fmt: skip
+        return common(step_size=_QTY_QUANTUM, min_notional=dec(raw, "min_trade_amount", where=where),
+                      contract_size=dec(raw, "contract_size", where=where))  # fmt: skip
+    return common(step_size=dec(raw, "contract_size", where=where),
+                  min_qty=dec(raw, "min_trade_amount", where=where))  # fmt: skip
 
 
 def deribit_amount(qty: Decimal, price: Decimal, *, inverse: bool, contract_size: Decimal) -> Decimal:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 
 from tradebot.errors import VenueBanned
 

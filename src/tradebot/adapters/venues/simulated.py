@@ -96,8 +96,8 @@ class SimulatedExchange:
         instruments: Mapping[Symbol, Instrument] | Iterable[Instrument],
         balances: Mapping[str, Decimal],
         *,
-        slippage_bps: Decimal | int | str = 5,
-        max_volume_fraction: Decimal | str | None = None,
+        slippage_bps: Decimal | int | float | str = 5,
+        max_volume_fraction: Decimal | float | str | None = None,
         name: str = "simulated",
         trade_id_prefix: str = "sim",
     ) -> None:
