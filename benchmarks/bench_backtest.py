@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def _one(args: argparse.Namespace) -> None:
-    from tradebot.app.backtest import BacktestOptions, load_data, run_backtest
+    from tradebot.app.backtest.backtest import BacktestOptions, load_data, run_backtest
     from tradebot.app.logging import configure_logging
     from tradebot.app.settings import load_settings
     from tradebot.core.domain import Timeframe

@@ -13,7 +13,7 @@ import structlog
 
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
 from tradebot.adapters.venues.ccxt_venue import VenueConfig
-from tradebot.app.execution import ExecutionConfig, OrderExecutor
+from tradebot.app.daemon.execution import ExecutionConfig, OrderExecutor
 from tradebot.core.domain import ClientOrderId, Fill, OrderStatus, OrderType, PlaceOrder, Side, Symbol
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.errors import InsufficientFunds, OrderRejected

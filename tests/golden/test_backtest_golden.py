@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tradebot.adapters.store import SqlEventStore
-from tradebot.app.backtest import BacktestOptions, BacktestResult, run_backtest
+from tradebot.app.backtest.backtest import BacktestOptions, BacktestResult, run_backtest
 from tradebot.app.settings import Settings, load_settings
 from tradebot.core.domain import Timeframe, datetime_to_ms
 

@@ -11,7 +11,7 @@ import structlog
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig
-from tradebot.app.execution import ExecutionConfig, OrderExecutor
+from tradebot.app.daemon.execution import ExecutionConfig, OrderExecutor
 from tradebot.core.domain import Fill, OrderUpdate
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.exchange_sim import ExchangeSim

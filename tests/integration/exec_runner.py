@@ -20,8 +20,8 @@ from decimal import Decimal
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange
-from tradebot.app.execution import ExecutionConfig, OrderExecutor, signed_qty
-from tradebot.app.reconcile import ReconcileConfig, SequencedEvents, reconcile
+from tradebot.app.daemon.execution import ExecutionConfig, OrderExecutor, signed_qty
+from tradebot.app.daemon.reconcile import ReconcileConfig, SequencedEvents, reconcile
 from tradebot.core.domain import ClientOrderId, Fill, PlaceOrder, Side, Symbol
 from tradebot.exchange_sim.binance_private import API_KEY, API_SECRET
 

@@ -42,8 +42,8 @@ import structlog
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_schemas import binance_instrument
-from tradebot.app.backtest import BacktestOptions, run_backtest
-from tradebot.app.demo import DemoOptions, run_demo
+from tradebot.app.backtest.backtest import BacktestOptions, run_backtest
+from tradebot.app.demo.demo import DemoOptions, run_demo
 from tradebot.app.settings import load_settings
 from tradebot.core.domain import PositionEventType, Side, Symbol, Timeframe
 from tradebot.core.portfolio.ledger import Ledger

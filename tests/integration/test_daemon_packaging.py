@@ -111,7 +111,7 @@ def test_healthcheck_reports_feed_lag_and_reconciliation(
 ) -> None:
     import time
 
-    from tradebot.app.health import write_health
+    from tradebot.app.daemon.health import write_health
     from tradebot.cli import main
 
     path = tmp_path / "health.json"

@@ -24,8 +24,8 @@ import pytest
 import structlog
 
 from tradebot.adapters.store import SqlEventStore
-from tradebot.app.backtest import BacktestOptions, run_backtest
-from tradebot.app.demo import DemoOptions, run_demo
+from tradebot.app.backtest.backtest import BacktestOptions, run_backtest
+from tradebot.app.demo.demo import DemoOptions, run_demo
 from tradebot.app.settings import load_settings
 from tradebot.core.domain import PositionEventType, Side, Timeframe
 from tradebot.exchange_sim import ExchangeSim, Market, SimConfig, Tape

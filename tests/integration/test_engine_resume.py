@@ -10,9 +10,9 @@ import pytest
 
 from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.venues.simulated import SimulatedExchange
-from tradebot.app.backtest import BacktestOptions, load_data
+from tradebot.app.backtest.backtest import BacktestOptions, load_data
+from tradebot.app.backtest.replay import Dispatcher, replay_into, slice_end
 from tradebot.app.instruments import default_instruments
-from tradebot.app.replay import Dispatcher, replay_into, slice_end
 from tradebot.app.settings import build_engine_config, load_settings
 from tradebot.core.domain import Timeframe
 from tradebot.core.engine import Engine

@@ -17,7 +17,7 @@ from exec_rig import DATA, FAST_EXEC, FAST_VENUE, START_MS, Rig, _fresh_logging 
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, binance_exchange
-from tradebot.app.execution import OrderExecutor
+from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.core.domain import (
     CancelOrder,
     ClientOrderId,

@@ -19,7 +19,7 @@ from exec_rig import DATA, FAST_EXEC, FAST_VENUE, START_MS, Rig, _fresh_logging 
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
-from tradebot.app.execution import OrderExecutor
+from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.core.domain import ClientOrderId, Fill, OrderStatus, OrderUpdate, PlaceOrder, Side, Symbol
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.exchange_sim import ExchangeSim, SimConfig

@@ -15,8 +15,8 @@ import structlog
 
 from tradebot.adapters.store import SqlEventStore
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange
-from tradebot.app.execution import ExecutionConfig, OrderExecutor
-from tradebot.app.reconcile import ReconcileConfig, SequencedEvents, reconcile
+from tradebot.app.daemon.execution import ExecutionConfig, OrderExecutor
+from tradebot.app.daemon.reconcile import ReconcileConfig, SequencedEvents, reconcile
 from tradebot.core.domain import (
     ClientOrderId,
     Fill,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tradebot.app.interlock import check_interlock, classify_host, resolve_endpoints
+from tradebot.app.daemon.interlock import check_interlock, classify_host, resolve_endpoints
 from tradebot.app.settings import LIVE_CONFIRMATION_PHRASE, Settings
 from tradebot.errors import ConfigError
 from tradebot.exchange_sim import ExchangeSim, SimConfig

@@ -1,21 +1,28 @@
-"""Implementations of the CLI commands (the CLI only parses arguments)."""
+"""Implementations of the CLI commands (the CLI only parses arguments).
+
+At ``app`` level, above the groups: the commands start the backtest, the daemon and the demo, so
+this module is the one part of ``app`` that imports all of them (checked by import-linter).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tradebot.app.backtest import BacktestOptions, BacktestResult, run_backtest
+from tradebot.app.backtest.backtest import BacktestOptions, BacktestResult, run_backtest
 from tradebot.app.logging import bind_run, configure_logging
-from tradebot.app.report import render_comparison, render_summary, write_equity_chart, write_summary_json
+from tradebot.app.reports.report import write_summary_json
+from tradebot.app.reports.tables import render_comparison, render_summary
 from tradebot.app.settings import Settings, load_settings
 from tradebot.core.domain import Timeframe, ms_to_datetime
+from tradebot.core.metrics import EquityCurve
 from tradebot.errors import ConfigError, TradebotError
 
 
@@ -31,7 +38,7 @@ class _Progress:
         self.label = label
         self.tty = console.is_terminal
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._last_pct = -10
 
     def __enter__(self) -> _Progress:
@@ -49,7 +56,7 @@ class _Progress:
         return self
 
     def __call__(self, done: int, total: int) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=done, total=total)
             return
         pct = int(done * 100 / total) if total else 100
@@ -57,9 +64,14 @@ class _Progress:
             self._last_pct = pct
             print(f"{self.label}: {done:,}/{total:,} candles ({pct}%)", file=sys.stderr, flush=True)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(exc_type, exc, tb)
 
 
 def _options(args: Any, settings: Settings, label: str = "") -> BacktestOptions:
@@ -117,6 +129,13 @@ def cmd_backtest(args: Any) -> int:
     return 0
 
 
+def _write_chart(equity_curve: EquityCurve, path: Path) -> None:
+    # matplotlib takes most of a second to import: load it only when a chart is drawn.
+    from tradebot.app.reports.chart import write_equity_chart
+
+    write_equity_chart(equity_curve, path)
+
+
 def _write_outputs(result: BacktestResult, out: Path | None, console: Console, quiet: bool = False) -> None:
     if out is None:
         return
@@ -124,7 +143,7 @@ def _write_outputs(result: BacktestResult, out: Path | None, console: Console, q
     folder = out / run_id
     folder.mkdir(parents=True, exist_ok=True)
     write_summary_json(result.summary, folder / "summary.json")
-    write_equity_chart(result.engine.stats.equity_curve, folder / "equity.png")
+    _write_chart(result.engine.stats.equity_curve, folder / "equity.png")
     if not quiet:
         console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
 
@@ -213,7 +232,7 @@ def cmd_exchange_sim(args: Any) -> int:
 
 
 def _daemon_logging(settings: Settings) -> None:
-    from tradebot.app.bootstrap import secrets_of
+    from tradebot.app.daemon.bootstrap import secrets_of
     from tradebot.app.logging import register_secrets
 
     register_secrets(secrets_of(settings))
@@ -222,8 +241,8 @@ def _daemon_logging(settings: Settings) -> None:
 
 def cmd_run(args: Any) -> int:
     """``tradebot run``: the daemon until SIGTERM/SIGINT (exit 0), a refused start (2) or a failure (1)."""
-    from tradebot.app.bootstrap import DaemonOptions
-    from tradebot.app.daemon import run_daemon
+    from tradebot.app.daemon.bootstrap import DaemonOptions
+    from tradebot.app.daemon.daemon import run_daemon
     from tradebot.app.logging import redact_text
 
     settings = load_settings(args.config)
@@ -244,7 +263,7 @@ def cmd_run(args: Any) -> int:
 
 def cmd_demo(args: Any) -> int:
     """``tradebot demo``: the daemon against the local simulator; ends with the backtest summary."""
-    from tradebot.app.demo import DemoOptions, run_demo
+    from tradebot.app.demo.demo import DemoOptions, run_demo
 
     settings = load_settings(args.config)
     configure_logging(
@@ -267,14 +286,16 @@ def cmd_demo(args: Any) -> int:
         folder = args.out / result.summary["run"]["run_id"]
         folder.mkdir(parents=True, exist_ok=True)
         write_summary_json(result.summary, folder / "summary.json")
-        write_equity_chart(result.daemon.c.engine.stats.equity_curve, folder / "equity.png")
+        components = result.daemon.c
+        assert components is not None  # set by the daemon's start, which run_demo awaited
+        _write_chart(components.engine.stats.equity_curve, folder / "equity.png")
         console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
     return 0
 
 
 def cmd_healthcheck(args: Any) -> int:
     """``tradebot healthcheck``: 0 when the daemon's health file is fresh and the feed lag is small."""
-    from tradebot.app.health import check_health
+    from tradebot.app.daemon.health import check_health
 
     daemon = load_settings().daemon
     healthy, line = check_health(

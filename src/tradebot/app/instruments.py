@@ -4,6 +4,8 @@ Live and testnet modes load the real filters from the venue (``load_markets``); 
 Binance spot's filters for BTCUSDT / ETHUSDT / SOLUSDT (tick 0.01 USDT; step 0.00001 BTC, 0.0001 ETH,
 0.001 SOL; ``LOT_SIZE.maxQty`` 9000 BTC, 9000 ETH, 90000 SOL; ``NOTIONAL.minNotional`` 5 USDT) so
 backtests reject what the exchange would reject.
+
+At ``app`` level because the backtest driver and the daemon's paper mode (``daemon/bootstrap``) both use it.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from tradebot.core.config import EngineConfig
-from tradebot.core.domain import Timeframe
+from tradebot.core.domain import Timeframe, to_decimal
 from tradebot.core.execution.planner import PlannerConfig
 from tradebot.core.management import ManagementConfig, RiskLimits
 from tradebot.core.portfolio.rebalancer import AllocationConfig
@@ -211,12 +211,14 @@ class Settings(BaseSettings):
     feeds: FeedsSettings = FeedsSettings()
     exchange: ExchangeSettings = ExchangeSettings()
     daemon: DaemonSettings = DaemonSettings()
-    # API keys: testnet and live under separate names; a mode only ever reads its own (app/interlock.py).
+    # API keys: testnet and live under separate names; a mode only ever reads its own
+    # (app/daemon/interlock.py).
     testnet_api_key: SecretStr | None = None
     testnet_api_secret: SecretStr | None = None
     live_api_key: SecretStr | None = None
     live_api_secret: SecretStr | None = None
-    postgres_password: SecretStr | None = Field(
+    # The pydantic plugin flags every non-literal alias (here AliasChoices), required or not; this one has a default.
+    postgres_password: SecretStr | None = Field(  # type: ignore[pydantic-alias]
         None,
         validation_alias=AliasChoices("POSTGRES_PASSWORD", "postgres_password"),
         description="password of the docker-compose PostgreSQL (POSTGRES_PASSWORD in .env); a secret",
@@ -282,7 +284,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         "FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}}
     )
     try:
-        settings = cls(**overrides)
+        settings: Settings = cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, toml_path)) from None
     build_engine_config(settings, run_id="validate", base_timeframe=Timeframe.H1)
@@ -341,10 +343,10 @@ def build_engine_config(settings: Settings, *, run_id: str, base_timeframe: Time
                 max_asset_fraction=a.max_asset_fraction,
             ),
             planner=PlannerConfig(
-                band_fraction=p.band_fraction,
+                band_fraction=to_decimal(p.band_fraction, field="band_fraction"),
                 max_order_notional=p.max_order_notional,
                 min_order_notional=p.min_order_notional,
-                cash_buffer_fraction=p.cash_buffer_fraction,
+                cash_buffer_fraction=to_decimal(p.cash_buffer_fraction, field="cash_buffer_fraction"),
             ),
             management=ManagementConfig.from_dict(dict(settings.management)),
             risk=RiskLimits.from_dict(dict(settings.risk)),

@@ -1,4 +1,7 @@
-"""Small async helpers over the event store for the app and the CLI."""
+"""Small async helpers over the event store for the app and the CLI.
+
+At ``app`` level because the backtest driver and the CLI commands (``runs``, ``events``) both use them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reports of a run: rich tables, JSON summary, equity chart (tradebot.app.report)."""
+"""Reports of a run: rich tables, JSON summary, equity chart (tradebot.app.reports)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from tradebot.app.report import (
-    _downsample_indices,
-    build_summary,
-    format_value,
-    read_summary_json,
-    render_comparison,
-    render_summary,
-    write_equity_chart,
-    write_summary_json,
-)
+from tradebot.app.reports.chart import _downsample_indices, write_equity_chart
+from tradebot.app.reports.report import build_summary, read_summary_json, write_summary_json
+from tradebot.app.reports.tables import format_value, render_comparison, render_summary
 from tradebot.core.domain import Symbol, TradeRecord
 from tradebot.core.metrics import DAY_MS, StreamStats, compute_metrics, group_metrics
 

@@ -144,7 +144,7 @@ class PaperRouter:
         """Return the balances stored by :meth:`state`."""
         return {a: Decimal(v) for a, v in state["balances"].items()}
 
-    def requeue(self, orders: Sequence[Order], ref_prices: Mapping[str, Decimal]) -> list[OrderUpdate]:
+    def requeue(self, orders: Sequence[Order], ref_prices: Mapping[Symbol, Decimal]) -> list[OrderUpdate]:
         """Put the engine's in-flight orders (restored from a checkpoint) back into the simulator.
 
         Each order is queued for its unfilled quantity with its original ``created_ms``, so it fills

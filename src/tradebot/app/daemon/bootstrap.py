@@ -4,12 +4,12 @@ settings validated (interlock) → database migrated or checked → markets load
 indicator warm-up by backfill → trading. Every part with a lifecycle is entered on the caller's
 ``AsyncExitStack`` and closed in reverse order.
 
-Execution venue: ``paper`` uses :class:`~tradebot.app.paper.PaperRouter` (a simulated venue fed by the
+Execution venue: ``paper`` uses :class:`~tradebot.app.daemon.paper.PaperRouter` (a simulated venue fed by the
 live candles; no keys). ``testnet`` and ``live`` share one path: :func:`build_venue` opens the ccxt
 venue of ``TRADEBOT_VENUE`` (:class:`~tradebot.adapters.venues.ccxt_venue.CcxtVenue` for Binance,
 :class:`~tradebot.adapters.venues.ccxt_deribit.DeribitVenue`) on the mode's execution REST URL with
 the mode's own keys, the instruments come from the venue (``load_markets``), and orders go through
-:class:`~tradebot.app.venue_router.VenueRouter` (the order executor plus reconciliation). The
+:class:`~tradebot.app.daemon.venue_router.VenueRouter` (the order executor plus reconciliation). The
 start-up reconciliation runs before any order; a refusal stops the start with its message.
 """
 
@@ -40,14 +40,14 @@ from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.feeds.ws_base import LiveCandleFeed
 from tradebot.adapters.store import BatchingWriter, SqlEventStore
 from tradebot.adapters.store.migrate import check_current, ensure_schema
-from tradebot.app.clock import LiveClock
-from tradebot.app.execution import OrderExecutor
+from tradebot.app.daemon.clock import LiveClock
+from tradebot.app.daemon.execution import OrderExecutor
+from tradebot.app.daemon.interlock import ResolvedEndpoints, check_interlock
+from tradebot.app.daemon.paper import PaperRouter
+from tradebot.app.daemon.venue_router import VenueRouter, build_venue
 from tradebot.app.instruments import default_instruments
-from tradebot.app.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.logging import bind_run, redact_text, register_secrets
-from tradebot.app.paper import PaperRouter
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
-from tradebot.app.venue_router import VenueRouter, build_venue
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
 from tradebot.core.engine import Engine
 from tradebot.errors import ConfigError
@@ -112,7 +112,7 @@ class Components:
     resumed: bool
     last_reconciliation_ms: int
     startup_records: list[object] = field(default_factory=list)
-    last_open: dict[str, int] = field(default_factory=dict)
+    last_open: dict[Symbol, int] = field(default_factory=dict)
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -197,7 +197,7 @@ async def open_database(settings: Settings, options: DaemonOptions, stack: Async
 
 def _feed_and_history(
     settings: Settings, endpoints: ResolvedEndpoints, clock: LiveClock, queue: Any, stack: AsyncExitStack
-) -> tuple[type[LiveCandleFeed], Any, CcxtHistory, tuple[Symbol, ...]]:
+) -> tuple[type[BinanceKlineFeed] | type[DeribitChartFeed], Any, CcxtHistory, tuple[Symbol, ...]]:
     bf = settings.feeds.backfill
     backfill = BackfillConfig(**bf.model_dump())
     if settings.venue == "binance":
@@ -210,7 +210,7 @@ def _feed_and_history(
                 "symbols": tuple(fs.symbols or settings.symbols),
             }
         )
-        feed_cls: Any = BinanceKlineFeed
+        feed_cls: type[BinanceKlineFeed] | type[DeribitChartFeed] = BinanceKlineFeed
     else:
         exchange = make_deribit(endpoints.feed_rest.url, timeout_ms=bf.timeout_ms)
         fs2 = settings.feeds.deribit
@@ -247,7 +247,7 @@ async def warm_up(engine: Engine, history: CcxtHistory, settings: Settings, anch
 
     For each stream timeframe (and the rebalance timeframe) the candles with
     ``anchor − 3·max(slow)·tf <= open <= anchor − tf`` are fetched over REST (the window of
-    :func:`tradebot.app.backtest.load_data`), so a daemon started at ``anchor_ms`` decides like a
+    :func:`tradebot.app.backtest.backtest.load_data`), so a daemon started at ``anchor_ms`` decides like a
     backtest starting there.
     """
     tfs = {Timeframe(s.timeframe) for s in settings.streams} | {Timeframe(settings.rebalance_timeframe)}
@@ -261,7 +261,7 @@ async def warm_up(engine: Engine, history: CcxtHistory, settings: Settings, anch
     return list(engine.warm_up(candles))
 
 
-async def prime(engine: Engine, history: CcxtHistory, since_ms: int, last_open: Mapping[str, int]) -> int:
+async def prime(engine: Engine, history: CcxtHistory, since_ms: int, last_open: Mapping[Symbol, int]) -> int:
     """Replay to the book (deciding nothing) the base candles from ``since_ms`` to each symbol's last
     processed open time; return how many."""
     per_symbol = {}

@@ -1,6 +1,6 @@
 """Testnet / live execution for the daemon: engine orders → :class:`OrderExecutor` → a ccxt venue.
 
-:class:`VenueRouter` has the daemon-facing shape of :class:`~tradebot.app.paper.PaperRouter`
+:class:`VenueRouter` has the daemon-facing shape of :class:`~tradebot.app.daemon.paper.PaperRouter`
 (``submit`` / ``cancel`` / ``on_candle`` / ``open_orders`` / ``state``) plus the start-up and periodic
 reconciliation and the executor's polling. Every venue answer goes to the engine as soon as it is
 known: a submit returns the order's status update and its fills (a market order fills at once), a
@@ -29,9 +29,9 @@ import structlog
 
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, binance_exchange
-from tradebot.app.execution import Event, OrderExecutor
-from tradebot.app.interlock import ResolvedEndpoints
-from tradebot.app.reconcile import ReconcileConfig, reconcile
+from tradebot.app.daemon.execution import Event, OrderExecutor
+from tradebot.app.daemon.interlock import ResolvedEndpoints
+from tradebot.app.daemon.reconcile import ReconcileConfig, reconcile
 from tradebot.app.settings import Settings
 from tradebot.core.domain import (
     ZERO,
@@ -127,7 +127,7 @@ class VenueRouter:
         return {"baseline": {a: str(v) for a, v in sorted(self.baseline.items())}, "since_ms": self._since_ms}
 
     # -- reconciliation ---------------------------------------------------------------------------
-    def _ledger(self, engine: Engine) -> tuple[dict[str, Decimal], Decimal]:
+    def _ledger(self, engine: Engine) -> tuple[dict[Symbol, Decimal], Decimal]:
         """The ledger as the venue should see it (the baseline added)."""
         positions = {
             s: engine.ledger.position(s) + self.baseline.get(engine.instruments[s].base, ZERO)
@@ -156,7 +156,7 @@ class VenueRouter:
            engine has not applied it;
         3. every order the engine has in flight and the database knows is looked up at the venue
            (a row the venue refused definitively is answered from the row); the database's other
-           open orders and unknown venue orders are adopted (:func:`~tradebot.app.reconcile.reconcile`);
+           open orders and unknown venue orders are adopted (:func:`~tradebot.app.daemon.reconcile.reconcile`);
            what the venue reports goes to the engine;
         4. balances are compared (``ok`` False → :class:`ConfigError` with the report's message);
         5. in-flight orders without a database row were never sent: they are sent now.

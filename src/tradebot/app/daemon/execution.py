@@ -4,7 +4,7 @@ Guarantees (the "never duplicated, never lost" rules):
 
 1. **Persist before send.** The order row is committed with status ``PENDING_SUBMIT`` (``await
    store.write``) before the request leaves; a crash after the send leaves a row that restart
-   reconciliation resolves by client order id (:mod:`tradebot.app.reconcile`).
+   reconciliation resolves by client order id (:mod:`tradebot.app.daemon.reconcile`).
 2. **Send once.** A submit is never retried as such. Its outcome is ACCEPTED (or already filled),
    REJECTED (definitive, with the venue's reason), DENIED (refused locally by the instrument
    filters, never sent) or UNKNOWN. A request the venue refused *before processing* (HTTP 429,

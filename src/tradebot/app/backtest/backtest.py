@@ -15,17 +15,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from tradebot import __version__
 from tradebot.adapters.feeds.replay import discover, load_candles, merge_by_time, pick_base_timeframe
 from tradebot.adapters.venues.simulated import SimulatedExchange
+from tradebot.app.backtest.replay import Dispatcher, ReplayStream, replay_into, slice_end
 from tradebot.app.instruments import default_instruments
-from tradebot.app.replay import Dispatcher, ReplayStream, replay_into, slice_end
+from tradebot.app.reports.summary import build_run_summary
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
-from tradebot.app.summary import build_run_summary
 from tradebot.core.domain import (
     Candle,
     Instrument,
@@ -35,6 +35,9 @@ from tradebot.core.domain import (
 )
 from tradebot.core.engine import Engine
 from tradebot.errors import DataError
+
+if TYPE_CHECKING:  # the store (sqlalchemy) is imported only when a run writes to a database
+    from tradebot.adapters.store.event_store import BatchingWriter
 
 log = structlog.get_logger("tradebot.backtest")
 
@@ -268,7 +271,14 @@ async def run_backtest(
     )
 
 
-async def _replay_async(engine, exchange, stream, on_chunk, writer, pending_writes) -> Dispatcher:
+async def _replay_async(
+    engine: Engine,
+    exchange: SimulatedExchange,
+    stream: ReplayStream,
+    on_chunk: Callable[[int, list[object]], None],
+    writer: BatchingWriter | None,
+    pending_writes: list[list[object]],
+) -> Dispatcher:
     # Run the synchronous replay chunk by chunk (whole time slices), yielding to the writer between chunks.
     d = Dispatcher(engine, exchange)
     n = len(stream)

@@ -17,7 +17,7 @@ task that touches the engine:
    covered by a checkpoint is sent. A restart therefore never decides a step with orders again: it
    only recomputes candle steps that decided nothing (every record is written idempotently under
    deterministic ids), looks up the orders that may have been sent and sends those that never were
-   (:class:`~tradebot.app.venue_router.VenueRouter`);
+   (:class:`~tradebot.app.daemon.venue_router.VenueRouter`);
 5. testnet/live: the executor's open orders are polled every ``TRADEBOT_DAEMON__POLL_INTERVAL_S``
    and the account reconciled every ``TRADEBOT_DAEMON__RECONCILE_INTERVAL_S`` (between candles).
 
@@ -37,13 +37,13 @@ from typing import Any
 
 import structlog
 
-from tradebot.app.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
-from tradebot.app.health import write_health
-from tradebot.app.sequencer import CandleSequencer
+from tradebot.app.daemon.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
+from tradebot.app.daemon.health import write_health
+from tradebot.app.daemon.sequencer import CandleSequencer
+from tradebot.app.daemon.status import status_fields
+from tradebot.app.daemon.venue_router import VenueRouter
+from tradebot.app.reports.summary import build_run_summary
 from tradebot.app.settings import Settings
-from tradebot.app.status import status_fields
-from tradebot.app.summary import build_run_summary
-from tradebot.app.venue_router import VenueRouter
 from tradebot.core.domain import (
     CancelOrder,
     Candle,
@@ -195,10 +195,10 @@ class Daemon:
     async def _process(self, event: Candle | FeedStatus) -> None:
         c = self.c
         assert c is not None
-        if type(event) is FeedStatus:
+        if isinstance(event, FeedStatus):
             await self._dispatch(c.engine.on_feed_status(event))
             return
-        candle: Candle = event  # type: ignore[assignment]
+        candle = event
         self.candles += 1
         self._last_open[candle.symbol] = candle.open_time_ms
         self._last_close_ms = candle.open_time_ms + 60_000
@@ -221,20 +221,20 @@ class Daemon:
         venue = isinstance(c.router, VenueRouter)
         orders: list[PlaceOrder | CancelOrder] = []
         for cmd in commands:
-            kind = type(cmd)
-            if kind is PlaceOrder or kind is CancelOrder:
-                orders.append(cmd)  # type: ignore[arg-type]
+            if type(cmd) is PlaceOrder or type(cmd) is CancelOrder:
+                orders.append(cmd)
                 continue
+            kind = type(cmd)
             if kind is OrderRecord and venue:
                 continue
-            if kind is TradeRecord:
-                self.trades[cmd.position_id] = cmd  # type: ignore[attr-defined]
+            if type(cmd) is TradeRecord:
+                self.trades[cmd.position_id] = cmd
             elif kind is Fill or kind is PositionEvent:
                 self._changed = True
             self._log_record(cmd)
             self._records.append(cmd)
         for cmd in orders:
-            if type(cmd) is CancelOrder:
+            if isinstance(cmd, CancelOrder):
                 self._changed = True
                 await self._apply(await c.router.cancel(cmd, c.engine.last_time_ms))
                 continue
@@ -279,29 +279,28 @@ class Daemon:
             )
 
     def _log_record(self, rec: object) -> None:
-        kind = type(rec)
-        if kind is Fill:
+        if type(rec) is Fill:
             log.info(
                 "order_filled",
                 client_order_id=rec.client_order_id,
-                symbol=rec.symbol,  # type: ignore[attr-defined]
+                symbol=rec.symbol,
                 side=str(rec.side),
                 qty_base=str(rec.qty),
-                price_quote=str(rec.price),  # type: ignore[attr-defined]
+                price_quote=str(rec.price),
                 fee_quote=str(rec.fee_quote),
                 trade_id=rec.trade_id,
                 time_ms=rec.ts_ms,
-            )  # type: ignore[attr-defined]
-        elif kind is StreamSignal and rec.flipped:  # type: ignore[attr-defined]
+            )
+        elif type(rec) is StreamSignal and rec.flipped:
             log.info(
                 "stream_flipped",
                 stream=rec.stream,
-                state=str(rec.state),  # type: ignore[attr-defined]
+                state=str(rec.state),
                 confidence=round(rec.confidence, 4),
                 time_ms=rec.time_ms,
-            )  # type: ignore[attr-defined]
-        elif kind is PositionEvent:
-            ev: PositionEvent = rec  # type: ignore[assignment]
+            )
+        elif type(rec) is PositionEvent:
+            ev = rec
             name = (
                 "rebalance_planned"
                 if ev.event_type in _REBALANCE
@@ -355,7 +354,7 @@ class Daemon:
         log.info("run_completed", final_equity_quote=str(self.summary.get("final_equity", "")))
 
     def status(self) -> dict[str, Any]:
-        """The fields of the status line now (see :func:`tradebot.app.status.status_fields`)."""
+        """The fields of the status line now (see :func:`tradebot.app.daemon.status.status_fields`)."""
         c = self.c
         assert c is not None
         lag = None if self._last_close_ms is None else c.clock.now_ms() - self._last_close_ms

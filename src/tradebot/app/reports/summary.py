@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from tradebot.app.report import build_summary
-from tradebot.core.domain import Timeframe, TradeRecord, ms_to_datetime
+from tradebot.app.reports.report import build_summary
+from tradebot.core.domain import Symbol, Timeframe, TradeRecord, ms_to_datetime
 from tradebot.core.engine import Engine
 from tradebot.core.metrics import StreamStats, compute_metrics, group_metrics
 
@@ -20,11 +20,11 @@ def build_run_summary(
     run_id: str,
     base: Timeframe,
     n_candles: int,
-    gaps: Mapping[str, Sequence[Any]],
+    gaps: Mapping[Symbol, Sequence[Any]],
     label: str = "",
     mode: str = "backtest",
 ) -> dict[str, Any]:
-    """Return the summary dict (see :mod:`tradebot.app.report`) of a finished run.
+    """Return the summary dict (see :mod:`tradebot.app.reports.report`) of a finished run.
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def build_run_summary(
         "final_positions": {s: engine.ledger.position(s) for s in engine.symbols},
     }
     if scale_ins:
-        extras["scale_in_success_rate"] = _scale_in_success(all_trades, stats)
+        extras["scale_in_success_rate"] = _scale_in_success(all_trades, stats.scaled_in_positions)
     return build_summary(
         run_info=run_info,
         metrics=metrics,
@@ -110,9 +110,8 @@ def build_run_summary(
     )
 
 
-def _scale_in_success(trades: Sequence[TradeRecord], stats) -> float | None:
+def _scale_in_success(trades: Sequence[TradeRecord], ids: Collection[str]) -> float | None:
     # Fraction of closed trades that had a scale-in and ended with a positive net PnL.
-    ids = stats.scaled_in_positions
     closed = [t for t in trades if t.position_id in ids and t.closed_ms is not None]
     if not closed:
         return None
@@ -132,7 +131,7 @@ def _describe_gaps(gaps: Sequence[Any], shown: int = 3) -> str:
     return f"{len(gaps)} gap(s), {total} bars missing: {parts}{more}"
 
 
-def _gaps_text(gaps: Mapping[str, Sequence[Any]]) -> str:
+def _gaps_text(gaps: Mapping[Symbol, Sequence[Any]]) -> str:
     # One line for the run table: identical gaps of every symbol are said once.
     described = {s: _describe_gaps(g) for s, g in gaps.items()}
     if len(set(described.values())) == 1:

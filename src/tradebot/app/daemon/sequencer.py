@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import cast
 
 import structlog
 
@@ -45,7 +46,8 @@ class CandleSequencer:
             for q in self._buf.values():
                 while q and type(q[0]) is FeedStatus:
                     out.append(q.popleft())
-            heads = [(q[0].open_time_ms, self._rank[s], s) for s, q in self._buf.items() if q]
+            # The loop above took every leading FeedStatus, so each non-empty queue starts with a Candle.
+            heads = [(cast(Candle, q[0]).open_time_ms, self._rank[s], s) for s, q in self._buf.items() if q]
             if not heads:
                 self._blocked_since = None
                 return out

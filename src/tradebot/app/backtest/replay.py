@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from tradebot.adapters.venues.simulated import SimulatedExchange
-from tradebot.core.domain import Candle, Fill, OrderStatus, OrderUpdate, PlaceOrder, Symbol
+from tradebot.core.domain import Candle, ExchangeOrderId, Fill, OrderStatus, OrderUpdate, PlaceOrder, Symbol
 from tradebot.core.engine import Engine
 
 __all__ = ["Dispatcher", "ReplayStream", "replay_into", "slice_end"]
@@ -43,7 +43,9 @@ class Dispatcher:
                     symbol=cmd.symbol,
                     status=report.status,
                     ts_ms=cmd.created_ms,
-                    exchange_order_id=report.exchange_order_id,
+                    exchange_order_id=None
+                    if report.exchange_order_id is None
+                    else ExchangeOrderId(report.exchange_order_id),
                     reason=report.reason,
                 )
                 if report.status is not OrderStatus.PENDING_SUBMIT:
@@ -51,11 +53,11 @@ class Dispatcher:
             else:
                 records.append(cmd)
 
-    def on_venue_events(self, events: Sequence[object]) -> None:
+    def on_venue_events(self, events: Sequence[Fill | OrderUpdate]) -> None:
         """Feed fills and order updates from the simulated exchange to the engine."""
         engine = self.engine
         for ev in events:
-            if type(ev) is Fill:
+            if isinstance(ev, Fill):
                 self.dispatch(engine.on_fill(ev))
             else:
                 self.dispatch(engine.on_order_update(ev))
@@ -100,10 +102,10 @@ class ReplayStream:
         they are split here.
         """
         if by_symbol is None:
-            split: dict[Symbol, list[Candle]] = {}
+            split: dict[str, list[Candle]] = {}
             for c in candles:
                 split.setdefault(c[0], []).append(c)
-            by_symbol = split
+            by_symbol = {Symbol(s): v for s, v in split.items()}
         return cls(candles, tuple(by_symbol.items()))
 
     def __len__(self) -> int:

@@ -26,9 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tradebot.app.bootstrap import DaemonOptions, new_run_id
-from tradebot.app.clock import FollowClock
-from tradebot.app.daemon import Daemon
+from tradebot.app.daemon.bootstrap import DaemonOptions, new_run_id
+from tradebot.app.daemon.clock import FollowClock
+from tradebot.app.daemon.daemon import Daemon
 from tradebot.app.settings import Settings
 from tradebot.errors import DataError
 from tradebot.exchange_sim import ExchangeSim, SimConfig

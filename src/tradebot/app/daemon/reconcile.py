@@ -3,7 +3,7 @@
 :func:`reconcile` fetches the venue's open orders, our recent trades and the balances, then:
 
 1. **Orders.** Every order the database holds as not terminal (PENDING_SUBMIT, UNKNOWN, ACCEPTED,
-   PARTIALLY_FILLED) is handed to the :class:`~tradebot.app.execution.OrderExecutor`, which resolves
+   PARTIALLY_FILLED) is handed to the :class:`~tradebot.app.daemon.execution.OrderExecutor`, which resolves
    it by client order id (never by re-sending). Open orders at the venue that the database does not
    know are *adopted* (a row is written and the executor tracks them).
 2. **Fills.** Venue trades whose (symbol, trade id) is not among the applied fills are returned for
@@ -28,7 +28,7 @@ from decimal import Decimal
 
 import structlog
 
-from tradebot.app.execution import Event, OrderExecutor
+from tradebot.app.daemon.execution import Event, OrderExecutor
 from tradebot.core.domain import (
     ZERO,
     ClientOrderId,
@@ -147,7 +147,7 @@ class ReconcileReport:
     message: str = "reconciled"
 
 
-def compare_balances(instruments: Mapping[Symbol, Instrument], quote: str, ledger_positions: Mapping[str, Decimal],
+def compare_balances(instruments: Mapping[Symbol, Instrument], quote: str, ledger_positions: Mapping[Symbol, Decimal],
                      ledger_cash: Decimal, venue_balances: Mapping[str, Decimal], missing: Sequence[Fill],
                      config: ReconcileConfig) -> list[AssetCheck]:  # fmt: skip
     """Compare the ledger with the venue per traded base asset and the quote asset (pure).
@@ -188,7 +188,7 @@ def _adopted(report: OrderReport, now_ms: int) -> PlaceOrder:
 
 
 async def reconcile(executor: OrderExecutor, *, db_orders: Sequence[OrderRecord], applied: Iterable[Fill],
-                    ledger_positions: Mapping[str, Decimal], ledger_cash: Decimal, quote: str, since_ms: int,
+                    ledger_positions: Mapping[Symbol, Decimal], ledger_cash: Decimal, quote: str, since_ms: int,
                     now_ms: int, events: EventFactory, config: ReconcileConfig | None = None,
                     startup: bool = True) -> ReconcileReport:  # fmt: skip
     """Compare the database and ledger with the venue and repair what can be explained (module docstring).
@@ -272,7 +272,7 @@ async def _settle(executor: OrderExecutor, timeout_s: float) -> list[Event]:
 
 async def _judge(report: ReconcileReport, executor: OrderExecutor, instruments: Mapping[Symbol, Instrument],
                  events: EventFactory, now_ms: int) -> None:  # fmt: skip
-    by_asset = {inst.base: sym for sym, inst in instruments.items()}
+    by_asset: dict[str, Symbol] = {inst.base: sym for sym, inst in instruments.items()}
     anchor = next(iter(instruments))
     problems = []
     for check in report.checks:
