@@ -14,10 +14,29 @@ from typing import Any
 
 from aiohttp import web
 
-from tradebot.core.domain import Timeframe
 from tradebot.exchange_sim.binance_ws import fmt8
 from tradebot.exchange_sim.faults import VenueFaults
 from tradebot.exchange_sim.market import Bar, Market
+
+#: Spot kline intervals (Binance REST docs) → length, ms; 1M (a calendar month) is accepted, never served.
+INTERVALS_MS = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+    "1M": 31 * 86_400_000,
+}
 
 _ERRORS = {
     429: {"code": -1003, "msg": "Too many requests; current limit of IP is 6000 requests per minute."},
@@ -28,8 +47,7 @@ _ERRORS = {
 def load_exchange_info() -> dict[str, Any]:
     """Return the recorded real ``exchangeInfo`` (BTCUSDT, ETHUSDT, SOLUSDT) shipped with the simulator."""
     text = resources.files("tradebot.exchange_sim").joinpath("data/binance_exchange_info.json").read_text()
-    info: dict[str, Any] = json.loads(text)
-    return info
+    return json.loads(text)
 
 
 def kline_row(bar: Bar, timeframe_ms: int) -> list[Any]:
@@ -96,14 +114,23 @@ class BinanceRest:
         return web.json_response(info)
 
     async def klines(self, request: web.Request) -> web.Response:
-        """``GET /api/v3/klines?symbol=&interval=&startTime=&endTime=&limit=`` (limit ≤ 1000, default 500)."""
+        """``GET /api/v3/klines?symbol=&interval=&startTime=&endTime=&limit=`` (limit ≤ 1000, default 500).
+
+        With ``startTime`` the first ``limit`` candles from it, else the last ``limit`` up to
+        ``endTime``/now. Intervals the tape does not hold (5m, 2h …) are aggregated from it
+        (:meth:`Tape.window`); an unknown interval is -1120, an unknown symbol -1121, as on Binance.
+        """
         fault = self._fault(request)
         if fault:
             return fault
         q = request.query
         symbol, interval = q.get("symbol", ""), q.get("interval", "")
+        if symbol not in self.market.tape.symbols:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        if interval not in INTERVALS_MS:
+            return web.json_response({"code": -1120, "msg": "Invalid interval."}, status=400)
         try:
-            tf_ms = Timeframe.parse(interval).ms
+            tf_ms = INTERVALS_MS[interval]
             limit = min(int(q.get("limit", "500")), 1000)
             start = int(q["startTime"]) if "startTime" in q else None
             end = int(q["endTime"]) if "endTime" in q else None
@@ -111,11 +138,9 @@ class BinanceRest:
             return web.json_response(
                 {"code": -1100, "msg": "Illegal characters found in parameter."}, status=400
             )
-        if symbol not in self.market.tape.symbols or not self.market.tape.has(symbol, interval):
-            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         now = self.market.now_ms
         hi = min(now + 1, end + 1) if end is not None else now + 1
-        bars = self.market.tape.bars(symbol, interval, start if start is not None else 0, hi)
+        bars = self.market.tape.window(symbol, tf_ms, start if start is not None else 0, hi)
         rows = []
         for bar in bars:
             if bar.open_time_ms + tf_ms > now:  # still forming

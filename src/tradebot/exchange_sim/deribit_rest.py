@@ -15,15 +15,17 @@ from tradebot.exchange_sim.deribit_ws import rpc_error, rpc_result, tape_symbol
 from tradebot.exchange_sim.faults import VenueFaults
 from tradebot.exchange_sim.market import Market
 
-#: Deribit chart resolutions → (tape timeframe, length ms).
-RESOLUTIONS = {"1": ("1m", 60_000), "60": ("1h", 3_600_000), "1D": ("1d", 86_400_000)}
+#: Deribit chart resolutions (minutes, or ``1D``; API docs) → candle length, ms.
+RESOLUTIONS = {
+    **{str(m): m * 60_000 for m in (1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720)},
+    "1D": 86_400_000,
+}
 
 
 def load_instruments() -> list[dict[str, Any]]:
     """Return the recorded real perpetual instruments (USDC linear and BTC/ETH inverse)."""
     text = resources.files("tradebot.exchange_sim").joinpath("data/deribit_instruments.json").read_text()
-    instruments: list[dict[str, Any]] = json.loads(text)["result"]
-    return instruments
+    return json.loads(text)["result"]
 
 
 class DeribitRest:
@@ -75,19 +77,19 @@ class DeribitRest:
         names = {i["instrument_name"] for i in self.instruments}
         instrument = q.get("instrument_name", "")
         try:
-            tf, tf_ms = RESOLUTIONS[q.get("resolution", "")]
+            tf_ms = RESOLUTIONS[q.get("resolution", "")]
             start, end = int(q["start_timestamp"]), int(q["end_timestamp"])
         except (KeyError, ValueError):
             return web.json_response(json.loads(rpc_error(None, -32602, "Invalid params")), status=400)
         if instrument not in names:
             return web.json_response(json.loads(rpc_error(None, 10000, "instrument_not_found")), status=400)
-        bars = self.market.tape.bars(tape_symbol(instrument), tf, start, min(end, now) + 1)
+        bars = self.market.tape.window(tape_symbol(instrument), tf_ms, start, min(end, now) + 1)
         cols: dict[str, list[Any]] = {
             k: [] for k in ("ticks", "open", "high", "low", "close", "volume", "cost")
         }
         for bar in bars:
             if bar.open_time_ms + tf_ms > now:
-                if tf != "1m":
+                if tf_ms != 60_000:
                     continue
                 bar = bar.opening()
             cols["ticks"].append(bar.open_time_ms)

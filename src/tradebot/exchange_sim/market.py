@@ -15,6 +15,7 @@ import csv
 import gzip
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from tradebot.core.domain import Candle, Timeframe
@@ -105,10 +106,48 @@ class Tape:
         lo, hi = bisect.bisect_left(opens, since_ms), bisect.bisect_left(opens, until_ms)
         return self._bars[key][lo:hi]
 
+    def window(self, symbol: str, timeframe_ms: int, since_ms: int, until_ms: int) -> list[Bar]:
+        """Return ``timeframe_ms`` bars with ``since_ms <= open_time_ms < until_ms``: the loaded ones, or
+        aggregated exactly (Decimal) from the longest loaded timeframe that divides ``timeframe_ms``
+        (5m from 1m, 2h from 1h), as the venue builds them from its trades; empty when none divides.
+
+        Aggregated periods are UTC-aligned; a period is built from the bars it has (a real gap
+        leaves it short, a period without bars is absent). The caller drops periods not yet closed.
+        """
+        loaded = sorted(
+            (tf for (sym, tf) in self._bars if sym == symbol), key=lambda tf: Timeframe(tf).ms, reverse=True
+        )
+        for tf in loaded:
+            ms = Timeframe(tf).ms
+            if ms == timeframe_ms:
+                return self.bars(symbol, tf, since_ms, until_ms)
+            if timeframe_ms % ms == 0:
+                lo = since_ms - since_ms % timeframe_ms
+                return _aggregate(self.bars(symbol, tf, lo, until_ms), timeframe_ms, since_ms)
+        return []
+
     def bar(self, symbol: str, open_ms: int) -> Bar | None:
         """Return the 1m bar opened at ``open_ms`` or ``None`` (no trading that minute)."""
         found = self.bars(symbol, "1m", open_ms, open_ms + 1)
         return found[0] if found else None
+
+
+def _aggregate(bars: list[Bar], period_ms: int, since_ms: int) -> list[Bar]:
+    out: list[Bar] = []
+    group: list[Bar] = []
+    for bar in [*bars, None]:
+        start = None if bar is None else bar.open_time_ms - bar.open_time_ms % period_ms
+        if group and (bar is None or start != group[0].open_time_ms - group[0].open_time_ms % period_ms):
+            first = group[0].open_time_ms - group[0].open_time_ms % period_ms
+            if first >= since_ms:
+                high = max((b.high for b in group), key=Decimal)
+                low = min((b.low for b in group), key=Decimal)
+                volume = sum((Decimal(b.volume) for b in group), Decimal(0))
+                out.append(Bar(first, group[0].open, high, low, group[-1].close, f"{volume.normalize():f}"))
+            group = []
+        if bar is not None:
+            group.append(bar)
+    return out
 
 
 def _read_bars(path: Path) -> list[Bar]:
