@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tradebot.core.domain import PositionEvent, PositionEventType, Symbol, TradeRecord
 from tradebot.core.metrics import (
+    ANNUALIZE_MIN_MS,
     DAY_MS,
     YEAR_MS,
     StreamStats,
@@ -87,9 +88,17 @@ class TestEquityCurve:
         assert [t for t, _ in dd] == [t for t, _ in CURVE]
         assert [v for _, v in dd] == pytest.approx([0.0, 0.0, 0.25, 0.1, 0.0], rel=REL, abs=1e-15)
 
-    def test_annualized_return_is_cagr_over_365_days(self) -> None:
+    def test_annualized_return_is_none_under_90_days(self) -> None:
+        # Was: the CAGR of this 4-day curve; STRATEGY.md §7 omits annualized figures under 90 days.
         m = metrics()
-        assert m.annualized_return == pytest.approx(1.26 ** (365 / 4) - 1, rel=1e-9)
+        assert m.annualized_return is None
+        short = metrics(curve=[(0, 100.0), (ANNUALIZE_MIN_MS - 1, 110.0)])
+        assert short.annualized_return is None
+
+    def test_annualized_return_is_cagr_over_365_days_from_90_days(self) -> None:
+        m = metrics(curve=[(0, 100.0), (45 * DAY_MS, 90.0), (ANNUALIZE_MIN_MS, 126.0)])
+        assert ANNUALIZE_MIN_MS == 90 * DAY_MS
+        assert m.annualized_return == pytest.approx(1.26 ** (365 / 90) - 1, rel=1e-9)
 
     def test_annualized_return_none_below_one_day(self) -> None:
         m = metrics(curve=[(0, 100.0), (DAY_MS - 1, 101.0)])

@@ -20,6 +20,7 @@ from tradebot.core.domain import TradeRecord, to_decimal
 from tradebot.core.metrics.trades import TradeStats, trade_stats
 
 __all__ = [
+    "ANNUALIZE_MIN_MS",
     "DAY_MS",
     "YEAR_MS",
     "EquityCurve",
@@ -33,8 +34,11 @@ __all__ = [
 
 #: Milliseconds in a year of 365 days (the annualization basis of every measure here).
 YEAR_MS = 365 * 86_400_000
-#: Minimum curve span for an annualized return (shorter spans give meaningless CAGRs).
+#: Milliseconds in a day.
 DAY_MS = 86_400_000
+#: Minimum curve span for an annualized return (STRATEGY.md §7: annualized figures are omitted under 90
+#: days; a shorter span compounds a few weeks' luck into a meaningless CAGR).
+ANNUALIZE_MIN_MS = 90 * DAY_MS
 
 EquityCurve = Sequence[tuple[int, float | Decimal]]
 
@@ -50,12 +54,16 @@ class Metrics:
     start_ms, end_ms, n_samples
         Span of the curve (ms UTC) and its number of samples.
     total_return, annualized_return
-        Fractions; ``annualized_return`` is ``None`` when the span is shorter than one day.
+        Fractions; ``annualized_return`` is ``None`` when the span is shorter than 90 days
+        (:data:`ANNUALIZE_MIN_MS`).
     max_drawdown, max_drawdown_peak_ms, max_drawdown_trough_ms
         Largest peak-to-trough fall as a positive fraction of the peak, and when its peak and trough
         were (``None`` when the curve never fell).
     sharpe, sortino, periods_per_year
-        Annualized ratios (risk-free rate 0) and the periods per year used to annualize them.
+        Annualized ratios (risk-free rate 0) and the periods per year used to annualize them. Unlike
+        ``annualized_return`` they are kept under 90 days: they scale the per-sample mean/deviation
+        ratio by √periods_per_year rather than compound the run's return over a year, so a short run
+        does not extrapolate its gain; they are ``None`` only when undefined.
     exposure_fraction
         Fraction of the curve's span with a position open, ``None`` when not given.
     turnover
@@ -237,7 +245,7 @@ def _curve_measures(times: list[int], values: list[float], periods_per_year: flo
     span = times[-1] - times[0]
     growth = values[-1] / values[0]
     annualized: float | None = None
-    if span >= DAY_MS:
+    if span >= ANNUALIZE_MIN_MS:
         try:
             annualized = growth ** (YEAR_MS / span) - 1.0
         except OverflowError:
@@ -290,7 +298,7 @@ def compute_metrics(
     -------
     Metrics
         ``total_return = E_last / E_first − 1``; ``annualized_return = (E_last / E_first)^(YEAR_MS /
-        span) − 1`` (CAGR; ``None`` if span < 1 day); per-sample returns ``r_i = E_i / E_{i−1} − 1``
+        span) − 1`` (CAGR; ``None`` if span < 90 days, :data:`ANNUALIZE_MIN_MS`); per-sample returns ``r_i = E_i / E_{i−1} − 1``
         feed :func:`sharpe_ratio` and :func:`sortino_ratio`; ``turnover = traded_notional / mean(E)``.
 
     Raises
