@@ -207,9 +207,10 @@ class RecordBuilder:
         """The equity row at ``t`` (ms UTC) at ``marks``; also an equity sample for the statistics."""
         equity = self.ledger.equity(marks)
         positions = self.ledger.positions()
-        self.stats.on_equity(t, equity, any([st.qty for st in self._sym.values()]))
+        held = dict(marks)  # one copy, shared by the snapshot and the statistics' mark curve
+        self.stats.on_equity(t, equity, any([st.qty for st in self._sym.values()]), held)
         return EquitySnapshot(
-            time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=dict(marks)
+            time_ms=t, equity=equity, cash=self.ledger.cash, positions=positions, marks=held
         )
 
     def event(

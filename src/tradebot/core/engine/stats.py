@@ -6,7 +6,7 @@ second pass over the records. Pure, like the rest of the core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,9 @@ from tradebot.core.domain import ZERO, Fill, PositionEventType, StreamSignal, St
 class EngineStats:
     """Counters the reports need: fills, fees, turnover, stream time-in and flips, event counts.
 
-    All money in quote currency (``Decimal``); times in ms UTC.
+    All money in quote currency (``Decimal``); times in ms UTC. ``equity_curve`` holds the equity
+    samples and ``mark_curve``, parallel to it, the marks each sample was valued at (``{symbol: price}``,
+    quote currency; the buy-and-hold benchmark of the reports is marked with them).
     """
 
     def __init__(self, symbols: Iterable[str], streams: Iterable[str]) -> None:
@@ -32,6 +34,7 @@ class EngineStats:
         self.event_counts: dict[str, int] = {}
         self.event_amounts: dict[str, Decimal] = {}
         self.equity_curve: list[tuple[int, Decimal]] = []
+        self.mark_curve: list[tuple[int, Mapping[str, Decimal]]] = []
         self.exposure_ms = 0
         self._last_equity_ms: int | None = None
         self._last_exposed = False
@@ -94,12 +97,18 @@ class EngineStats:
         if amount is not None:
             self.event_amounts[kind.value] = self.event_amounts.get(kind.value, ZERO) + amount
 
-    def on_equity(self, t: int, equity: Decimal, exposed: bool) -> None:
-        """Append an equity sample and accumulate exposure time (time with any position open)."""
+    def on_equity(self, t: int, equity: Decimal, exposed: bool, marks: Mapping[str, Decimal]) -> None:
+        """Append an equity sample and its marks; accumulate exposure time (time with any position open).
+
+        ``marks`` is kept as given (not copied): the caller passes a dict it no longer changes. A second
+        sample at the same ``t`` replaces the first, in both curves.
+        """
         if self.equity_curve and self.equity_curve[-1][0] == t:
             self.equity_curve[-1] = (t, equity)
+            self.mark_curve[-1] = (t, marks)
         else:
             self.equity_curve.append((t, equity))
+            self.mark_curve.append((t, marks))
         if self._last_equity_ms is not None and self._last_exposed:
             self.exposure_ms += t - self._last_equity_ms
         self._last_equity_ms = t
@@ -120,6 +129,7 @@ class EngineStats:
             "event_counts": self.event_counts,
             "event_amounts": {k: str(v) for k, v in self.event_amounts.items()},
             "equity_curve": [[t, str(v)] for t, v in self.equity_curve],
+            "mark_curve": [[t, {k: str(v) for k, v in m.items()}] for t, m in self.mark_curve],
             "exposure_ms": self.exposure_ms,
             "last_equity_ms": self._last_equity_ms,
             "last_exposed": self._last_exposed,
@@ -127,7 +137,11 @@ class EngineStats:
         }
 
     def restore(self, s: dict[str, Any]) -> None:
-        """Load a :meth:`state`."""
+        """Load a :meth:`state`.
+
+        A snapshot written before ``mark_curve`` existed restores with a mark curve of the same times
+        and no marks (the benchmark then values those samples at the entry prices).
+        """
         self.n_fills = s["n_fills"]
         self.fees_quote = Decimal(s["fees_quote"])
         self.traded_notional = Decimal(s["traded_notional"])
@@ -140,6 +154,10 @@ class EngineStats:
         self.event_counts = dict(s["event_counts"])
         self.event_amounts = {k: Decimal(v) for k, v in s["event_amounts"].items()}
         self.equity_curve = [(int(t), Decimal(v)) for t, v in s["equity_curve"]]
+        if "mark_curve" in s:
+            self.mark_curve = [(int(t), {k: Decimal(v) for k, v in m.items()}) for t, m in s["mark_curve"]]
+        else:
+            self.mark_curve = [(t, {}) for t, _ in self.equity_curve]
         self.exposure_ms = s["exposure_ms"]
         self._last_equity_ms = s["last_equity_ms"]
         self._last_exposed = s["last_exposed"]
