@@ -34,20 +34,31 @@ def _downsample_indices(values: np.ndarray, dd: np.ndarray, max_points: int) -> 
     return np.unique(np.concatenate(keep))
 
 
-def write_equity_chart(
+def _series(curve: EquityCurve, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # (datetime64[ms] x, equity, drawdown fraction) of a curve, downsampled to its extremes.
+    dd_points = drawdown_series(curve)
+    times = np.fromiter((t for t, _ in dd_points), dtype=np.int64, count=len(dd_points))
+    values = np.fromiter((float(e) for _, e in curve), dtype=float, count=len(dd_points))
+    dd = np.fromiter((d for _, d in dd_points), dtype=float, count=len(dd_points))
+    idx = _downsample_indices(values, dd, max_points)
+    return times[idx].astype("datetime64[ms]"), values[idx], dd[idx]
+
+
+def equity_figure(
     equity_curve: EquityCurve,
-    path: str | os.PathLike[str],
     *,
+    benchmark_curve: EquityCurve | None = None,
     title: str | None = None,
     quote: str = "quote",
     max_points: int = 4000,
-) -> None:
-    """Write a PNG with two panels: equity (quote currency) and drawdown (percent), UTC dates on x.
+) -> Figure:
+    """Return the chart's figure: equity (quote currency) over drawdown (percent), UTC dates on x.
 
-    Uses the Agg canvas directly (no pyplot, no display), so it runs headless and leaves global
-    matplotlib state alone. Curves longer than ``max_points`` are downsampled to per-bucket extremes
-    (min/max equity and deepest drawdown), so the max drawdown stays visible. An empty curve gives a
-    chart that says so.
+    The upper panel has the strategy's equity line (label ``"strategy"``) and, when
+    ``benchmark_curve`` is given and not empty, the buy-and-hold line (label ``"buy & hold"``) and a
+    legend; the drawdown panel is the strategy's. Each curve longer than ``max_points`` is downsampled
+    to per-bucket extremes (min/max equity and deepest drawdown), so the max drawdown stays visible.
+    An empty strategy curve gives a chart that says so.
 
     Raises
     ------
@@ -56,22 +67,21 @@ def write_equity_chart(
     """
     if max_points < 10:
         raise ValueError(f"max_points must be >= 10, was {max_points!r}")
-    dd_points = drawdown_series(equity_curve)
     fig = Figure(figsize=(11, 6.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax_eq, ax_dd = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     if title:
         fig.suptitle(title)
-    if not dd_points:
+    if not equity_curve:
         ax_eq.text(0.5, 0.5, "no equity data", ha="center", va="center", transform=ax_eq.transAxes)
     else:
-        times = np.fromiter((t for t, _ in dd_points), dtype=np.int64, count=len(dd_points))
-        values = np.fromiter((float(e) for _, e in equity_curve), dtype=float, count=len(dd_points))
-        dd = np.fromiter((d for _, d in dd_points), dtype=float, count=len(dd_points))
-        idx = _downsample_indices(values, dd, max_points)
-        x = times[idx].astype("datetime64[ms]")
-        ax_eq.plot(x, values[idx], linewidth=0.9, color="tab:blue")
-        ax_dd.fill_between(x, -dd[idx] * 100.0, 0.0, color="tab:red", alpha=0.45, linewidth=0)
+        x, values, dd = _series(equity_curve, max_points)
+        ax_eq.plot(x, values, linewidth=0.9, color="tab:blue", label="strategy")
+        if benchmark_curve:
+            bx, bvalues, _ = _series(benchmark_curve, max_points)
+            ax_eq.plot(bx, bvalues, linewidth=0.9, color="tab:gray", label="buy & hold")
+            ax_eq.legend(loc="upper left")
+        ax_dd.fill_between(x, -dd * 100.0, 0.0, color="tab:red", alpha=0.45, linewidth=0)
         locator = mdates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]  # matplotlib.dates is unannotated
         ax_dd.xaxis.set_major_locator(locator)
         formatter = mdates.ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]  # unannotated, as above
@@ -81,6 +91,31 @@ def write_equity_chart(
     ax_dd.set_xlabel("Time (UTC)")
     for ax in (ax_eq, ax_dd):
         ax.grid(True, alpha=0.3)
+    return fig
+
+
+def write_equity_chart(
+    equity_curve: EquityCurve,
+    path: str | os.PathLike[str],
+    *,
+    benchmark_curve: EquityCurve | None = None,
+    title: str | None = None,
+    quote: str = "quote",
+    max_points: int = 4000,
+) -> None:
+    """Write the PNG of :func:`equity_figure` (strategy and, if given, buy-and-hold) to ``path``.
+
+    Uses the Agg canvas directly (no pyplot, no display), so it runs headless and leaves global
+    matplotlib state alone. Creates the parent folder.
+
+    Raises
+    ------
+    ValueError
+        As :func:`equity_figure`.
+    """
+    fig = equity_figure(
+        equity_curve, benchmark_curve=benchmark_curve, title=title, quote=quote, max_points=max_points
+    )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, format="png")

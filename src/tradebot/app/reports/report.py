@@ -15,6 +15,10 @@ Summary dict (built by :func:`build_summary`, read back by :func:`read_summary_j
       "per_stream": {stream: StreamStats.to_dict()},
       "event_counts": {event_type: int},         # e.g. {"entry": 12, "early_exit": 3}
       "event_savings": {event_type: Decimal},    # Σ amount_saved_or_gained, quote (may be empty)
+      "buy_and_hold": {**Metrics.to_dict(),      # the benchmark (build_run_summary), same keys as overall,
+                       "entry": "first open" | "first mark", "entry_ms": int | None,
+                       "entry_prices": {symbol: Decimal}, "quantities": {symbol: Decimal},
+                       "weights": {symbol: Decimal}} | None,   # via extras; absent in older summaries
       **extras,                                  # e.g. "scale_in_success_rate": 0.6 (fraction)
     }
 

@@ -4,6 +4,10 @@ The renderers accept both forms of a summary (a dict from
 :func:`~tradebot.app.reports.report.build_summary` or one loaded from JSON). ``run["quote"]``
 (default ``"quote"``) names the quote currency in the table headers. Fractions are shown as percent;
 ``*_pct`` fields already are percent.
+
+Both tables show the buy-and-hold benchmark (``summary["buy_and_hold"]``, when present) in a
+"Buy & hold" column beside the strategy's overall measures, on the rows of :data:`BENCHMARK_KEYS`.
+An annualized return is not shown for a run shorter than 90 days: its cell reads "—" (:data:`SHORT`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 NA = "n/a"
+#: Shown instead of an annualized return for a curve shorter than 90 days (STRATEGY.md §7).
+SHORT = "—"
+BENCHMARK_COLUMN = "Buy & hold"
+_ANNUALIZE_MIN_MS = 90 * 86_400_000  # tradebot.core.metrics.ANNUALIZE_MIN_MS
 
 # (label, key in "overall", kind); "{q}" is replaced by the quote currency.
 OVERALL_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -44,6 +52,12 @@ OVERALL_ROWS: tuple[tuple[str, str, str], ...] = (
     ("Turnover (× mean equity)", "turnover", "ratio"),
     ("Fees paid ({q})", "fees_paid", "money"),
     ("Orders", "n_orders", "int"),
+)
+
+#: Overall rows that the buy-and-hold column fills (the rest concern trades, orders and exposure).
+BENCHMARK_KEYS: frozenset[str] = frozenset(
+    {"initial_equity", "final_equity", "total_return", "annualized_return", "max_drawdown"}
+    | {"max_drawdown_peak_ms", "max_drawdown_trough_ms", "sharpe", "sortino"}
 )
 
 ASSET_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -122,6 +136,25 @@ def format_value(value: Any, kind: str) -> str:
     raise ValueError(f"kind must be one of money/frac/pct/ratio/int/time, was {kind!r}")
 
 
+def _measure(measures: Mapping[str, Any], key: str, kind: str) -> str:
+    # One overall cell; an annualized return of a run under 90 days (or of unknown span) reads "—".
+    value = measures.get(key)
+    if key == "annualized_return" and value is None:
+        start, end = _number(measures.get("start_ms")), _number(measures.get("end_ms"))
+        if start is None or end is None or int(end) - int(start) < _ANNUALIZE_MIN_MS:
+            return SHORT
+    return format_value(value, kind)
+
+
+def _benchmark(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    bench = summary.get("buy_and_hold")
+    return bench if isinstance(bench, Mapping) else None
+
+
+def _benchmark_cell(bench: Mapping[str, Any], key: str, kind: str) -> str:
+    return _measure(bench, key, kind) if key in BENCHMARK_KEYS else ""
+
+
 def _quote(summary: Mapping[str, Any]) -> str:
     return str(summary.get("run", {}).get("quote", "quote"))
 
@@ -156,13 +189,26 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
     """Print the run info, overall measures, per-asset, per-stream and event tables to ``console``.
 
     Units are in the labels: ``(%)`` percent, ``(USDT)`` quote currency, ``(R)`` multiples of initial risk.
+    When the summary has ``buy_and_hold``, the overall table has a "Buy & hold" column next to the
+    strategy's (equity, return, annualized return, drawdown, Sharpe, Sortino). The annualized return of
+    a run under 90 days reads "—".
     """
     q = _quote(summary)
     run = summary.get("run", {})
     console.print(_kv_table("Run", [(str(k), str(v)) for k, v in run.items()], ("Field", "Value")))
     overall = summary.get("overall", {})
-    rows = [(label.format(q=q), format_value(overall.get(key), kind)) for label, key, kind in OVERALL_ROWS]
-    console.print(_kv_table("Overall", rows, ("Measure", "Value")))
+    bench = _benchmark(summary)
+    table = Table(title="Overall", title_justify="left")
+    table.add_column("Measure", no_wrap=True)
+    table.add_column("Strategy" if bench is not None else "Value", justify="right", overflow="fold")
+    if bench is not None:
+        table.add_column(BENCHMARK_COLUMN, justify="right", overflow="fold")
+    for label, key, kind in OVERALL_ROWS:
+        cells = [label.format(q=q), _measure(overall, key, kind)]
+        if bench is not None:
+            cells.append(_benchmark_cell(bench, key, kind))
+        table.add_row(*cells)
+    console.print(table)
     if summary.get("per_asset"):
         assets = summary["per_asset"]
         extra = [c for c in ASSET_OPTIONAL_COLUMNS if any(c[1] in row for row in assets.values())]
@@ -183,7 +229,7 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
 
 def _comparison_rows(summaries: Sequence[tuple[str, Mapping[str, Any]]], q: str) -> list[list[str]]:
     rows = [
-        [label.format(q=q), *(format_value(s.get("overall", {}).get(key), kind) for _, s in summaries)]
+        [label.format(q=q), *(_measure(s.get("overall", {}), key, kind) for _, s in summaries)]
         for label, key, kind in OVERALL_ROWS
     ]
     rows.append(
@@ -215,7 +261,9 @@ def render_comparison(summaries: Sequence[tuple[str, Mapping[str, Any]]], consol
 
     Rows: the overall measures of :func:`render_summary`, early-exit savings (Σ of
     ``event_savings["early_exit"]``, ``n/a`` when absent), the scale-in success rate (when any summary
-    has ``scale_in_success_rate``) and the count of each event type (0 when a run has none).
+    has ``scale_in_success_rate``) and the count of each event type (0 when a run has none). A last
+    "Buy & hold" column, shown once (the runs replay the same candles), holds the benchmark of the
+    first summary that has one, on the rows of :data:`BENCHMARK_KEYS`.
 
     Parameters
     ----------
@@ -235,6 +283,14 @@ def render_comparison(summaries: Sequence[tuple[str, Mapping[str, Any]]], consol
     table.add_column("Measure")
     for name, _ in summaries:
         table.add_column(name, justify="right", no_wrap=True)
-    for row in _comparison_rows(summaries, q):
+    bench = next((b for _, s in summaries if (b := _benchmark(s)) is not None), None)
+    rows = _comparison_rows(summaries, q)
+    if bench is not None:
+        table.add_column(BENCHMARK_COLUMN, justify="right", no_wrap=True)
+        for row, (_, key, kind) in zip(rows, OVERALL_ROWS, strict=False):
+            row.append(_benchmark_cell(bench, key, kind))
+        for row in rows[len(OVERALL_ROWS) :]:
+            row.append("")
+    for row in rows:
         table.add_row(*row)
     console.print(table)
