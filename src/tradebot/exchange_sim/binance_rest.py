@@ -141,6 +141,8 @@ class BinanceRest:
         now = self.market.now_ms
         hi = min(now + 1, end + 1) if end is not None else now + 1
         bars = self.market.tape.window(symbol, tf_ms, start if start is not None else 0, hi)
+        # only the last bar can be the forming one: format limit + 1 bars, not the whole span
+        bars = bars[: limit + 1] if start is not None else bars[-(limit + 1) :]
         rows = []
         for bar in bars:
             if bar.open_time_ms + tf_ms > now:  # still forming
