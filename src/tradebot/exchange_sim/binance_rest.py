@@ -47,7 +47,8 @@ _ERRORS = {
 def load_exchange_info() -> dict[str, Any]:
     """Return the recorded real ``exchangeInfo`` (BTCUSDT, ETHUSDT, SOLUSDT) shipped with the simulator."""
     text = resources.files("tradebot.exchange_sim").joinpath("data/binance_exchange_info.json").read_text()
-    return json.loads(text)
+    info: dict[str, Any] = json.loads(text)
+    return info
 
 
 def kline_row(bar: Bar, timeframe_ms: int) -> list[Any]:

@@ -25,7 +25,8 @@ RESOLUTIONS = {
 def load_instruments() -> list[dict[str, Any]]:
     """Return the recorded real perpetual instruments (USDC linear and BTC/ETH inverse)."""
     text = resources.files("tradebot.exchange_sim").joinpath("data/deribit_instruments.json").read_text()
-    return json.loads(text)["result"]
+    instruments: list[dict[str, Any]] = json.loads(text)["result"]
+    return instruments
 
 
 class DeribitRest:

@@ -24,7 +24,7 @@ from tradebot.adapters.feeds.replay import discover, load_candles, merge_by_time
 from tradebot.adapters.venues.simulated import SimulatedExchange
 from tradebot.app.backtest.replay import Dispatcher, ReplayStream, replay_into, slice_end
 from tradebot.app.instruments import default_instruments
-from tradebot.app.reports.summary import build_run_summary
+from tradebot.app.reports.summary import build_run_summary, first_opens
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import (
     Candle,
@@ -238,6 +238,7 @@ async def run_backtest(
             n_candles=total,
             gaps=data.gaps,
             label=options.label,
+            **first_opens(data.candles),
         )
         if writer is not None and store is not None:
             await writer.put(final)
