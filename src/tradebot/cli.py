@@ -45,6 +45,33 @@ def _symbols(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _study_arguments(p: argparse.ArgumentParser, *, study: bool) -> None:
+    # Flags shared by `optimize` and `walkforward` (optuna is imported only when one runs).
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="candle folder (default data/sample)")
+    p.add_argument("--timeframe", help="base timeframe (default: finest available)")
+    p.add_argument("--symbols", type=_symbols, help="e.g. BTC,ETH (default: the config's symbols)")
+    p.add_argument("--start", type=_utc_ms, help="first UTC date of the window")
+    p.add_argument("--end", type=_utc_ms, help="end UTC date (exclusive)")
+    p.add_argument(
+        "--space", type=Path, required=True, help="search space TOML, e.g. config/spaces/example.toml"
+    )
+    p.add_argument("--config", type=Path, help="base config (default: the space's [base] config)")
+    p.add_argument(
+        "--objective",
+        default="sharpe",
+        help="sharpe | sortino | calmar | profit_factor | final_equity | total_return | max_drawdown, "
+        "or two separated by a comma (NSGA-II), e.g. sharpe,max_drawdown (default sharpe)",
+    )
+    p.add_argument("--trials", type=int, default=50, help="finished trials per study (default 50)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--storage", help="SQLAlchemy URL of the Optuna storage (default sqlite <out>/optuna.db)")
+    if study:
+        p.add_argument("--study", default="tradebot", help="study name in the storage (default tradebot)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed; reproducible with --jobs 1 (default 0)")
+    p.add_argument("--min-trades", type=int, help="constraint: at least N closed trades")
+    p.add_argument("--max-drawdown", type=float, help="constraint: max drawdown at most F (a fraction)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``tradebot`` command."""
     p = argparse.ArgumentParser(prog="tradebot", description="Trend-stream portfolio trading bot.")
@@ -96,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tradebot.app.research.download_args import add_arguments as add_download_arguments
 
     add_download_arguments(sub.add_parser("download", help="download candle history into --data files"))
+
+    opt = sub.add_parser("optimize", help="search a --space of parameters with Optuna (TPE / NSGA-II)")
+    _study_arguments(opt, study=True)
+    opt.add_argument("--out", type=Path, default=Path("out/optimize"), help="output folder")
 
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
@@ -161,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.research.download import cmd_download
 
             return cmd_download(args)
+        if args.command == "optimize":
+            from tradebot.app.research.optimize import cmd_optimize
+
+            return cmd_optimize(args)
         if args.command in ("run", "demo", "healthcheck"):
             from tradebot.app import commands
 

@@ -19,6 +19,7 @@ from rich.table import Table
 from tradebot.app.backtest.backtest import BacktestOptions, BacktestResult, run_backtest
 from tradebot.app.logging import bind_run, configure_logging
 from tradebot.app.reports.report import write_summary_json
+from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.reports.tables import render_comparison, render_summary
 from tradebot.app.settings import Settings, load_settings
 from tradebot.core.domain import Timeframe, ms_to_datetime
@@ -111,7 +112,7 @@ def cmd_backtest(args: Any) -> int:
             result = _run_one(settings, _options(args, settings, label), console, label)
             _write_outputs(result, args.out, console, quiet=True)
             results.append((label, result.summary))
-        render_comparison(results, Console(width=max(console.width, 40 + 19 * len(results))))
+        render_comparison(results, Console(width=max(console.width, 40 + 19 * (len(results) + 1))))
         return 0
     settings = load_settings(args.config)
     configure_logging(
@@ -129,11 +130,11 @@ def cmd_backtest(args: Any) -> int:
     return 0
 
 
-def _write_chart(equity_curve: EquityCurve, path: Path) -> None:
+def _write_chart(equity_curve: EquityCurve, path: Path, benchmark: EquityCurve | None = None) -> None:
     # matplotlib takes most of a second to import: load it only when a chart is drawn.
     from tradebot.app.reports.chart import write_equity_chart
 
-    write_equity_chart(equity_curve, path)
+    write_equity_chart(equity_curve, path, benchmark_curve=benchmark)
 
 
 def _write_outputs(result: BacktestResult, out: Path | None, console: Console, quiet: bool = False) -> None:
@@ -143,7 +144,8 @@ def _write_outputs(result: BacktestResult, out: Path | None, console: Console, q
     folder = out / run_id
     folder.mkdir(parents=True, exist_ok=True)
     write_summary_json(result.summary, folder / "summary.json")
-    _write_chart(result.engine.stats.equity_curve, folder / "equity.png")
+    bench = buy_and_hold_curve_of(result.engine, result.summary)
+    _write_chart(result.engine.stats.equity_curve, folder / "equity.png", bench)
     if not quiet:
         console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
 
@@ -288,7 +290,8 @@ def cmd_demo(args: Any) -> int:
         write_summary_json(result.summary, folder / "summary.json")
         components = result.daemon.c
         assert components is not None  # set by the daemon's start, which run_demo awaited
-        _write_chart(components.engine.stats.equity_curve, folder / "equity.png")
+        bench = buy_and_hold_curve_of(components.engine, result.summary)
+        _write_chart(components.engine.stats.equity_curve, folder / "equity.png", bench)
         console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
     return 0
 

@@ -29,6 +29,7 @@ from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import (
     Candle,
     Instrument,
+    StreamSignal,
     Symbol,
     Timeframe,
     TradeRecord,
@@ -104,6 +105,9 @@ class LoadedData:
     candles: dict[Symbol, list[Candle]]
     warmup: list[Candle]
     gaps: dict[Symbol, list[tuple[int, int]]]
+    #: Warm-up candles loaded per timeframe before the first base candle (see :func:`warmup_for`).
+    lookback_bars: int = 0
+    warmup_timeframes: frozenset[Timeframe] = frozenset()
 
     @property
     def n_candles(self) -> int:
@@ -111,8 +115,36 @@ class LoadedData:
         return sum(len(v) for v in self.candles.values())
 
 
-def load_data(settings: Settings, options: BacktestOptions) -> LoadedData:
+def warmup_lookback_bars(settings: Settings) -> int:
+    """Return the warm-up length of ``settings``, in candles of each stream timeframe (3 x the slowest
+    slow EMA)."""
+    return max(s.slow for s in settings.streams) * 3
+
+
+def _warmup_timeframes(settings: Settings) -> set[Timeframe]:
+    return {Timeframe(s.timeframe) for s in settings.streams} | {Timeframe(settings.rebalance_timeframe)}
+
+
+def load_data(
+    settings: Settings,
+    options: BacktestOptions,
+    *,
+    lookback_bars: int | None = None,
+    warmup_timeframes: frozenset[Timeframe] | None = None,
+) -> LoadedData:
     """Load base candles and native warm-up candles for the run.
+
+    Parameters
+    ----------
+    settings, options
+        The run; ``options.symbols`` (else ``settings.symbols``) selects the assets.
+    lookback_bars
+        Warm-up candles to load before the first base candle, per warm-up timeframe; default
+        :func:`warmup_lookback_bars` of ``settings``. A study loads once with the widest lookback
+        its space can ask for and cuts each trial's warm-up with :func:`warmup_for`.
+    warmup_timeframes
+        Timeframes to load warm-up candles of; default the stream and rebalance timeframes of
+        ``settings``.
 
     Raises
     ------
@@ -137,10 +169,8 @@ def load_data(settings: Settings, options: BacktestOptions) -> LoadedData:
         gaps[Symbol(sym)] = list(result.gaps)
     first_open = min(c[0].open_time_ms for c in candles.values())
     warmup: list[Candle] = []
-    stream_tfs = {Timeframe(s.timeframe) for s in settings.streams} | {
-        Timeframe(settings.rebalance_timeframe)
-    }
-    lookback = max(s.slow for s in settings.streams) * 3
+    stream_tfs = warmup_timeframes if warmup_timeframes is not None else _warmup_timeframes(settings)
+    lookback = lookback_bars if lookback_bars is not None else warmup_lookback_bars(settings)
     for asset, sym in zip(assets, symbols, strict=True):
         for tf in sorted(stream_tfs, key=lambda t: t.ms):
             path = files.get((asset, tf))
@@ -149,13 +179,156 @@ def load_data(settings: Settings, options: BacktestOptions) -> LoadedData:
             start = first_open - lookback * tf.ms
             native = load_candles(path, sym, tf, start, first_open - tf.ms + 1).candles
             warmup.extend(native)
-    return LoadedData(base=base, candles=candles, warmup=warmup, gaps=gaps)
+    return LoadedData(
+        base=base,
+        candles=candles,
+        warmup=warmup,
+        gaps=gaps,
+        lookback_bars=lookback,
+        warmup_timeframes=frozenset(stream_tfs),
+    )
+
+
+def warmup_for(settings: Settings, data: LoadedData) -> list[Candle]:
+    """Cut the warm-up candles ``settings`` needs out of ``data`` (loaded with a wider lookback), exactly
+    as :func:`load_data` would load them for ``settings`` alone.
+
+    Raises
+    ------
+    DataError
+        If ``data`` was loaded with a shorter lookback or without a timeframe ``settings`` warms up on.
+    """
+    need = warmup_lookback_bars(settings)
+    tfs = _warmup_timeframes(settings)
+    if need > data.lookback_bars or not tfs <= data.warmup_timeframes:
+        raise DataError(
+            f"preloaded warm-up covers {data.lookback_bars} candles of "
+            f"{sorted(str(t) for t in data.warmup_timeframes)}; the settings need {need} of "
+            f"{sorted(str(t) for t in tfs)}"
+        )
+    first_open = min(c[0].open_time_ms for c in data.candles.values())
+    if need == data.lookback_bars and tfs == data.warmup_timeframes:
+        return data.warmup
+    return [
+        c for c in data.warmup if c.timeframe in tfs and c.open_time_ms >= first_open - need * c.timeframe.ms
+    ]
+
+
+def with_symbols(settings: Settings, symbols: tuple[str, ...] | None) -> Settings:
+    """Return ``settings`` trading only ``symbols`` (``None``: unchanged), so that the engine, the
+    allocation and the instruments are built from the run's assets, not from every configured one.
+
+    Raises
+    ------
+    ConfigError
+        If a symbol is malformed (the settings' own check).
+    """
+    if not symbols or tuple(symbols) == settings.symbols:
+        return settings
+    return type(settings).model_validate({**settings.model_dump(), "symbols": tuple(symbols)})
+
+
+def _prepare(
+    settings: Settings, data: LoadedData, run_id: str, instruments: Mapping[Symbol, Instrument] | None
+) -> tuple[Engine, SimulatedExchange, ReplayStream, list[StreamSignal]]:
+    # Engine (warmed up), simulated venue and replay stream of one run over loaded candles.
+    config = build_engine_config(settings, run_id=run_id, base_timeframe=data.base)
+    symbols = tuple(data.candles)
+    missing = sorted(set(settings.symbols) - set(symbols))
+    if missing:
+        raise DataError(f"loaded candles lack the configured symbols {missing}; loaded {list(symbols)}")
+    chosen = (
+        {s: instruments[s] for s in symbols}
+        if instruments is not None
+        else default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
+    )
+    engine = Engine(config, chosen)
+    warm_signals = list(engine.warm_up(warmup_for(settings, data)))
+    exchange = SimulatedExchange(
+        instruments=chosen,
+        balances={settings.quote: settings.backtest.initial_cash},
+        slippage_bps=settings.backtest.slippage_bps,
+        max_volume_fraction=settings.backtest.max_volume_fraction,
+        trade_id_prefix=f"{run_id}-sim",
+    )
+    stream = ReplayStream.build(list(merge_by_time(data.candles)), data.candles)
+    return engine, exchange, stream, warm_signals
+
+
+def backtest_loaded(
+    settings: Settings,
+    data: LoadedData,
+    *,
+    run_id: str | None = None,
+    label: str = "",
+    instruments: Mapping[Symbol, Instrument] | None = None,
+) -> BacktestResult:
+    """Run one backtest on already-loaded candles, synchronously, with no database and no chart.
+
+    The trial path of a study: ``data`` is loaded once per process (:func:`load_data` with the widest
+    lookback the search space can ask for), and each call cuts the warm-up its own settings need
+    (:func:`warmup_for`), so the result equals ``tradebot backtest`` with the same settings and window.
+
+    Parameters
+    ----------
+    settings
+        The run's settings; ``settings.symbols`` must be the symbols of ``data``.
+    data
+        Candles from :func:`load_data`; not modified, reusable across calls.
+    run_id, label
+        Run description (default run id ``bt-<uuid>``).
+    instruments
+        Filters and fees per symbol; default the Binance-like defaults.
+
+    Raises
+    ------
+    DataError
+        If ``data`` lacks a configured symbol or the warm-up the settings need.
+    ConfigError
+        For an invalid configuration.
+    """
+    started = time.perf_counter()
+    decimal.getcontext().prec = DECIMAL_PRECISION
+    rid = run_id or f"bt-{uuid.uuid4().hex[:12]}"
+    engine, exchange, stream, _warm = _prepare(settings, data, rid, instruments)
+    d = Dispatcher(engine, exchange)
+    t0 = time.perf_counter()
+    records = replay_into(d, stream, 0, len(stream))
+    final = d.records + engine.finish()
+    engine_s = time.perf_counter() - t0
+    trades = [r for r in (*records, *final) if type(r) is TradeRecord]
+    summary = build_run_summary(
+        engine=engine,
+        trades=trades,
+        n_orders=d.n_orders,
+        run_id=rid,
+        base=data.base,
+        n_candles=len(stream),
+        gaps=data.gaps,
+        **first_opens(data.candles),
+        label=label,
+    )
+    return BacktestResult(
+        summary=summary,
+        engine=engine,
+        trades=_final_trades(trades),
+        n_candles=len(stream),
+        elapsed_s=time.perf_counter() - started,
+        engine_s=engine_s,
+    )
 
 
 async def run_backtest(
-    settings: Settings, options: BacktestOptions, progress: Callable[[int, int], None] | None = None
+    settings: Settings,
+    options: BacktestOptions,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    data: LoadedData | None = None,
 ) -> BacktestResult:
     """Run one backtest end to end and return its result (summary included).
+
+    ``options.symbols`` narrows the settings to those symbols (the engine trades only them). With
+    ``data`` (from :func:`load_data`), the candles are not loaded again.
 
     Writes the run, orders, fills, trades, position events, stream signals and the equity curve to
     ``options.db_url`` when given. A failure marks the run ``failed`` (never ``completed``) and re-raises.
@@ -169,25 +342,12 @@ async def run_backtest(
     """
     started = time.perf_counter()
     decimal.getcontext().prec = DECIMAL_PRECISION
-    data = load_data(settings, options)
+    settings = with_symbols(settings, options.symbols)
+    if data is None:
+        data = load_data(settings, options)
     run_id = options.run_id or f"bt-{uuid.uuid4().hex[:12]}"
-    config = build_engine_config(settings, run_id=run_id, base_timeframe=data.base)
+    engine, exchange, stream, warm_signals = _prepare(settings, data, run_id, options.instruments)
     symbols = tuple(data.candles)
-    instruments = (
-        {s: options.instruments[s] for s in symbols}
-        if options.instruments is not None
-        else default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
-    )
-    engine = Engine(config, instruments)
-    warm_signals = engine.warm_up(data.warmup)
-    exchange = SimulatedExchange(
-        instruments=instruments,
-        balances={settings.quote: settings.backtest.initial_cash},
-        slippage_bps=settings.backtest.slippage_bps,
-        max_volume_fraction=settings.backtest.max_volume_fraction,
-        trade_id_prefix=f"{run_id}-sim",
-    )
-    stream = ReplayStream.build(list(merge_by_time(data.candles)), data.candles)
     total = len(stream)
     log.info(
         "backtest_started",
@@ -237,8 +397,8 @@ async def run_backtest(
             base=data.base,
             n_candles=total,
             gaps=data.gaps,
-            label=options.label,
             **first_opens(data.candles),
+            label=options.label,
         )
         if writer is not None and store is not None:
             await writer.put(final)
