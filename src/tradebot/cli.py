@@ -128,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arguments(opt, study=True)
     opt.add_argument("--out", type=Path, default=Path("out/optimize"), help="output folder")
 
+    wf = sub.add_parser(
+        "walkforward", help="optimise on rolling train windows, test each choice on the window after it"
+    )
+    _study_arguments(wf, study=True)
+    wf.set_defaults(study="walkforward")
+    wf.add_argument("--train", default="12M", help="train window: 30D, 12M, 1Y, 2W, 36h (default 12M)")
+    wf.add_argument("--test", default="3M", help="test window after each train window (default 3M)")
+    wf.add_argument("--step", help="move between folds, at least --test (default: --test)")
+    wf.add_argument(
+        "--anchored",
+        action="store_true",
+        help="train windows all start at the data's start (default rolling)",
+    )
+    wf.add_argument("--out", type=Path, default=Path("out/walkforward"), help="output folder")
+
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
     run.add_argument(
@@ -196,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.research.optimize import cmd_optimize
 
             return cmd_optimize(args)
+        if args.command == "walkforward":
+            from tradebot.app.research.walkforward import cmd_walkforward
+
+            return cmd_walkforward(args)
         if args.command in ("run", "demo", "healthcheck"):
             from tradebot.app import commands
 

@@ -1,0 +1,256 @@
+"""``tradebot walkforward``: optimise on each train window, test the choice on the window after it.
+
+Rolling (or ``--anchored``) folds ``--train 12M --test 3M --step 3M`` over the data's span (or
+``--start``/``--end``). For each fold an Optuna study (``<study>-fold<k>`` in ``--storage``, default
+``<out>/optuna.db``) searches ``--space`` on the train window only — its candles end at the train
+window's end; warm-up candles from before its start are allowed — and the best feasible trial's
+parameters are back-tested on the test window. The folds' test runs are stitched into one
+out-of-sample (OOS) run and set beside the default configuration and buy-and-hold over the same
+period, with the Deflated Sharpe Ratio and the Probability of Backtest Overfitting over the trials
+(:mod:`tradebot.app.research.wf_stats`). Re-running the command continues unfinished fold studies.
+
+Outputs in ``--out``: ``walkforward.json``, ``walkforward.png`` (OOS equity vs buy-and-hold) and the
+tables on the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+from rich.console import Console
+
+from tradebot.app.backtest.backtest import (
+    BacktestOptions,
+    BacktestResult,
+    backtest_loaded,
+    load_data,
+    with_symbols,
+)
+from tradebot.app.reports.report import write_summary_json
+from tradebot.app.reports.summary import buy_and_hold_curve_of
+from tradebot.app.research.optimize import run_study, spec_from_args
+from tradebot.app.research.overrides import settings_for
+from tradebot.app.research.space import SearchSpace, load_space
+from tradebot.app.research.study import StudySpec, best_trial, daily_returns
+from tradebot.app.research.wf_report import render_report
+from tradebot.app.research.wf_stats import FoldRun, fold_overfitting, overall_overfitting, stitch
+from tradebot.app.settings import Settings, load_settings
+from tradebot.core.domain import ms_to_datetime
+from tradebot.core.research.folds import Fold, make_folds, parse_duration
+from tradebot.errors import ConfigError, DataError
+
+__all__ = ["cmd_walkforward", "data_span", "run_walkforward"]
+
+
+def _day(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M")
+
+
+def data_span(spec: StudySpec) -> tuple[int, int]:
+    """Return ``[start, end)`` in ms UTC where every symbol has base candles (within the spec's
+    ``start_ms``/``end_ms`` when given).
+
+    Raises
+    ------
+    DataError
+        If the data folder, a symbol's files or the timeframe are missing.
+    """
+    settings = _settings(spec, {})
+    options = BacktestOptions(
+        data_dir=spec.data_dir,
+        timeframe=spec.timeframe,
+        symbols=settings.symbols,
+        start_ms=spec.start_ms,
+        end_ms=spec.end_ms,
+    )
+    data = load_data(settings, options, lookback_bars=0)
+    start = max(c[0].open_time_ms for c in data.candles.values())
+    end = min(c[-1].open_time_ms for c in data.candles.values()) + data.base.ms
+    return start, end
+
+
+def _settings(spec: StudySpec, params: Mapping[str, object]) -> Settings:
+    # The base configuration with ``params`` (dotted paths) applied, narrowed to the spec's symbols.
+    base = spec.space.base_config
+    settings = settings_for(base, params) if params else load_settings(base)
+    return with_symbols(settings, spec.symbols)
+
+
+def _backtest(spec: StudySpec, settings: Settings, start_ms: int, end_ms: int, label: str) -> BacktestResult:
+    # One backtest of ``settings`` over [start_ms, end_ms) of the spec's data (no database, no chart).
+    options = BacktestOptions(
+        data_dir=spec.data_dir,
+        timeframe=spec.timeframe,
+        symbols=settings.symbols,
+        start_ms=start_ms,
+        end_ms=end_ms,
+    )
+    return backtest_loaded(settings, load_data(settings, options), label=label)
+
+
+def _fold_run(result: BacktestResult) -> FoldRun:
+    stats = result.engine.stats
+    curve = stats.equity_curve
+    span = curve[-1][0] - curve[0][0] if curve else 0
+    return FoldRun(
+        equity_curve=curve,
+        trades=result.trades,
+        fees_paid=stats.fees_quote,
+        traded_notional=stats.traded_notional,
+        n_orders=int(result.summary["overall"]["n_orders"]),
+        exposure_ms=min(stats.exposure_ms, span),
+    )
+
+
+def run_walkforward(
+    spec: StudySpec, folds: list[Fold], jobs: int, console: Console
+) -> tuple[dict[str, Any], list[tuple[int, Any]], list[tuple[int, Any]] | None]:
+    """Run every fold's study and test run, then the OOS comparison.
+
+    Returns
+    -------
+    (report, oos_curve, buy_and_hold_curve)
+        The ``walkforward.json`` document (see :func:`cmd_walkforward`), the stitched OOS curve and
+        the buy-and-hold curve over the same period (``None`` without a benchmark).
+
+    Raises
+    ------
+    ConfigError, DataError
+        From the storage, the space or the data.
+    """
+    fold_docs: list[dict[str, Any]] = []
+    runs: list[FoldRun] = []
+    for fold in folds:
+        name = f"{spec.study_name}-fold{fold.index}"
+        fold_spec = replace(
+            spec,
+            study_name=name,
+            start_ms=fold.train_start_ms,
+            end_ms=fold.train_end_ms,
+            seed=None if spec.seed is None else spec.seed + 1000 * fold.index,
+        )
+        console.print(
+            f"fold {fold.index + 1}/{len(folds)}: train {_day(fold.train_start_ms)} → "
+            f"{_day(fold.train_end_ms)}, test → {_day(fold.test_end_ms)} (study {name!r})"
+        )
+        study = run_study(fold_spec, jobs, console, f"fold {fold.index + 1}/{len(folds)}")
+        best = best_trial(study)
+        params = dict(best.params) if best is not None else None
+        settings = _settings(spec, params or {})
+        test = _backtest(spec, settings, fold.test_start_ms, fold.test_end_ms, f"fold {fold.index} OOS")
+        runs.append(_fold_run(test))
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        bench = test.summary.get("buy_and_hold") or {}
+        fold_docs.append(
+            {
+                "index": fold.index,
+                "study": name,
+                "train_start_ms": fold.train_start_ms,
+                "train_end_ms": fold.train_end_ms,
+                "test_start_ms": fold.test_start_ms,
+                "test_end_ms": fold.test_end_ms,
+                "n_trials": len(trials),
+                "n_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+                "chosen_trial": None if best is None else best.number,
+                "params": params,
+                "chosen": "best feasible trial" if best is not None else "default (no feasible trial)",
+                "objective_values": None if best is None else best.values,
+                "in_sample": None if best is None else best.user_attrs["summary"]["overall"],
+                "out_of_sample": test.summary["overall"],
+                "buy_and_hold_test": {k: bench.get(k) for k in ("total_return", "max_drawdown", "sharpe")},
+                "overfitting": fold_overfitting(trials, None if best is None else best.number),
+            }
+        )
+    oos_curve, oos_overall = stitch(runs)
+    oos_start, oos_end = folds[0].test_start_ms, folds[-1].test_end_ms
+    console.print(f"default configuration over the OOS period {_day(oos_start)} → {_day(oos_end)}")
+    default = _backtest(spec, _settings(spec, {}), oos_start, oos_end, "default")
+    bh_curve = buy_and_hold_curve_of(default.engine, default.summary)
+    dsr, pbo = overall_overfitting(list(daily_returns(oos_curve).values()), fold_docs)
+    report: dict[str, Any] = {
+        "initial_equity": oos_overall["initial_equity"],
+        "final_equity": oos_overall["final_equity"],
+        "quote": default.summary["run"]["quote"],
+        "objectives": list(spec.objectives),
+        "trials_per_fold": spec.n_trials,
+        "oos_start_ms": oos_start,
+        "oos_end_ms": oos_end,
+        "folds": fold_docs,
+        "oos": oos_overall,
+        "default": default.summary["overall"],
+        "buy_and_hold": default.summary.get("buy_and_hold"),
+        "deflated_sharpe": dsr,
+        "pbo": pbo,
+    }
+    return report, oos_curve, bh_curve
+
+
+def _folds(args: Any, spec: StudySpec) -> list[Fold]:
+    # The folds of the command line over the data's span; refused naming the values when none fits.
+    try:
+        train, test = parse_duration(args.train), parse_duration(args.test)
+        step = parse_duration(args.step) if args.step else test
+    except ValueError as exc:
+        raise ConfigError(f"--train/--test/--step: {exc}") from None
+    start, end = data_span(spec)
+    folds = make_folds(start, end, train, test, step, anchored=args.anchored)
+    if folds and len(folds) > 1 and folds[1].test_start_ms < folds[0].test_end_ms:
+        raise ConfigError(
+            f"--step {args.step} is shorter than --test {args.test}: test windows would overlap"
+        )
+    if not folds:
+        raise ConfigError(
+            f"--train {args.train} + --test {args.test} is longer than the data: "
+            f"{_day(start)} → {_day(end)} in {str(spec.data_dir)!r}"
+        )
+    return folds
+
+
+def cmd_walkforward(args: Any) -> int:
+    """``tradebot walkforward``: folds, studies, OOS runs, report; returns 0.
+
+    ``walkforward.json`` keys: ``folds`` (per fold: windows in ms UTC, ``params`` chosen,
+    ``in_sample`` and ``out_of_sample`` measure tables, ``buy_and_hold_test``, ``overfitting``),
+    ``oos`` (the stitched out-of-sample measures), ``default`` (the base configuration over the OOS
+    period) and ``buy_and_hold`` (equal-weight buy-and-hold over it) — those three with the keys of
+    a backtest summary's ``overall`` — ``deflated_sharpe`` and ``pbo``.
+
+    Raises
+    ------
+    ConfigError, DataError
+        For bad input (exit 2 in the CLI): durations, folds longer than the data, the space, the
+        storage, an objective; nothing is recorded complete before these checks pass.
+    """
+    from tradebot.app.logging import configure_logging
+
+    configure_logging(level="warning")
+    console = Console(width=max(170, Console().width))
+    space: SearchSpace = load_space(args.space, base_config=args.config)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out must be a folder, was the file {str(out)!r}")
+    storage_url = args.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
+    spec = spec_from_args(args, space, storage_url, args.study)
+    try:
+        folds = _folds(args, spec)
+    except DataError as exc:
+        raise DataError(f"walkforward: {exc}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    report, oos_curve, bh_curve = run_walkforward(spec, folds, args.jobs, console)
+    render_report(report, console)
+    write_summary_json(report, out / "walkforward.json")
+    from tradebot.app.reports.chart import write_equity_chart  # matplotlib only when a chart is drawn
+
+    write_equity_chart(
+        oos_curve,
+        out / "walkforward.png",
+        benchmark_curve=bh_curve,
+        title=f"walk-forward OOS ({len(folds)} folds) vs buy-and-hold",
+        quote=str(report["quote"]),
+    )
+    console.print(f"report: {out / 'walkforward.json'}   chart: {out / 'walkforward.png'}")
+    return 0
