@@ -124,8 +124,11 @@ class Planning:
         return list(self.records.action_rows(sym, actions))
 
     def on_risk_events(self, events: Sequence[RiskEvent], t: int) -> list[Output]:
-        """Record risk events; a daily-loss halt forces every symbol to trade now."""
-        if any(ev.event_type is PositionEventType.DAILY_LOSS_HALT for ev in events):
+        """Record risk events; a daily-loss halt that closes all forces every symbol to trade now (one
+        that only blocks entries, ``risk.daily_loss_action = "block_entries"``, forces nothing)."""
+        if not self.overlay.risk.blocks_only and any(
+            ev.event_type is PositionEventType.DAILY_LOSS_HALT for ev in events
+        ):
             self.force.update(self._symbols)
         return list(self.records.risk_rows(events, t, self._symbols[0]))
 

@@ -11,6 +11,8 @@ then ``apply_limits(...)``.
 HALTED (daily loss or set by the engine) means: every target is 0 (close all) and no entry until the
 state changes. (The ``TradingState`` docstring says "HALTED sends nothing"; here the daily-loss rule
 of §4 needs "close all", so the engine should still send the reducing orders the zero targets imply.)
+A daily-loss halt with ``RiskLimits.daily_loss_action = "block_entries"`` instead only blocks
+entries and increases: targets are clipped to the holdings, as in REDUCING.
 REDUCING: targets may only go down (no increase above the current holding).
 """
 
@@ -67,6 +69,22 @@ class RiskManager:
         """Equity at the first observation of the current UTC day (quote currency)."""
         return self._start_equity
 
+    @property
+    def blocks_only(self) -> bool:
+        """True while a daily-loss halt keeps the positions (``daily_loss_action = "block_entries"``):
+        the halt then blocks entries and increases but closes nothing."""
+        return (
+            self._state is TradingState.HALTED
+            and self._halt_reason == "daily_loss"
+            and self.limits.daily_loss_action == "block_entries"
+        )
+
+    def _halt_action(self) -> str:
+        # The action text of a daily-loss halt row (the default's text predates the option).
+        if self.limits.daily_loss_action == "block_entries":
+            return "positions kept, no entries or increases until next UTC day"
+        return "close all, no entries until next UTC day"
+
     def in_blackout(self, time_ms: int) -> bool:
         """True when ``time_ms`` falls in a configured blackout window."""
         windows = self.limits.blackout_windows
@@ -101,7 +119,8 @@ class RiskManager:
 
         The first observation of each UTC day sets the start-of-day equity and ends a daily-loss
         halt (``TRADING_RESUMED``). Equity ≤ start × (1 − ``daily_loss_limit_fraction``) halts
-        (``DAILY_LOSS_HALT``): targets go to 0 and entries are blocked until the next UTC day.
+        (``DAILY_LOSS_HALT``): entries are blocked until the next UTC day, and targets go to 0
+        (``daily_loss_action = "close_all"``) or are clipped to the holdings (``"block_entries"``).
         """
         eq = to_decimal(equity, field="equity")
         day = time_ms // _DAY_MS
@@ -131,7 +150,7 @@ class RiskManager:
                         time_ms=time_ms,
                         symbol=None,
                         trigger_reason=f"equity {eq} <= start-of-day {start} x (1 - {limit}) = {floor}",
-                        action_taken=f"trading state {before.value} -> halted: close all, no entries until next UTC day",
+                        action_taken=f"trading state {before.value} -> halted: {self._halt_action()}",
                         indicators={
                             "equity": str(eq),
                             "start_of_day_equity": str(start),
@@ -169,7 +188,8 @@ class RiskManager:
     ) -> tuple[dict[str, Decimal], list[RiskEvent]]:
         """Clip managed targets (quote currency, ≥ 0) to the limits; never raise any target.
 
-        Steps: HALTED → all 0; REDUCING, blackout and stale feeds → no increase above the holding;
+        Steps: HALTED → all 0 (a daily-loss halt with ``daily_loss_action = "block_entries"``: no
+        increase above the holding); REDUCING, blackout and stale feeds → no increase above the holding;
         per-symbol cap; max open positions (new entries by largest target, then symbol); gross cap
         (proportional scaling, rounded down to 1e-8); min order notional (too-small increases
         dropped, targets below it → 0). One ``RISK_BLOCK`` event per symbol and rule that lowered a
@@ -188,9 +208,12 @@ class RiskManager:
         clip = _Clipper(dict(targets), time_ms)
         held = {s: max(holdings_notional.get(s, ZERO), ZERO) for s in targets}
         lim = self.limits
-        if self._state is TradingState.HALTED:
+        if self._state is TradingState.HALTED and not self.blocks_only:
             for s in targets:
                 clip(s, ZERO, "halted", f"trading halted ({self._halt_reason}): close all")
+        elif self._state is TradingState.HALTED:
+            for s in targets:
+                clip(s, held[s], "halted", f"trading halted ({self._halt_reason}): no entry or increase")
         elif self._state is TradingState.REDUCING:
             for s in targets:
                 clip(s, held[s], "reducing", "trading state reducing: no increase")

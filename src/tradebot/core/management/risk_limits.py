@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 from tradebot.core.domain import ZERO, to_decimal
 from tradebot.core.management import _validate as v
 from tradebot.errors import ConfigError
 
 _MINUTE_MS = 60_000
+
+#: What a daily-loss halt does (see ``RiskLimits.daily_loss_action``).
+DailyLossAction = Literal["close_all", "block_entries"]
+DAILY_LOSS_ACTIONS: tuple[str, ...] = get_args(DailyLossAction)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +134,16 @@ class RiskLimits:
         Max symbols held (a holding ≥ ``min_order_notional`` counts as open).
     daily_loss_limit_fraction
         Halt when equity ≤ start-of-day equity × (1 − this) (default 0.03).
+    daily_loss_action
+        What the daily-loss halt does until the next UTC day (STRATEGY.md §4):
+
+        - ``"close_all"`` (default): every target becomes 0 — the whole book is sold at once — and
+          no entry or increase is allowed;
+        - ``"block_entries"``: no entry or increase (targets are clipped to the current holdings,
+          as in the ``REDUCING`` state), but the positions are kept: only decreases the rebalancer
+          or the overlay decide anyway (a stream going out, a stop or other overlay exit) trade.
+
+        A halt set by the engine (:meth:`RiskManager.set_state`) always closes all.
     blackout_windows
         No new entries or increases while inside one.
     max_leverage
@@ -144,6 +158,7 @@ class RiskLimits:
     min_order_notional: Decimal = Decimal("5")
     max_open_positions: int | None = None
     daily_loss_limit_fraction: float | None = 0.03
+    daily_loss_action: DailyLossAction = "close_all"
     blackout_windows: tuple[BlackoutWindow, ...] = field(default_factory=tuple)
     max_leverage: float = 1.0
 
@@ -154,6 +169,8 @@ class RiskLimits:
             v.positive("risk.max_gross_exposure_fraction", self.max_gross_exposure_fraction)
         if self.daily_loss_limit_fraction is not None:
             v.fraction("risk.daily_loss_limit_fraction", self.daily_loss_limit_fraction)
+        if self.daily_loss_action not in DAILY_LOSS_ACTIONS:
+            v.fail("risk.daily_loss_action", self.daily_loss_action, f"be one of {list(DAILY_LOSS_ACTIONS)}")
         if self.max_open_positions is not None:
             v.integer("risk.max_open_positions", self.max_open_positions, minimum=0)
         v.positive("risk.max_leverage", self.max_leverage)

@@ -185,3 +185,57 @@ def test_from_dict_and_validation() -> None:
 def test_negative_target_is_rejected() -> None:
     with pytest.raises(ValueError, match=re.escape("target of BTC/USDT must be >= 0, was Decimal('-1')")):
         _apply(RiskManager(RiskLimits()), {BTC: "-1"})
+
+
+# ------------------------------------------------------------------ daily_loss_action
+
+
+def test_daily_loss_halt_with_block_entries_keeps_positions_and_refuses_increases() -> None:
+    rm = RiskManager(RiskLimits(max_position_fraction=None, daily_loss_action="block_entries"))
+    rm.on_equity(DAY + 1000, 10000.0)
+    [halt] = rm.on_equity(DAY + 3000, 9700.0)
+    assert halt.event_type is ET.DAILY_LOSS_HALT and rm.trading_state is TradingState.HALTED
+    assert halt.action_taken == (
+        "trading state active -> halted: positions kept, no entries or increases until next UTC day"
+    )
+    assert rm.blocks_only
+    # BTC wants 3000 more than its 5000 held: clipped to 5000 (kept, not 0). ETH wants a new 2000
+    # position: refused (held 0). SOL reduces 4000 → 1500: a decrease passes.
+    out, events = _apply(
+        rm, {BTC: "8000", ETH: "2000", SOL: "1500"}, {BTC: "5000", SOL: "4000"}, t=DAY + 4000
+    )
+    assert out == {BTC: D("5000"), ETH: D("0"), SOL: D("1500")}
+    assert [(e.symbol, e.action_taken, e.indicators["rule"]) for e in events] == [
+        (BTC, "target 8000 -> 5000", "halted"),
+        (ETH, "target 2000 -> 0", "halted"),
+    ]
+    assert events[0].trigger_reason == "trading halted (daily_loss): no entry or increase"
+    assert rm.check_order(D("100"), increases=True, time_ms=DAY + 5000) == "trading state halted: no increase"
+    assert rm.check_order(D("100"), increases=False, time_ms=DAY + 5000) is None
+    [resumed] = rm.on_equity(2 * DAY, 9000.0)
+    assert resumed.event_type is ET.TRADING_RESUMED and not rm.blocks_only
+
+
+def test_close_all_is_the_default_and_a_manual_halt_always_closes_all() -> None:
+    assert RiskLimits().daily_loss_action == "close_all"
+    default = RiskManager(RiskLimits())
+    default.on_equity(0, 10000)
+    [halt] = default.on_equity(1, 9000)
+    assert halt.action_taken == "trading state active -> halted: close all, no entries until next UTC day"
+    assert not default.blocks_only
+    rm = RiskManager(RiskLimits(max_position_fraction=None, daily_loss_action="block_entries"))
+    rm.set_state(TradingState.HALTED, time_ms=0, reason="operator")
+    assert not rm.blocks_only
+    out, _ = _apply(rm, {BTC: "3000"}, {BTC: "5000"})
+    assert out == {BTC: D("0")}
+
+
+def test_daily_loss_action_is_validated_by_name() -> None:
+    assert RiskLimits.from_dict({"daily_loss_action": "block_entries"}).daily_loss_action == "block_entries"
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "risk.daily_loss_action must be one of ['close_all', 'block_entries'], was 'sell_half'"
+        ),
+    ):
+        RiskLimits.from_dict({"daily_loss_action": "sell_half"})
