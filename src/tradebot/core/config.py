@@ -16,6 +16,7 @@ from tradebot.core.execution.planner import PlannerConfig
 from tradebot.core.management import ManagementConfig, RiskLimits
 from tradebot.core.portfolio.rebalancer import AllocationConfig
 from tradebot.core.signals.stream import StreamConfig
+from tradebot.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +42,14 @@ class EngineConfig:
         Clock of rebalance checks, equity snapshots, risk checks and period rules (default 1h).
     allocation, planner, management, risk
         Configs of the rebalancer, the planner, the overlay and the risk limits.
+
+    Raises
+    ------
+    ValueError
+        On an empty ``assets`` or ``streams``, negative ``initial_cash``, or a rebalance timeframe
+        that is not a multiple of the base timeframe.
+    ConfigError
+        If ``management.atr_timeframe`` is neither a stream timeframe nor the rebalance timeframe.
     """
 
     run_id: str
@@ -67,3 +76,22 @@ class EngineConfig:
                 f"rebalance_timeframe {self.rebalance_timeframe} must be a multiple of base timeframe "
                 f"{self.base_timeframe}"
             )
+        atr_tf = self.management.atr_timeframe
+        if atr_tf is not None and atr_tf not in self.atr_timeframes:
+            raise ConfigError(
+                "management.atr_timeframe must be one of the stream timeframes or the rebalance "
+                f"timeframe {[t.value for t in self.atr_timeframes]}, was {atr_tf!r}"
+            )
+
+    @property
+    def atr_timeframes(self) -> tuple[Timeframe, ...]:
+        """Timeframes the signal book keeps an ATR for: every stream's and the rebalance clock's,
+        ascending (the values ``management.atr_timeframe`` may take)."""
+        tfs = {s.timeframe for s in self.streams} | {self.rebalance_timeframe}
+        return tuple(sorted(tfs, key=lambda t: t.ms))
+
+    @property
+    def management_atr_timeframe(self) -> Timeframe:
+        """The timeframe of the overlay's ATR: ``management.atr_timeframe``, else the rebalance one."""
+        atr_tf = self.management.atr_timeframe
+        return self.rebalance_timeframe if atr_tf is None else Timeframe(atr_tf)

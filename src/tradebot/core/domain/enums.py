@@ -138,6 +138,7 @@ class PositionEventType(StrEnum):
     MANAGEMENT_SCALE_OUT = "management_scale_out"
     MANAGEMENT_RELOAD = "management_reload"
     MANAGEMENT_QUIT = "management_quit"
+    REENTRY_ALLOWED = "reentry_allowed"
     REBALANCE_BUY = "rebalance_buy"
     REBALANCE_SELL = "rebalance_sell"
     RISK_BLOCK = "risk_block"

@@ -60,7 +60,6 @@ from tradebot.core.engine.records import Output, RecordBuilder, link_orders
 from tradebot.core.engine.snapshot import SNAPSHOT_VERSION, check_snapshot
 from tradebot.core.engine.stats import EngineStats
 from tradebot.core.engine.symbols import SymState, flush_extremes, marks_decimal
-from tradebot.core.management import ManagementConfig
 from tradebot.core.portfolio.ledger import ApplyResult, Ledger
 from tradebot.core.signals.book import SignalBook
 
@@ -105,7 +104,7 @@ class Engine:
         )
         self.overlay = Overlay(config, self.symbols)
         self.stats = EngineStats(self.symbols, [sid for v in self.streams_by_symbol.values() for sid in v])
-        self._managed = config.management != ManagementConfig.disabled()
+        self._managed = not config.management.is_off
         self.overlay.managed = self._managed
         self._sym: dict[str, SymState] = {
             s: SymState(s, self.book.aggregator(s), self.overlay.managers[s], self._managed)
@@ -369,8 +368,7 @@ class Engine:
         st.qty = float(after)
         if before == 0 and after != 0:
             st.open = True
-            atr = self.book.atr(sym, self.config.rebalance_timeframe)
-            actions = self.overlay.on_open(sym, fill, atr)
+            actions = self.overlay.on_open(sym, fill, self.overlay.atr(sym, self.book))
             risk = self.overlay.initial_risk(sym)
             if risk:
                 self.ledger.set_initial_risk(sym, to_decimal(risk))

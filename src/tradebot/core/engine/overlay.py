@@ -42,7 +42,7 @@ class Overlay:
             s: PositionManager(s, config.management) for s in symbols
         }
         self.risk = RiskManager(config.risk)
-        self._period_tf = config.rebalance_timeframe
+        self._atr_tf = config.management_atr_timeframe
         self._blocks: set[tuple[str | None, str]] = set()
         self._ref_units: dict[str, Decimal] = {}
         self.reallocate = True
@@ -53,9 +53,15 @@ class Overlay:
         """Current risk state."""
         return self.risk.trading_state
 
+    def atr(self, sym: str, book: SignalBook) -> float | None:
+        """ATR of ``sym`` (quote currency) on the overlay's ATR timeframe (``management.atr_timeframe``,
+        default the rebalance timeframe), or ``None`` while it warms up."""
+        return book.atr(sym, self._atr_tf)
+
     def on_period(self, sym: str, candle: Candle, book: SignalBook) -> Sequence[Action]:
-        """On each rebalance-clock candle close: slower rules (scale-in, time stop, early exits)."""
-        return self.managers[sym].on_period(candle, book.atr(sym, self._period_tf))
+        """On each rebalance-clock candle close: slower rules (scale-in, time stop, early exits) and
+        the re-entry policy, with the ATR of :meth:`atr`."""
+        return self.managers[sym].on_period(candle, self.atr(sym, book))
 
     def on_streams(self, sym: str, book: SignalBook) -> Sequence[Action]:
         """A stream of ``sym`` flipped: tell the manager how many are in (re-entry lock)."""

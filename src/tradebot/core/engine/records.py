@@ -319,6 +319,7 @@ _ACTION_TYPES = frozenset(
         PositionEventType.MANAGEMENT_SCALE_OUT,
         PositionEventType.MANAGEMENT_RELOAD,
         PositionEventType.MANAGEMENT_QUIT,
+        PositionEventType.REENTRY_ALLOWED,
         PositionEventType.DAILY_LOSS_HALT,
     }
 )

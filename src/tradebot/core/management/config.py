@@ -2,8 +2,10 @@
 
 Every rule family has ``enabled``; every parameter carries its unit in its name (``_atr`` = multiples
 of ATR, ``_r`` = multiples of the initial risk R, ``_m`` = multiplier units, ``_h`` = 1h periods /
-hours, ``_ms`` = milliseconds, ``_fraction`` = 0.03 means 3 %, ``_pct`` = 3.0 means 3 %). Invalid
-values raise :class:`~tradebot.errors.ConfigError` naming the field and the value.
+hours, ``_ms`` = milliseconds, ``_fraction`` = 0.03 means 3 %, ``_pct`` = 3.0 means 3 %). "1h
+periods" are periods of the rebalance clock (1h by default); the ATR is that of
+``ManagementConfig.atr_timeframe`` (default: the rebalance timeframe). Invalid values raise
+:class:`~tradebot.errors.ConfigError` naming the field and the value.
 
 Three ready-made variants:
 
@@ -18,10 +20,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, get_args
 
+from tradebot.core.domain import Timeframe
 from tradebot.core.management import _validate as v
 from tradebot.errors import ConfigError
+
+#: Re-entry policies after a forced exit (see ``ManagementConfig.reentry``).
+ReentryPolicy = Literal["stream_change", "after_periods", "new_high"]
+REENTRY_POLICIES: tuple[str, ...] = get_args(ReentryPolicy)
 
 
 class _FromDict:
@@ -332,13 +339,45 @@ class ManagementConfig:
     max_scale
         Upper bound of the multiplier m (m ∈ [0, max_scale]).
     reentry_lock
-        After an exit the manager forces (stop, take-profit exit, time, early, quit) keep m = 0 until
-        the asset's streams change (see ``PositionManager.on_streams``).
+        After an exit the manager forces (stop, trailing stop, take-profit exit, time, early, quit)
+        keep m = 0 while the position is flat, until the lock is released (see ``reentry``).
+        ``False``: no lock at all (``reentry`` is then ignored).
+    reentry
+        When the re-entry lock is released (with ``reentry_lock``). Always: when the asset's streams
+        change — all of them out, or one more in than before (``PositionManager.on_streams``). The
+        other policies add one earlier release, judged on rebalance-clock closes
+        (``PositionManager.on_period``):
+
+        - ``"stream_change"`` (default): only the stream change;
+        - ``"after_periods"``: at the ``reentry_periods``-th rebalance-clock close strictly after
+          the exit's time (an exit decided at a clock close does not count that close; one decided
+          inside a period counts that period's close as the first);
+        - ``"new_high"``: at the first rebalance-clock close above ``H``, the highest price seen since
+          the exit: ``H`` starts at the exit price, takes the high of the rebalance-clock candle in
+          which the exit happened (that candle is never judged itself), and then the high of every
+          later clock candle that does not release the lock. Judged on closes only (OHLC: the high
+          of the exit's candle may be from before the exit, which makes ``H`` conservative).
+
+        A snapshot from before these policies existed holds no exit time, so a lock it restores is
+        released by a stream change only.
+    reentry_periods
+        ``N`` of ``"after_periods"``: rebalance periods (closes of ``rebalance_timeframe``), int >= 1;
+        ignored by the other policies.
+    atr_timeframe
+        Timeframe of the ATR behind every ATR distance of the overlay: initial stop (and its
+        volatility regime and swing buffer), trailing distance and step, management mode. Must be a
+        stream timeframe or the rebalance timeframe (checked by ``EngineConfig``: the signal book
+        keeps an ATR only for those), e.g. ``"1h"``, ``"4h"``, ``"1d"``. ``None`` (default): the
+        rebalance timeframe (``"1h"`` by default), as before this key existed. The ATR is read on
+        every rebalance-clock close, so a 4h ATR on a 1h clock changes once every four periods.
     """
 
     fee_rate: float = 0.001
     max_scale: float = 2.0
     reentry_lock: bool = True
+    reentry: ReentryPolicy = "stream_change"
+    reentry_periods: int = 1
+    atr_timeframe: str | None = None
     initial_stop: InitialStopConfig = field(default_factory=InitialStopConfig)
     breakeven: BreakevenConfig = field(default_factory=BreakevenConfig)
     take_profit: TakeProfitConfig = field(default_factory=TakeProfitConfig)
@@ -358,6 +397,13 @@ class ManagementConfig:
         if self.max_scale < 1:
             v.fail("max_scale", self.max_scale, "be >= 1")
         v.boolean("reentry_lock", self.reentry_lock)
+        if self.reentry not in REENTRY_POLICIES:
+            v.fail("management.reentry", self.reentry, f"be one of {list(REENTRY_POLICIES)}")
+        v.integer("management.reentry_periods", self.reentry_periods, minimum=1)
+        if self.atr_timeframe is not None:
+            tfs = [t.value for t in Timeframe]
+            if not isinstance(self.atr_timeframe, str) or self.atr_timeframe not in tfs:
+                v.fail("management.atr_timeframe", self.atr_timeframe, f"be one of {tfs} or unset")
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 v.fail(name, getattr(self, name), f"be a {cls.__name__}")
@@ -393,6 +439,13 @@ class ManagementConfig:
             v.fail(f"{path}.preset", preset, f"be one of {sorted(presets)}")
         base = presets[preset]() if enabled else cls.disabled()
         return v.build(cls, rest, path, _SECTIONS, base=base)
+
+    @property
+    def is_off(self) -> bool:
+        """True when no rule can act: :meth:`disabled` but for the keys that only tune rules
+        (``reentry``, ``reentry_periods``, ``atr_timeframe``), which change nothing without a rule."""
+        neutral = replace(self, reentry="stream_change", reentry_periods=1, atr_timeframe=None)
+        return neutral == ManagementConfig.disabled()
 
     @classmethod
     def disabled(cls) -> ManagementConfig:

@@ -9,6 +9,9 @@ target × multiplier``. Call protocol:
 - ``on_bar(...)`` on every base candle while a position is open (hot path, O(1));
 - ``on_streams(in_count)`` whenever the number of ``in`` streams of the asset changes.
 
+Every ATR the engine passes is of ``config.atr_timeframe`` (default the rebalance timeframe), and
+``on_period`` is called on the rebalance clock (1h by default; "1h" in the names below is that clock).
+
 Intra-bar order (OHLC only, so conservative): the stop as it stood before the bar is checked against
 the low first; then the high moves breakeven, the ladder and the trail; a close at or below a stop
 raised within the bar is a stop exit; last, the close drives the proportional trail scaling.
@@ -17,7 +20,9 @@ Re-entry lock: every exit the manager forces (stop, trailing stop, take-profit e
 exit, management quit) sets ``locked`` (with ``config.reentry_lock``) and keeps m = 0 after the
 position is flat, so the rebalancer does not buy straight back. ``on_streams(in_count)`` unlocks when
 ``in_count`` drops to 0 (the trend that was traded is over) or rises above the previous count (a
-stream flipped in: a fresh signal). A drop that is not to 0 keeps the lock.
+stream flipped in: a fresh signal). A drop that is not to 0 keeps the lock. ``config.reentry`` may
+release it earlier, on a rebalance-clock close (``on_period``): after ``reentry_periods`` periods, or
+on a new high since the exit (``REENTRY_ALLOWED`` action; see ``ManagementConfig.reentry``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import math
 from typing import Any
 
 from tradebot.core.domain import Candle, PositionEventType
-from tradebot.core.management import _bar_rules, _period_rules
+from tradebot.core.management import _bar_rules, _period_rules, _reentry
 from tradebot.core.management._indicators import RateOfChange, RollingMean, RollingMin, SlowEma
 from tradebot.core.management.actions import NO_ACTIONS, Action
 from tradebot.core.management.config import ManagementConfig
@@ -62,8 +67,9 @@ class PositionManager:
     """
 
     __slots__ = (
-        "_atr", "_be_level", "_dry", "_half_level", "_in_count", "_ladder_prices", "_locked",
-        "_next_up", "_regime", "_roc", "_swing", "_trail_level", "_vol_sma", "config",
+        "_atr", "_be_level", "_dry", "_exit_ms", "_half_level", "_in_count", "_ladder_prices",
+        "_locked", "_next_up", "_reentry_high", "_regime", "_roc", "_swing", "_trail_level",
+        "_vol_sma", "config",
         "notional_per_m", "symbol", *(f"_{n}" for n in _POSITION_FIELDS),
     )  # fmt: skip
 
@@ -80,6 +86,9 @@ class PositionManager:
     _atr: float | None
     _locked: bool
     _in_count: int | None
+    # the forced exit behind the lock (re-entry policy): time ms UTC, highest price since (quote)
+    _exit_ms: int | None
+    _reentry_high: float | None
     # position fields (_POSITION_FIELDS)
     _open: bool
     _exiting: bool
@@ -126,6 +135,8 @@ class PositionManager:
         self._atr = None
         self._locked = False
         self._in_count = None
+        self._exit_ms = None
+        self._reentry_high = None
         self._reset_position()
         self._m = 1.0
 
@@ -142,7 +153,7 @@ class PositionManager:
 
     @property
     def locked(self) -> bool:
-        """True after a forced exit until the streams change (m stays 0)."""
+        """True after a forced exit until the streams change or ``config.reentry`` allows (m stays 0)."""
         return self._locked
 
     @property
@@ -250,9 +261,7 @@ class PositionManager:
             raise ValueError(f"in_count must be an integer >= 0, was {in_count!r}")
         prev, self._in_count = self._in_count, in_count
         if self._locked and (in_count == 0 or (prev is not None and in_count > prev)):
-            self._locked = False
-            if not self._open:
-                self._m = 1.0
+            self._unlock()
         return NO_ACTIONS
 
     # ------------------------------------------------------------------ hot path
@@ -329,6 +338,15 @@ class PositionManager:
 
         Rules (in order, the first exit ends the list): trailing-stop update for a new ATR, time
         stop, early exits, management mode, scale-in to winners. Event time is the candle's close.
+        Then, while locked, the re-entry policy (``config.reentry``): a release is an urgent
+        ``REENTRY_ALLOWED`` action (m 0 → 1 when flat), so the engine plans the re-entry at this close.
+
+        Parameters
+        ----------
+        candle_1h
+            The rebalance-clock candle that just closed.
+        atr
+            ATR (quote currency) of ``config.atr_timeframe``, or ``None`` while it warms up.
         """
         vol_avg = self._vol_sma.value  # average of the previous periods, before this candle
         self._roc.update(candle_1h.close)
@@ -340,20 +358,25 @@ class PositionManager:
         if atr is not None and atr > 0:
             self._atr = float(atr)
             self._regime.update(atr / candle_1h.close)
-        if not self._open or self._exiting:
-            return NO_ACTIONS
-        out = _period_rules.run(self, candle_1h, vol_avg)
-        self._refresh_levels()
+        out: list[Action] | None = None
+        if self._open and not self._exiting:
+            out = _period_rules.run(self, candle_1h, vol_avg)
+            self._refresh_levels()
+        if self._locked and self.config.reentry != "stream_change":
+            action = _reentry.on_period(self, candle_1h)
+            if action is not None:
+                out = [*(out or ()), action]
         return out or NO_ACTIONS
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
-        """Return a JSON-able snapshot (position, lock, indicators) for :meth:`restore`."""
+        """Return a JSON-able snapshot (position, lock and its exit, indicators) for :meth:`restore`."""
         return {
             "symbol": self.symbol,
             "position": {n: getattr(self, f"_{n}") for n in _POSITION_FIELDS},
             "locked": self._locked,
             "in_count": self._in_count,
+            "reentry": {"exit_ms": self._exit_ms, "high": self._reentry_high},
             "atr": self._atr,
             "dry": self._dry,
             "volume_sma": self._vol_sma.state(),
@@ -364,6 +387,9 @@ class PositionManager:
 
     def restore(self, data: dict[str, Any]) -> None:
         """Restore a snapshot from :meth:`state` (same config assumed).
+
+        A snapshot without ``reentry`` (written before the re-entry policies) restores with no exit
+        time: its lock is then released by a stream change only.
 
         Raises
         ------
@@ -376,6 +402,8 @@ class PositionManager:
             for n in _POSITION_FIELDS:
                 setattr(self, f"_{n}", data["position"][n])
             self._locked, self._in_count = bool(data["locked"]), data["in_count"]
+            reentry = data.get("reentry") or {}
+            self._exit_ms, self._reentry_high = reentry.get("exit_ms"), reentry.get("high")
             self._atr, self._dry = data["atr"], int(data["dry"])
             self._vol_sma.restore(data["volume_sma"])
             self._roc.restore(data["roc"])
@@ -429,6 +457,13 @@ class PositionManager:
         self._mm_reloads, self._mm_reload_used = 0, 0.0
         self._refresh_levels()
 
+    def _unlock(self) -> None:
+        # Release the re-entry lock; a flat manager may trade again (m 1), an open one keeps its m.
+        self._locked = False
+        self._exit_ms = self._reentry_high = None
+        if not self._open:
+            self._m = 1.0
+
     def _stop_exit(self, time_ms: int, stop: float, reason: str) -> Action:
         kind = _ET.MANAGEMENT_QUIT if self._stop_kind == "quit" else _ET.STOP_EXIT
         return self._exit(kind, time_ms, stop, reason)
@@ -440,6 +475,7 @@ class PositionManager:
         self._m, self._exiting = 0.0, True
         if self.config.reentry_lock:
             self._locked = True
+            self._exit_ms, self._reentry_high = time_ms, price
         self._next_up = _INF
         return self._action(kind, time_ms, price, reason, before=before, urgent=True, saved=saved)
 

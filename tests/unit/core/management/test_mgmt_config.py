@@ -134,3 +134,24 @@ def test_from_dict_presets_and_enabled_flag() -> None:
         ManagementConfig.from_dict({"preset": "wild"})
     with pytest.raises(ConfigError, match=re.escape("management.enabled must be true or false, was 'no'")):
         ManagementConfig.from_dict({"enabled": "no"})
+
+
+def test_atr_timeframe_defaults_to_the_rebalance_clock_and_refuses_an_unknown_timeframe() -> None:
+    assert ManagementConfig().atr_timeframe is None
+    assert ManagementConfig.from_dict({"atr_timeframe": "4h"}).atr_timeframe == "4h"
+    with pytest.raises(ConfigError) as e:
+        ManagementConfig.from_dict({"atr_timeframe": "2h"})
+    assert (
+        "management.atr_timeframe must be one of ['1m', '3m', '5m', '15m', '30m', '1h', '4h', '1d'] or unset, was '2h'"
+        in str(e.value)
+    )
+
+
+def test_tuning_keys_alone_do_not_switch_management_on() -> None:
+    tuned = ManagementConfig.from_dict(
+        {"enabled": False, "atr_timeframe": "4h", "reentry": "new_high", "reentry_periods": 3}
+    )
+    assert tuned != ManagementConfig.disabled()
+    assert tuned.is_off and ManagementConfig.disabled().is_off
+    assert not ManagementConfig().is_off
+    assert not ManagementConfig.from_dict({"enabled": False, "fee_rate": 0.002}).is_off  # as before
