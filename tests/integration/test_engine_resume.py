@@ -52,6 +52,35 @@ def _without_volatile(records: list) -> list:
 @pytest.mark.parametrize("config", [None, REPO / "config" / "managed.toml"], ids=["plain", "managed"])
 @pytest.mark.parametrize("cut_fraction", [0.37, 0.81])
 def test_restart_from_snapshot_gives_the_uninterrupted_decisions(config, cut_fraction) -> None:
+    _resume_matches(config, cut_fraction)
+
+
+#: The managed overlay with the searchable knobs off their defaults (4h ATR, block-entries halt).
+_KNOBS = """
+[management]
+preset = "managed"
+reentry = "{reentry}"
+reentry_periods = 3
+atr_timeframe = "4h"
+
+[risk]
+max_position_fraction = 0.5
+daily_loss_action = "block_entries"
+"""
+
+
+@pytest.mark.parametrize("reentry", ["after_periods", "new_high"])
+def test_restart_while_a_reentry_lock_waits_gives_the_uninterrupted_decisions(reentry, tmp_path) -> None:
+    config = tmp_path / "knobs.toml"
+    config.write_text(_KNOBS.format(reentry=reentry), encoding="utf-8")
+    saved = _resume_matches(config, 0.5)
+    # The cut falls while some symbol waits for its re-entry: the snapshot carries the exit.
+    waiting = [m["reentry"] for m in saved["overlay"]["managers"].values() if m["locked"]]
+    assert waiting and all(w["exit_ms"] is not None and w["high"] is not None for w in waiting)
+
+
+def _resume_matches(config: Path | None, cut_fraction: float) -> dict:
+    # Run uninterrupted, and again with a snapshot → JSON → restore at the cut; the records must match.
     make_engine, exchange, stream, _settings, _instruments = _setup(config)
     reference = Dispatcher(make_engine(), exchange)
     expected = replay_into(reference, stream, 0, len(stream)) + reference.engine.finish()
@@ -73,6 +102,7 @@ def test_restart_from_snapshot_gives_the_uninterrupted_decisions(config, cut_fra
     assert resumed.ledger.cash == reference.engine.ledger.cash
     assert resumed.ledger.positions() == reference.engine.ledger.positions()
     assert resumed.stats.equity_curve == reference.engine.stats.equity_curve
+    return saved
 
 
 def test_restore_refuses_another_runs_snapshot() -> None:

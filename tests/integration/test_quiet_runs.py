@@ -82,3 +82,19 @@ def test_quiet_runs_give_the_candle_by_candle_decisions(config) -> None:
     assert engine.stats.equity_curve == reference.stats.equity_curve
     assert engine.last_time_ms == reference.last_time_ms
     assert engine.snapshot() == reference.snapshot()
+
+
+@pytest.mark.parametrize("reentry", ["after_periods", "new_high"])
+def test_quiet_runs_give_the_same_decisions_with_the_reentry_policies(reentry, tmp_path) -> None:
+    # The policies are judged on rebalance-clock closes, which end every quiet run.
+    config = tmp_path / "knobs.toml"
+    config.write_text(
+        f'[management]\npreset = "managed"\nreentry = "{reentry}"\nreentry_periods = 3\natr_timeframe = "4h"\n',
+        encoding="utf-8",
+    )
+    expected, reference, _ = _run(config, quiet_runs=False)
+    got, engine, absorbed = _run(config, quiet_runs=True)
+    assert absorbed > 0
+    assert sum("PositionEventType.REENTRY_ALLOWED" in r for r in expected) > 10
+    assert got == expected
+    assert engine.snapshot() == reference.snapshot()
