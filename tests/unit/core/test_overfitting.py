@@ -236,7 +236,9 @@ def test_pbo_refusals(matrix: object, splits: int, message: str) -> None:
 _matrices = hnp.arrays(
     np.float64,
     shape=st.tuples(st.integers(12, 40), st.integers(2, 6)),
-    elements=st.floats(-0.1, 0.1, allow_nan=False, allow_infinity=False, width=64),
+    # Returns are 0 or at least 1e-12 in size: squares of smaller ones (1e-159) underflow to subnormal
+    # floats, where scaling by a power of two is no longer exact (a float artefact, not a PBO one).
+    elements=st.one_of(st.just(0.0), st.floats(1e-12, 0.1), st.floats(-0.1, -1e-12)),
 )
 
 
