@@ -12,7 +12,7 @@ import decimal
 import gc
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from tradebot import __version__
-from tradebot.adapters.feeds.replay import discover, load_candles, merge_by_time, pick_base_timeframe
+from tradebot.adapters.feeds.replay import discover, load_candles, load_columns, pick_base_timeframe
 from tradebot.adapters.venues.simulated import SimulatedExchange
-from tradebot.app.backtest.replay import Dispatcher, ReplayStream, replay_into, slice_end
+from tradebot.app.backtest.replay import Dispatcher, ReplayStream, replay_into
 from tradebot.app.instruments import default_instruments
 from tradebot.app.reports.summary import build_run_summary, first_opens
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
@@ -99,20 +99,34 @@ class BacktestResult:
 
 @dataclass(slots=True)
 class LoadedData:
-    """Candles ready to replay: base candles per symbol and native warm-up candles."""
+    """Candles ready to replay: base candles per symbol and native warm-up candles.
+
+    The base candles are held as columns (:class:`~tradebot.adapters.feeds.columns.CandleColumns`,
+    48 bytes a candle; a plain sequence of candles works too) and merged once into the
+    :class:`ReplayStream` every run on them shares (:meth:`stream`). Do not modify a symbol's
+    candles in place after a run: replace the mapping's value (the stream is then rebuilt).
+    """
 
     base: Timeframe
-    candles: dict[Symbol, list[Candle]]
+    candles: dict[Symbol, Sequence[Candle]]
     warmup: list[Candle]
     gaps: dict[Symbol, list[tuple[int, int]]]
     #: Warm-up candles loaded per timeframe before the first base candle (see :func:`warmup_for`).
     lookback_bars: int = 0
     warmup_timeframes: frozenset[Timeframe] = frozenset()
+    _stream: tuple[tuple[object, ...], ReplayStream] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_candles(self) -> int:
         """Total base candles over all symbols."""
         return sum(len(v) for v in self.candles.values())
+
+    def stream(self) -> ReplayStream:
+        """Return the base candles merged in time order, built on first use and then reused."""
+        key = tuple((s, c, len(c)) for s, c in self.candles.items())  # columns compare by identity
+        if self._stream is None or self._stream[0] != key:
+            self._stream = (key, ReplayStream.from_columns(self.candles))
+        return self._stream[1]
 
 
 def warmup_lookback_bars(settings: Settings) -> int:
@@ -159,13 +173,13 @@ def load_data(
         if not any(a == asset for a, _tf in files):
             raise DataError(f"no candle files for symbol {sym!r} in {str(options.data_dir)!r}")
     base = pick_base_timeframe(files, assets, options.timeframe)
-    candles: dict[Symbol, list[Candle]] = {}
+    candles: dict[Symbol, Sequence[Candle]] = {}
     gaps: dict[Symbol, list[tuple[int, int]]] = {}
     for asset, sym in zip(assets, symbols, strict=True):
-        result = load_candles(files[(asset, base)], sym, base, options.start_ms, options.end_ms)
-        if not result.candles:
+        result = load_columns(files[(asset, base)], sym, base, options.start_ms, options.end_ms)
+        if not len(result.columns):
             raise DataError(f"no {base} candles for {sym} in the requested window in {files[(asset, base)]}")
-        candles[Symbol(sym)] = result.candles
+        candles[Symbol(sym)] = result.columns
         gaps[Symbol(sym)] = list(result.gaps)
     first_open = min(c[0].open_time_ms for c in candles.values())
     warmup: list[Candle] = []
@@ -251,8 +265,7 @@ def _prepare(
         max_volume_fraction=settings.backtest.max_volume_fraction,
         trade_id_prefix=f"{run_id}-sim",
     )
-    stream = ReplayStream.build(list(merge_by_time(data.candles)), data.candles)
-    return engine, exchange, stream, warm_signals
+    return engine, exchange, data.stream(), warm_signals
 
 
 def backtest_loaded(
@@ -367,7 +380,7 @@ async def run_backtest(
             mode="backtest",
             config=redacted_dump(settings),
             version=__version__,
-            started_ms=stream.candles[0].open_time_ms,
+            started_ms=stream.open_time_ms(0),
         )
         await writer.put(list(warm_signals))
     trades: list[TradeRecord] = []
@@ -445,7 +458,7 @@ async def _replay_async(
     n = len(stream)
     lo = 0
     while lo < n:
-        hi = slice_end(stream.candles, min(lo + CHUNK, n))
+        hi = stream.slice_end(min(lo + CHUNK, n))
         sub = replay_into(d, stream, lo, hi)
         on_chunk(hi, sub)
         if writer is not None:
