@@ -175,6 +175,7 @@ def run_walkforward(
         "initial_equity": oos_overall["initial_equity"],
         "final_equity": oos_overall["final_equity"],
         "quote": default.summary["run"]["quote"],
+        "base_config": None if spec.space.base_config is None else str(spec.space.base_config),
         "objectives": list(spec.objectives),
         "trials_per_fold": spec.n_trials,
         "oos_start_ms": oos_start,

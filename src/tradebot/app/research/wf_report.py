@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -59,10 +60,11 @@ def render_report(report: Mapping[str, Any], console: Console) -> None:
         )
     console.print(table)
     run = {"quote": report.get("quote", "quote")}
+    base = Path(report["base_config"]).name if report.get("base_config") else "built-in defaults"
     bench = {"buy_and_hold": report["buy_and_hold"]} if report.get("buy_and_hold") is not None else {}
     columns: list[tuple[str, Mapping[str, Any]]] = [
         ("walk-forward OOS", {"overall": report["oos"], "run": run, **bench}),
-        ("default config", {"overall": report["default"], "run": run}),
+        (f"default: {base}", {"overall": report["default"], "run": run}),
     ]
     console.print(
         f"out-of-sample period {format_value(report['oos_start_ms'], 'time')} → "
