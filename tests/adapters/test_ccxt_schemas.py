@@ -87,6 +87,26 @@ def test_binance_result_and_ack_answers() -> None:
         OrderStatus.ACCEPTED, D(0), D(0), "28", 1507725176595)  # fmt: skip
 
 
+def test_binance_cancel_answer_names_the_cancelled_order_by_orig_client_order_id() -> None:
+    # DELETE /api/v3/order: origClientOrderId is the cancelled order, clientOrderId the cancel's own id
+    report = binance_order(load("binance", "rest_cancel_order_partially_filled_docs.json"), BTCUSDT)
+    assert report.client_order_id == "4d96324ff9d44481926157"
+    assert (report.status, report.exchange_order_id, report.ts_ms) == (
+        OrderStatus.CANCELED, "12569099453", 1684804350068)  # fmt: skip
+    # partly filled before the cancel: 0.00001 of 0.00847 sold for 0.234161 USDT
+    assert (report.qty, report.filled_qty, report.avg_price) == (D("0.00847"), D("0.00001"), D("23416.1"))
+    docs = binance_order(load("binance", "rest_cancel_order_docs.json"), inst("LTC/BTC", "LTC", "BTC"))
+    assert (docs.client_order_id, docs.status, docs.filled_qty) == ("myOrder1", OrderStatus.CANCELED, D(0))
+
+
+def test_binance_cancel_answer_without_an_order_id_names_the_field() -> None:
+    raw = load("binance", "rest_cancel_order_docs.json") | {"origClientOrderId": ""}
+    with pytest.raises(
+        DataError, match=r"binance order.origClientOrderId must be a non-empty string, was ''"
+    ):
+        binance_order(raw, BTCUSDT)
+
+
 def test_binance_query_order_open_limit() -> None:
     report = binance_order(load("binance", "rest_query_order_docs.json"), inst("LTC/BTC", "LTC", "BTC"))
     assert report.client_order_id == "myOrder1"

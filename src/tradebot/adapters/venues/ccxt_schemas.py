@@ -70,7 +70,18 @@ BINANCE_STATUS: dict[str, OrderStatus] = {
 
 
 def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str = "binance") -> OrderReport:
-    """Decode a Binance order (new-order ACK/RESULT/FULL answer, ``GET /api/v3/order``, open orders).
+    """Decode a Binance order (new-order ACK/RESULT/FULL answer, ``GET /api/v3/order``, open orders,
+    ``DELETE /api/v3/order`` cancel answer).
+
+    The order is named by ``clientOrderId``, except in a cancel answer: there ``origClientOrderId``
+    is the cancelled order and ``clientOrderId`` the cancel request's own id (``newClientOrderId``,
+    random when not sent), so ``origClientOrderId`` wins whenever it is present. Cancel answer
+    (``rest-api.md`` "Cancel order (TRADE)", abridged)::
+
+        {"symbol": "BTCUSDT", "origClientOrderId": "4d96324ff9d44481926157", "orderId": 12569099453,
+         "clientOrderId": "91fe37ce9e69c90d6358c0", "transactTime": 1684804350068,
+         "origQty": "0.00847000", "executedQty": "0.00001000", "cummulativeQuoteQty": "0.23416100",
+         "status": "CANCELED", "type": "LIMIT", "side": "SELL", …}
 
     Parameters
     ----------
@@ -94,9 +105,10 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
         If a field is missing or malformed, or the status is not in :data:`BINANCE_STATUS`.
     """
     where = "binance order"
-    cid = raw.get("clientOrderId")
+    id_field = "origClientOrderId" if "origClientOrderId" in raw else "clientOrderId"
+    cid = raw.get(id_field)
     if not isinstance(cid, str) or not cid:
-        raise DataError(f"{where}.clientOrderId must be a non-empty string, was {cid!r}")
+        raise DataError(f"{where}.{id_field} must be a non-empty string, was {cid!r}")
     oid = ExchangeOrderId(str(wire_int(raw, "orderId", where=where)))
     ts = raw.get("updateTime") or raw.get("transactTime") or raw.get("time")
     if not isinstance(ts, int) or isinstance(ts, bool):

@@ -338,7 +338,8 @@ class CcxtVenue:
 
     async def cancel(self, symbol: Symbol, client_order_id: ClientOrderId) -> OrderReport:
         """Cancel an open order (urgent priority). Raises ``OrderRejected`` (``-2011``) if it is unknown
-        or closed, ``VenueUnavailable`` when the outcome is unknown (look it up)."""
+        or closed, ``VenueUnavailable`` when the outcome is unknown (look it up), including an
+        answer that cannot be decoded. The answer names our order in ``origClientOrderId``."""
         inst, wire_symbol = self._instrument(symbol)
         params = {"symbol": wire_symbol, "origClientOrderId": wire_client_order_id(client_order_id)}
         async with self.gate.slot(Priority.URGENT):
@@ -350,7 +351,12 @@ class CcxtVenue:
                 raise await self._read_error(e) from e
             except ccxt.BaseError as e:
                 raise VenueUnavailable(f"cancel {client_order_id}: outcome unknown: {e}"[:300]) from e
-        return self._own(binance_order(raw, inst, venue=self.name))
+        try:
+            return self._own(binance_order(raw, inst, venue=self.name))
+        except DataError as e:
+            raise VenueUnavailable(
+                f"cancel {client_order_id}: outcome unknown: undecodable answer: {e}"[:300]
+            ) from e
 
     async def fetch_order(self, symbol: Symbol, client_order_id: ClientOrderId) -> OrderReport | None:
         """Look an order up by client order id (urgent, retried); ``None`` when the venue says it does
