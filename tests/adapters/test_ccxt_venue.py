@@ -18,7 +18,7 @@ import structlog
 from tradebot.adapters.venues import ccxt_venue
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange, wire_client_order_id
 from tradebot.adapters.venues.gate import Priority, VenueGate
-from tradebot.core.domain import ClientOrderId, OrderStatus, PlaceOrder, Side, Symbol
+from tradebot.core.domain import ClientOrderId, OrderStatus, OrderType, PlaceOrder, Side, Symbol
 from tradebot.errors import OrderRejected, RateLimited, VenueBanned, VenueUnavailable
 from tradebot.exchange_sim import ExchangeSim, SimConfig
 from tradebot.exchange_sim.binance_private import API_KEY, API_SECRET
@@ -173,6 +173,24 @@ async def test_clock_skew_is_not_processed_and_resyncs(sim: ExchangeSim, venue: 
     assert sim.binance_orders.orders == []
     assert (await venue.submit(buy("k-1-1"))).status is OrderStatus.FILLED  # same id, safe: never placed
     assert len(sim.binance_orders.orders_of("k-1-1")) == 1
+
+
+async def test_partly_filled_then_cancelled_order_keeps_its_trade(sim: ExchangeSim, venue: CcxtVenue) -> None:
+    orders = sim.binance_orders
+    orders.limit_volume_fraction = D("0.0001")  # the resting order fills in small parts
+    limit = PlaceOrder(client_order_id=ClientOrderId("p-1-1"), symbol=BTC, side=Side.BUY, qty=D("0.3"),
+                       ref_price=D("27322.27"), reason="t", intent_id="p-1", created_ms=START_MS,
+                       order_type=OrderType.LIMIT, limit_price=D("27400.00"))  # fmt: skip
+    assert (await venue.submit(limit)).status is OrderStatus.ACCEPTED
+    sim.market.step()  # a candle trades through the limit
+    (placed,) = orders.orders_of("p-1-1")
+    assert placed.status == "PARTIALLY_FILLED" and placed.filled > 0
+    cancelled = await venue.cancel(BTC, ClientOrderId("p-1-1"))
+    # the wire answer names the order in origClientOrderId and the cancel itself in clientOrderId
+    assert (cancelled.client_order_id, cancelled.status, cancelled.filled_qty) == (
+        "p-1-1", OrderStatus.CANCELED, placed.filled)  # fmt: skip
+    (fill,) = await venue.fetch_my_trades(BTC)
+    assert (fill.client_order_id, fill.qty, fill.price) == ("p-1-1", placed.filled, D("27400"))
 
 
 async def test_cancels_and_lookups_overtake_new_orders() -> None:

@@ -74,6 +74,25 @@ def order_json(o: SimOrder, *, fills: bool, duplicate: bool = False) -> dict[str
     return body
 
 
+def cancel_json(o: SimOrder, *, cancel_id: str, ts_ms: int) -> dict[str, Any]:
+    """``DELETE /api/v3/order`` answer, as Binance sends it: the cancelled order's id in
+    ``origClientOrderId``, the cancel request's own id (``newClientOrderId``, else generated) in
+    ``clientOrderId``, ``transactTime`` the cancel time (``rest-api.md`` "Cancel order (TRADE)")."""
+    return {
+        "symbol": o.symbol, "origClientOrderId": o.client_order_id, "orderId": o.order_id, "orderListId": -1,
+        "clientOrderId": cancel_id, "transactTime": ts_ms, "price": f8(o.price or Decimal(0)),
+        "origQty": f8(o.qty), "executedQty": f8(o.filled), "origQuoteOrderQty": "0.00000000",
+        "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status, "timeInForce": "GTC", "type": o.type,
+        "side": o.side, "selfTradePreventionMode": "NONE",
+    }  # fmt: skip
+
+
+def generated_cancel_id(order_id: int, n: int) -> str:
+    """A cancel request id as Binance generates one when ``newClientOrderId`` is not sent: 22
+    characters, never an order's own id (deterministic here: derived from the order id and a count)."""
+    return hashlib.sha256(f"cancel:{order_id}:{n}".encode()).hexdigest()[:22]
+
+
 def trade_json(t: SimTrade) -> dict[str, Any]:
     """``GET /api/v3/myTrades`` row."""
     return {
@@ -98,6 +117,7 @@ class BinancePrivate:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every private request
         #: Kill-point hook: called with each order just executed, before the answer is sent (crash tests).
         self.after_accept: Callable[[SimOrder], None] | None = None
+        self._cancels = 0
 
     def routes(self) -> list[web.RouteDef]:
         """Return the routes to add to the simulator's aiohttp app."""
@@ -196,9 +216,22 @@ class BinancePrivate:
         return web.json_response(order_json(order, fills=False))
 
     async def cancel_order(self, p: dict[str, str]) -> web.Response:
-        """``DELETE /api/v3/order?symbol=&origClientOrderId=``."""
-        order = self.engine.cancel(p.get("symbol", ""), p.get("origClientOrderId", ""))
-        return web.json_response(order_json(order, fills=False))
+        """``DELETE /api/v3/order?symbol=&origClientOrderId=|orderId=[&newClientOrderId=]`` (see
+        :func:`cancel_json`); ``orderId`` takes precedence as on Binance."""
+        symbol, orig = p.get("symbol", ""), p.get("origClientOrderId", "")
+        if p.get("orderId"):
+            try:
+                orig = self.engine.find(symbol, order_id=int(p["orderId"])).client_order_id
+            except SimReject:
+                raise SimReject(-2011, "Unknown order sent.") from None
+        elif not orig:
+            raise SimReject(
+                -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
+        order = self.engine.cancel(symbol, orig)
+        self._cancels += 1
+        cancel_id = p.get("newClientOrderId") or generated_cancel_id(order.order_id, self._cancels)
+        return web.json_response(cancel_json(order, cancel_id=cancel_id, ts_ms=order.updated_ms))
 
     async def open_orders(self, p: dict[str, str]) -> web.Response:
         """``GET /api/v3/openOrders[?symbol=]``."""
