@@ -76,6 +76,13 @@ async def test_instruments_from_load_markets(venue: DeribitVenue) -> None:
     assert (btc.base, btc.quote, btc.min_notional, btc.contract_size) == ("BTC", "USD", D("10.0"), D("10.0"))
 
 
+async def test_a_maker_rebate_instrument_loads(venue: DeribitVenue) -> None:
+    # SOL-PERPETUAL, recorded with "maker_commission": -0.0002 (a rebate to makers)
+    sol = (await venue.load_instruments(["SOL/USD:SOL"]))[Symbol("SOL/USD:SOL")]
+    assert (sol.base, sol.quote, sol.taker_fee, sol.maker_fee) == ("SOL", "USD", D("0.0005"), D("-0.0002"))
+    assert (sol.min_notional, sol.contract_size) == (D("10.0"), D("10.0"))
+
+
 async def test_market_buy_round_trip_is_exact(sim: ExchangeSim, venue: DeribitVenue) -> None:
     assert sim.deribit_orders.last_price("ETH_USDC-PERPETUAL") == D("1737.37")
     price = D("1737.4")  # a buy fills at the last price rounded up to the 0.1 tick

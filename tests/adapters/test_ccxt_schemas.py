@@ -191,6 +191,32 @@ def test_deribit_inverse_instrument() -> None:
     assert (btc.taker_fee, btc.maker_fee) == (D("0.0005"), D("0.0"))
 
 
+def test_deribit_maker_rebate_instrument_is_accepted() -> None:
+    # SOL-PERPETUAL (real capture, 2022-05-29): "maker_commission": -0.0002, a rebate to makers
+    sol, inverse = deribit_inst("rest_get_instruments_SOL_perpetuals_real.json", "SOL-PERPETUAL")
+    assert inverse
+    assert (sol.taker_fee, sol.maker_fee) == (D("0.0005"), D("-0.0002"))
+    assert (sol.tick_size, sol.min_notional, sol.contract_size) == (D("0.01"), D("10.0"), D("10.0"))
+
+
+def test_deribit_instrument_out_of_range_is_a_data_error_naming_it() -> None:
+    raw = load("deribit", "rest_get_instruments_SOL_perpetuals_real.json")["result"][0] | {
+        "taker_commission": -0.1
+    }
+    with pytest.raises(
+        DataError, match=r"deribit instrument 'SOL-PERPETUAL': .*taker_fee must be a Decimal >= 0"
+    ):
+        deribit_instrument(raw, Symbol("SOL/USD:SOL"))
+
+
+def test_deribit_maker_trade_with_a_rebate_decodes_to_a_negative_fee() -> None:
+    btc, _ = deribit_inst("rest_get_instruments_BTC_perpetuals_real.json", "BTC-PERPETUAL")
+    row = load("deribit", "docs_sub_user_trades_notification_data.json")[0]["data"][0]
+    maker = row | {"liquidity": "M", "fee": -0.00000067}  # the same trade as a maker, paid a rebate
+    fill = deribit_trade(maker, btc, inverse=True, client_order_id="run-3-1")  # type: ignore[arg-type]
+    assert (fill.fee, fill.fee_currency, fill.fee_quote) == (D("-6.7E-7"), "BTC", D("-0.00599918"))
+
+
 def test_deribit_inverse_amount_conversion_is_pinned() -> None:
     # 0.0123 BTC at 40 000 USD = 492 USD → 490 USD (49 contracts of 10 USD, rounded down)
     assert deribit_amount(D("0.0123"), D("40000"), inverse=True, contract_size=D("10")) == D("490")

@@ -59,7 +59,14 @@ def deribit_instrument(raw: Mapping[str, Any], symbol: Symbol) -> Instrument:
     Linear (USDC) perpetuals: step = ``contract_size`` and min qty = ``min_trade_amount`` in base
     units. Inverse perpetuals trade in USD: the step is 1e-8 base units, and the minimum order is a
     notional of ``min_trade_amount`` USD (``min_notional``); :func:`deribit_amount` rounds to the
-    USD contract size.
+    USD contract size. A negative ``maker_commission`` is a maker rebate and is kept as such
+    (``SOL-PERPETUAL``: ``"maker_commission": -0.0002, "taker_commission": 0.0005``).
+
+    Raises
+    ------
+    DataError
+        If a field is missing or malformed, or a value is out of the Instrument's range (the
+        message names the instrument, the field and the value).
     """
     where = f"deribit instrument {raw.get('instrument_name')!r}"
     fee = dec(raw, "taker_commission", where=where)
@@ -67,11 +74,14 @@ def deribit_instrument(raw: Mapping[str, Any], symbol: Symbol) -> Instrument:
                      quote=Asset(str(raw.get("quote_currency"))), taker_fee=fee,
                      maker_fee=dec(raw, "maker_commission", where=where) if "maker_commission" in raw else fee,
                      tick_size=dec(raw, "tick_size", where=where))  # fmt: skip
-    if deribit_is_inverse(raw):
-        return common(step_size=_QTY_QUANTUM, min_notional=dec(raw, "min_trade_amount", where=where),
-                      contract_size=dec(raw, "contract_size", where=where))  # fmt: skip
-    return common(step_size=dec(raw, "contract_size", where=where),
-                  min_qty=dec(raw, "min_trade_amount", where=where))  # fmt: skip
+    try:
+        if deribit_is_inverse(raw):
+            return common(step_size=_QTY_QUANTUM, min_notional=dec(raw, "min_trade_amount", where=where),
+                          contract_size=dec(raw, "contract_size", where=where))  # fmt: skip
+        return common(step_size=dec(raw, "contract_size", where=where),
+                      min_qty=dec(raw, "min_trade_amount", where=where))  # fmt: skip
+    except ValueError as e:  # a value the Instrument refuses (e.g. a taker fee below 0)
+        raise DataError(f"{where}: {e}") from None
 
 
 def deribit_amount(qty: Decimal, price: Decimal, *, inverse: bool, contract_size: Decimal) -> Decimal:

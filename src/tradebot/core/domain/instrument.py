@@ -36,8 +36,13 @@ class Instrument:
         Smallest order notional ``qty × price`` in quote currency (``NOTIONAL.minNotional``), >= 0.
     max_notional
         Largest order notional in quote currency, or ``None`` for no limit.
-    taker_fee, maker_fee
-        Fee rates as fractions (``Decimal("0.001")`` = 0.1 %).
+    taker_fee
+        Taker fee rate as a fraction (``Decimal("0.001")`` = 0.1 %), >= 0.
+    maker_fee
+        Maker fee rate as a fraction, > -1; negative is a rebate paid to the maker (Deribit
+        ``SOL-PERPETUAL``: ``"maker_commission": -0.0002``). Informational: the engine only sends
+        market orders, and every fee computation (planner cash bound, simulated fills, benchmark)
+        uses ``taker_fee``; the ledger books each fill's own ``fee_quote``.
     contract_size
         Base units per contract for derivatives quoted in contracts (1 for spot).
     """
@@ -60,10 +65,16 @@ class Instrument:
             value = getattr(self, name)
             if not isinstance(value, Decimal) or value <= 0:
                 raise ValueError(f"Instrument {self.symbol}: {name} must be a Decimal > 0, was {value!r}")
-        for name in ("min_qty", "min_notional", "taker_fee", "maker_fee"):
+        for name in ("min_qty", "min_notional", "taker_fee"):
             value = getattr(self, name)
             if not isinstance(value, Decimal) or value < 0:
                 raise ValueError(f"Instrument {self.symbol}: {name} must be a Decimal >= 0, was {value!r}")
+        maker = self.maker_fee
+        if not isinstance(maker, Decimal) or not maker.is_finite() or not maker > -1:
+            raise ValueError(
+                f"Instrument {self.symbol}: maker_fee must be a Decimal > -1 (negative: a rebate), "
+                f"was {maker!r}"
+            )
         for name in ("max_qty", "max_notional"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Decimal) or not value > 0):

@@ -59,7 +59,8 @@ class Fill:
     price
         Fill price in quote currency, > 0.
     fee_quote
-        Fee in quote currency (converted at fill time when charged in another asset), >= 0.
+        Fee in quote currency (converted at fill time when charged in another asset); negative for
+        a maker rebate (Deribit pays makers on some perpetuals), never below ``-qty × price``.
     ts_ms
         Fill time, ms UTC.
     exchange_order_id
@@ -86,8 +87,12 @@ class Fill:
             raise ValueError(f"Fill {self.trade_id}: qty must be > 0, was {self.qty!r}")
         if self.price <= 0:
             raise ValueError(f"Fill {self.trade_id}: price must be > 0, was {self.price!r}")
-        if self.fee_quote < 0:
-            raise ValueError(f"Fill {self.trade_id}: fee_quote must be >= 0, was {self.fee_quote!r}")
+        fee = self.fee_quote
+        if not isinstance(fee, Decimal) or not fee.is_finite() or fee < -self.qty * self.price:
+            raise ValueError(
+                f"Fill {self.trade_id}: fee_quote must be a finite Decimal >= -qty × price "
+                f"(negative: a rebate), was {fee!r}"
+            )
 
     @property
     def notional(self) -> Decimal:

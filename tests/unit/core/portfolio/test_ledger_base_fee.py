@@ -1,5 +1,6 @@
 """A venue that takes a buy's commission in the base asset (Binance without BNB): the ledger holds what
-the venue holds, books the fee in quote, and keeps the stream attribution exact."""
+the venue holds, books the fee in quote, and keeps the stream attribution exact. Also a maker rebate
+(a negative quote fee, Deribit)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,17 @@ def test_a_quote_fee_is_unchanged() -> None:
     ledger.apply(make_fill("b1", "buy", "1", "40000", "40"))
     assert ledger.position(BTC) == Decimal("1")
     assert ledger.cash == Decimal("9960")
+
+
+def test_a_maker_rebate_is_a_negative_fee_that_adds_to_cash() -> None:
+    # Deribit pays makers on some perpetuals ("maker_commission": -0.0002): the fill's fee is negative
+    ledger = _ledger()
+    ledger.apply(make_fill("m1", "buy", "1", "40000", "-8"))
+    assert ledger.position(BTC) == Decimal("1")
+    assert ledger.cash == Decimal("10008")
+    assert ledger.fees(BTC) == Decimal("-8")
+    assert ledger.equity({BTC: Decimal("40000")}) == Decimal("50008")
+    assert ledger.asset_pnl(BTC, Decimal("40000")).total == Decimal("8")
+    result = ledger.apply(make_fill("m2", "sell", "1", "40000", "-8"))
+    assert result.closed is not None and ledger.position(BTC) == 0
+    assert (ledger.cash, ledger.fees(BTC), ledger.realized(BTC)) == (Decimal("50016"), Decimal("-16"), 0)
