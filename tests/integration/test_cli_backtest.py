@@ -142,3 +142,20 @@ def test_runs_lists_the_run_as_completed_with_its_final_equity(
     assert re.search(
         rf"│ {run_id} │ backtest │ completed │ 2023-03-16 22:15 │ {GOLDEN_FINAL_EQUITY} │", row
     ), row
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--type", "entry,bogus"), "--type: unknown event type(s) ['bogus']; known: breakeven,"),
+        (("--run", "nope"), "--run: no run 'nope' in the database; latest runs: bt-"),
+    ],
+)
+def test_events_refuses_an_unknown_type_or_run_with_exit_2(
+    backtest_run: dict[str, object], capsys: pytest.CaptureFixture[str], flags: tuple[str, ...], named: str
+) -> None:
+    capsys.readouterr()
+    assert main(["events", "--db", str(backtest_run["db_url"]), *flags]) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err
+    assert "Traceback" not in captured.err and "position events" not in captured.out

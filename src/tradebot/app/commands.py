@@ -22,7 +22,7 @@ from tradebot.app.reports.report import write_summary_json
 from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.reports.tables import render_comparison, render_summary
 from tradebot.app.settings import Settings, load_settings
-from tradebot.core.domain import Timeframe, ms_to_datetime
+from tradebot.core.domain import PositionEventType, Timeframe, ms_to_datetime
 from tradebot.core.metrics import EquityCurve
 from tradebot.errors import ConfigError, TradebotError
 
@@ -179,12 +179,26 @@ def cmd_runs(args: Any) -> int:
     return 0
 
 
+def _event_types(text: str | None) -> tuple[str, ...] | None:
+    # ``--type a,b``: every name must be a position event type (ConfigError naming it otherwise).
+    if not text:
+        return None
+    known = {str(t.value) for t in PositionEventType}
+    types = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in types if t not in known]
+    if unknown or not types:
+        raise ConfigError(
+            f"--type: unknown event type(s) {unknown or [text]}; known: {', '.join(sorted(known))}"
+        )
+    return types
+
+
 def cmd_events(args: Any) -> int:
     """``tradebot events``: the position events of a run, filterable by symbol, type and time."""
     from tradebot.app.storage import query_events
 
     url = args.db or load_settings().database_url.get_secret_value()
-    types = tuple(t.strip() for t in args.types.split(",")) if args.types else None
+    types = _event_types(args.types)
     run_id, rows = asyncio.run(
         query_events(
             url,

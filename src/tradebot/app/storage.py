@@ -8,6 +8,7 @@ from __future__ import annotations
 from tradebot.adapters.store.event_store import BatchingWriter, RunInfo, SqlEventStore
 from tradebot.adapters.store.migrate import ensure_schema
 from tradebot.core.domain import PositionEvent
+from tradebot.errors import DataError
 
 
 async def open_store_and_writer(url: str) -> tuple[SqlEventStore, BatchingWriter]:
@@ -39,13 +40,21 @@ async def query_events(
     """Return (run id, position events as dicts) filtered by symbols, types and time.
 
     ``run_id=None`` selects the latest run.
+
+    Raises
+    ------
+    DataError
+        If ``run_id`` names no stored run (the message lists the latest ones).
     """
     async with SqlEventStore(url) as store:
+        runs = await store.list_runs()
         if run_id is None:
-            runs = await store.list_runs()
             if not runs:
                 return "-", []
             run_id = runs[0].run_id
+        elif run_id not in {r.run_id for r in runs}:
+            latest = ", ".join(r.run_id for r in runs[:5]) or "none"
+            raise DataError(f"--run: no run {run_id!r} in the database; latest runs: {latest}")
         rows: list[PositionEvent] = []
         for sym in symbols or (None,):
             rows.extend(
