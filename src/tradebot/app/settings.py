@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -280,6 +281,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(toml_path)!r} is not valid TOML: {exc}") from None
+    check_environment(os.environ)
     cls = type(
         "FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}}
     )
@@ -289,6 +291,54 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         raise ConfigError(_format_validation(exc, toml_path)) from None
     build_engine_config(settings, run_id="validate", base_timeframe=Timeframe.H1)
     return settings
+
+
+#: ``TRADEBOT_*`` variables read outside the settings model (the config file, the migrations folder);
+#: ``TRADEBOT_TEST_*`` are the test suite's own.
+OTHER_ENVIRONMENT = frozenset({"TRADEBOT_CONFIG_FILE", "TRADEBOT_ALEMBIC_DIR"})
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    # The pydantic model a field holds (also inside ``X | None``), else None.
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``TRADEBOT_*`` environment variable that names no setting (a typo such as
+    ``TRADEBOT_PLANER__BAND_FRACTION`` would otherwise be ignored while the same typo in TOML is not).
+
+    Each ``__``-separated part is checked against the settings model down to the first field that is
+    not a model (``TRADEBOT_RISK__…`` and ``TRADEBOT_MANAGEMENT__…`` are checked by the engine
+    configuration when it is built). Names are case-insensitive, as for pydantic-settings.
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable and the part that is unknown, with the known names at that level.
+    """
+    prefix = "TRADEBOT_"
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(prefix) or upper in OTHER_ENVIRONMENT or upper.startswith("TRADEBOT_TEST_"):
+            continue
+        parts = name[len(prefix) :].lower().split("__")
+        model: type[BaseModel] | None = Settings
+        for depth, part in enumerate(parts):
+            if model is None:
+                break
+            fields = model.model_fields
+            if part not in fields:
+                where = "TRADEBOT_" + "__".join(p.upper() for p in parts[:depth]) + ("__" if depth else "")
+                raise ConfigError(
+                    f"environment variable {name}: {part.upper()!r} is not a setting under {where}*; "
+                    f"known: {', '.join(sorted(f.upper() for f in fields))}"
+                )
+            model = _model_of(fields[part].annotation)
 
 
 def _format_validation(exc: ValidationError, path: Path | None) -> str:
