@@ -27,6 +27,7 @@ from tradebot.adapters.venues.ccxt_schemas import (
 )
 from tradebot.core.domain import Asset, Fill, Instrument, OrderStatus, Side, Symbol
 from tradebot.errors import DataError
+from tradebot.exchange_sim.binance_rest import load_exchange_info
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -161,6 +162,29 @@ def test_binance_exchange_info_filters_and_rate_limits() -> None:
             f["maxQty"] = "0.00000000"  # 0 means no limit
     assert binance_instrument(sol, Symbol("SOL/USDT")).max_qty is None
     assert binance_rate_limits(info) == (20.0, 5.0)
+
+
+def test_binance_notional_filter_and_current_rate_limits() -> None:
+    # today's exchangeInfo shape (the simulator's copy): NOTIONAL instead of MIN_NOTIONAL, 6000 weight/min
+    info = load_exchange_info()
+    by = {s["symbol"]: s for s in info["symbols"]}
+    assert "MIN_NOTIONAL" not in {f["filterType"] for f in by["BTCUSDT"]["filters"]}
+    btc = binance_instrument(by["BTCUSDT"], Symbol("BTC/USDT"))
+    assert (btc.min_notional, btc.max_notional, btc.max_qty) == (D("5"), D("9000000"), D("128.52621715"))
+    assert (str(btc.min_notional), str(btc.max_notional)) == ("5", "9000000")
+    assert binance_rate_limits(info) == (100.0, 10.0)  # 6000 weight / 60 s, 100 orders / 10 s
+
+
+def test_binance_legacy_min_notional_filter_is_still_read() -> None:
+    info = load("binance", "rest_exchangeInfo_real_2021-10-12_BTCUSDT_ETHUSDT_SOLUSDT.json")
+    btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
+    assert {f["filterType"] for f in btc["filters"]} >= {"MIN_NOTIONAL"}
+    inst = binance_instrument(btc, Symbol("BTC/USDT"))
+    assert (inst.min_notional, inst.max_notional) == (D("10"), None)  # MIN_NOTIONAL has no maximum
+    # a symbol carrying both reads NOTIONAL
+    both = btc | {"filters": [*btc["filters"], {"filterType": "NOTIONAL", "minNotional": "5.00000000",
+                                                "maxNotional": "9000000.00000000"}]}  # fmt: skip
+    assert binance_instrument(both, Symbol("BTC/USDT")).min_notional == D("5")
 
 
 def test_malformed_binance_payload_names_the_field() -> None:

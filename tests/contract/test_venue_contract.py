@@ -130,7 +130,7 @@ async def test_market_buy_fills_and_moves_balances_exactly(h: Harness) -> None:
 
 async def test_filter_failure_is_a_definitive_rejection(h: Harness) -> None:
     with pytest.raises(OrderRejected, match="NOTIONAL"):
-        await h.venue.submit(order("c-2-1", qty="0.0001", ref=h.ref_price))  # 2.7 USDT < 10
+        await h.venue.submit(order("c-2-1", qty="0.0001", ref=h.ref_price))  # 2.7 USDT < 10 or 5
     with pytest.raises(OrderRejected, match="LOT_SIZE"):
         await h.venue.submit(order("c-2-2", qty="0.000015", ref=h.ref_price))  # off the step
     assert await h.venue.fetch_order(BTC, ClientOrderId("c-2-1")) is None

@@ -174,11 +174,11 @@ async def test_fill_after_cancel_is_applied(rig: Rig) -> None:
 
 async def test_denied_locally_is_never_sent_nor_retried(rig: Rig) -> None:
     for _ in range(3):
-        rig.apply(await rig.executor.submit(child(1, qty="0.0001")))  # 2.73 USDT < min notional 10
+        rig.apply(await rig.executor.submit(child(1, qty="0.0001")))  # 2.73 USDT < min notional 5 (NOTIONAL)
     rig.apply(await rig.executor.submit(child(2, qty="0.000015")))  # off the 0.00001 step
     assert statuses(rig.events) == ["denied", "denied"]  # the repeats of child 1 return nothing
     assert [ev.reason for ev in rig.events if isinstance(ev, OrderUpdate)] == [
-        "NOTIONAL: notional 2.732227 is below min notional 10",
+        "NOTIONAL: notional 2.732227 is below min notional 5",
         "LOT_SIZE: qty 0.000015 is not a multiple of step size 0.00001",
     ]
     assert rig.sim.binance_private.requests == []  # nothing reached the venue

@@ -3,6 +3,15 @@
 
 Klines are 12-field arrays with 8-decimal strings (``payloads/binance/rest_klines_real_BTCUSDT_1m.json``);
 like Binance, the 1m answer includes the candle still forming (its values so far).
+
+``exchangeInfo`` (``data/binance_exchange_info.json``) has today's shape, not the 2021 capture's:
+the ``NOTIONAL`` filter (``minNotional`` 5, ``maxNotional`` 9 000 000 USDT) instead of the legacy
+``MIN_NOTIONAL``, ``PERCENT_PRICE_BY_SIDE`` and ``TRAILING_DELTA``, ``permissions: []`` with
+``permissionSets``, and the rate limits REQUEST_WEIGHT 6000/min, ORDERS 100/10 s and 200 000/day,
+RAW_REQUESTS 61 000/5 min (``enums.md`` "Rate limiters"). Symbol fields follow the docs example
+(``rest-api.md`` "Exchange information"); BTCUSDT/ETHUSDT filter values are those of ccxt's static
+Binance market snapshot (``ts/src/test/static/markets/binance.json``); SOLUSDT keeps the tick and
+lot sizes of the real 2021 capture (``payloads/binance/rest_exchangeInfo_real_2021-10-12_*``).
 """
 
 from __future__ import annotations
