@@ -20,6 +20,15 @@ from tradebot.errors import ConfigError, DataError, TradebotError
 DEFAULT_DATA = Path("data/sample")
 
 
+def default_data_dir() -> Path:
+    """Return the default ``--data``: ``data/sample`` under the working directory, else the checkout's
+    (where an editable install's package lives), so that ``tradebot demo`` runs from any folder."""
+    if DEFAULT_DATA.is_dir():
+        return DEFAULT_DATA
+    checkout = Path(__file__).resolve().parents[2] / DEFAULT_DATA
+    return checkout if checkout.is_dir() else DEFAULT_DATA
+
+
 def _utc_ms(value: str) -> int:
     """Parse ``YYYY-MM-DD`` or an ISO datetime (naive = UTC) into ms UTC."""
     try:
@@ -177,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tradebot`` command; return the process exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "data", None) == DEFAULT_DATA:
+        args.data = default_data_dir()
     from tradebot.app.logging import configure_logging, redact_text
 
     try:

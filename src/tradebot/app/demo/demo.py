@@ -30,7 +30,8 @@ from tradebot.app.daemon.bootstrap import DaemonOptions, new_run_id
 from tradebot.app.daemon.clock import FollowClock
 from tradebot.app.daemon.daemon import Daemon
 from tradebot.app.settings import Settings
-from tradebot.errors import DataError
+from tradebot.core.domain import ms_to_datetime
+from tradebot.errors import ConfigError, DataError
 from tradebot.exchange_sim import ExchangeSim, SimConfig
 from tradebot.exchange_sim.market import Market, Tape
 
@@ -146,7 +147,10 @@ async def run_demo(
     Raises
     ------
     DataError
-        If the data folder lacks the 1m candles of a configured symbol.
+        If the data folder lacks the 1m candles of a configured symbol, or covers fewer than
+        ``options.days`` days (the message gives the span it has).
+    ConfigError
+        If ``options.days`` is not > 0.
     """
     wire = tuple(s.replace("/", "") for s in settings.symbols)
     try:
@@ -156,7 +160,15 @@ async def run_demo(
     start = max(tape.first_open_ms(s) for s in wire)
     start = start - start % MINUTE_MS
     last = min(tape.last_open_ms(s) for s in wire)
-    end = min(last + MINUTE_MS, start + int(options.days * 1440) * MINUTE_MS)
+    if not options.days > 0:
+        raise ConfigError(f"--days must be a positive number of days, was {options.days!r}")
+    end = start + int(options.days * 1440) * MINUTE_MS
+    if end > last + MINUTE_MS:
+        have = (last + MINUTE_MS - start) / 86_400_000
+        raise DataError(
+            f"--days {options.days:g}: the 1m candles in {str(options.data_dir)!r} cover {have:.2f} days "
+            f"({ms_to_datetime(start):%Y-%m-%d %H:%M} → {ms_to_datetime(last + MINUTE_MS):%Y-%m-%d %H:%M} UTC)"
+        )
     # The simulator's own clock is held (a minute would take a day): the demo steps the market once the
     # daemon's feed is connected, so trading starts at the first candle without a catch-up.
     config = SimConfig(
