@@ -29,6 +29,8 @@ from tradebot.exchange_sim.orders import OrderEngine, SimOrder, SimReject, SimTr
 
 API_KEY = "sim-binance-key"
 API_SECRET = "sim-binance-secret"
+#: ``uid`` of the simulated account in ``GET /api/v3/account``.
+SIM_UID = 100000001
 _CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _EIGHT = Decimal("0.00000001")
 
@@ -54,17 +56,34 @@ def binance_rules(exchange_info: dict[str, Any]) -> dict[str, SymbolRules]:
     return out
 
 
-def order_json(o: SimOrder, *, fills: bool, duplicate: bool = False) -> dict[str, Any]:
-    """Binance order object (``GET /api/v3/order`` shape, plus ``fills`` for a FULL answer)."""
+def order_json(o: SimOrder) -> dict[str, Any]:
+    """Binance order object of ``GET /api/v3/order`` and ``GET /api/v3/openOrders`` (docs example
+    "Query order (USER_DATA)"; ``stopPrice`` and ``icebergQty`` appear only for orders that set them)."""
+    return {
+        "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "price": f8(o.price or Decimal(0)), "origQty": f8(o.qty), "executedQty": f8(o.filled),
+        "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status, "timeInForce": "GTC", "type": o.type,
+        "side": o.side, "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.is_open,
+        "workingTime": o.created_ms, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
+    }  # fmt: skip
+
+
+def new_order_json(o: SimOrder, *, resp_type: str = "FULL", duplicate: bool = False) -> dict[str, Any]:
+    """``POST /api/v3/order`` answer of ``newOrderRespType`` ``ACK``, ``RESULT`` or ``FULL`` (``RESULT``
+    plus ``fills``), as in the docs examples "New order (TRADE)"; ``duplicate`` lists each fill twice."""
     body: dict[str, Any] = {
         "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
-        "transactTime": o.created_ms, "price": f8(o.price or Decimal(0)), "origQty": f8(o.qty),
-        "executedQty": f8(o.filled), "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status,
-        "timeInForce": "GTC", "type": o.type, "side": o.side, "time": o.created_ms,
-        "updateTime": o.updated_ms, "workingTime": o.created_ms, "isWorking": o.is_open,
-        "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
+        "transactTime": o.created_ms,
     }  # fmt: skip
-    if fills:
+    if resp_type == "ACK":
+        return body
+    body |= {
+        "price": f8(o.price or Decimal(0)), "origQty": f8(o.qty), "executedQty": f8(o.filled),
+        "origQuoteOrderQty": "0.00000000", "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status,
+        "timeInForce": "GTC", "type": o.type, "side": o.side, "workingTime": o.created_ms,
+        "selfTradePreventionMode": "NONE",
+    }  # fmt: skip
+    if resp_type == "FULL":
         rows = [
             {"price": f8(t.price), "qty": f8(t.qty), "commission": f8(t.fee), "commissionAsset": t.fee_asset,
              "tradeId": t.trade_id}
@@ -198,10 +217,7 @@ class BinancePrivate:
             faults.accept_then_hang -= 1
             await asyncio.sleep(faults.hang_s)
         kind = p.get("newOrderRespType", "FULL")
-        body = order_json(order, fills=kind == "FULL", duplicate=faults.duplicate_trades)
-        if kind == "ACK":
-            body = {k: body[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
-        return web.json_response(body)
+        return web.json_response(new_order_json(order, resp_type=kind, duplicate=faults.duplicate_trades))
 
     async def query_order(self, p: dict[str, str]) -> web.Response:
         """``GET /api/v3/order?symbol=&origClientOrderId=|orderId=``."""
@@ -213,7 +229,7 @@ class BinancePrivate:
         order = self.engine.find(
             p.get("symbol", ""), client_order_id=p.get("origClientOrderId"), order_id=oid
         )
-        return web.json_response(order_json(order, fills=False))
+        return web.json_response(order_json(order))
 
     async def cancel_order(self, p: dict[str, str]) -> web.Response:
         """``DELETE /api/v3/order?symbol=&origClientOrderId=|orderId=[&newClientOrderId=]`` (see
@@ -235,9 +251,7 @@ class BinancePrivate:
 
     async def open_orders(self, p: dict[str, str]) -> web.Response:
         """``GET /api/v3/openOrders[?symbol=]``."""
-        return web.json_response(
-            [order_json(o, fills=False) for o in self.engine.open_orders(p.get("symbol"))]
-        )
+        return web.json_response([order_json(o) for o in self.engine.open_orders(p.get("symbol"))])
 
     async def my_trades(self, p: dict[str, str]) -> web.Response:
         """``GET /api/v3/myTrades?symbol=[&startTime=][&orderId=][&limit=]``, oldest first."""
@@ -251,11 +265,21 @@ class BinancePrivate:
         return web.json_response(rows)
 
     async def account(self, p: dict[str, str]) -> web.Response:
-        """``GET /api/v3/account`` (balances with free and locked)."""
+        """``GET /api/v3/account``: every field of the docs example (``rest-api.md`` "Account
+        information (USER_DATA)"): commissions from the engine's fee rate (``makerCommission`` in
+        0.01 % units, ``commissionRates`` as 8-decimal strings), ``updateTime`` of the last balance
+        change, balances with free and locked."""
         e = self.engine
         rows = [
             {"asset": a, "free": f8(e.free.get(a, Decimal(0))), "locked": f8(e.locked.get(a, Decimal(0)))}
             for a in e.balances()
         ]
-        return web.json_response({"makerCommission": 10, "takerCommission": 10, "canTrade": True,
-                                  "accountType": "SPOT", "balances": rows, "permissions": ["SPOT"]})  # fmt: skip
+        bps = int(e.fee_rate * 10_000)
+        return web.json_response({
+            "makerCommission": bps, "takerCommission": bps, "buyerCommission": 0, "sellerCommission": 0,
+            "commissionRates": {"maker": f8(e.fee_rate), "taker": f8(e.fee_rate), "buyer": f8(Decimal(0)),
+                                "seller": f8(Decimal(0))},
+            "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": e.account_update_ms,
+            "accountType": "SPOT", "balances": rows, "permissions": ["SPOT"], "uid": SIM_UID,
+        })  # fmt: skip

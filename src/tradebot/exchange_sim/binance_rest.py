@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tradebot.exchange_sim.binance_ws import fmt8
+from tradebot.exchange_sim.binance_ws import fmt8, trade_count
 from tradebot.exchange_sim.faults import VenueFaults
 from tradebot.exchange_sim.market import Bar, Market
 
@@ -71,10 +71,10 @@ def kline_row(bar: Bar, timeframe_ms: int) -> list[Any]:
         fmt8(bar.close),
         fmt8(bar.volume),
         bar.open_time_ms + timeframe_ms - 1,
-        f"{quote}",
-        100,
-        fmt8(str(Decimal(bar.volume) / 2)),
-        f"{(quote / 2).quantize(Decimal('0.00000001'))}",
+        fmt8(quote),
+        trade_count(bar.volume),
+        fmt8(Decimal(bar.volume) / 2),
+        fmt8(quote / 2),
         "0",
     ]
 

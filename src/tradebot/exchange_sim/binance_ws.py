@@ -19,9 +19,15 @@ from tradebot.exchange_sim.market import MINUTE_MS, Market, MarketEvent
 _EIGHT = Decimal("0.00000001")
 
 
-def fmt8(value: str) -> str:
-    """Format a decimal string with Binance's 8 decimals (``"24899.18"`` → ``"24899.18000000"``)."""
-    return f"{Decimal(value).quantize(_EIGHT)}"
+def fmt8(value: str | Decimal) -> str:
+    """Format a decimal with Binance's 8 decimals and never an exponent (``"24899.18"`` →
+    ``"24899.18000000"``, ``"0"`` → ``"0.00000000"``, not ``"0E-8"``)."""
+    return f"{Decimal(value).quantize(_EIGHT):f}"
+
+
+def trade_count(volume: str) -> int:
+    """The kline's number of trades: the tape has none, so 100 for a bar with volume, 0 without."""
+    return 100 if Decimal(volume) else 0
 
 
 def kline_frame(symbol: str, event: MarketEvent, event_time_ms: int) -> str:
@@ -40,11 +46,11 @@ def kline_frame(symbol: str, event: MarketEvent, event_time_ms: int) -> str:
         "h": fmt8(bar.high),
         "l": fmt8(bar.low),
         "v": fmt8(bar.volume),
-        "n": 100,
+        "n": trade_count(bar.volume),
         "x": event.final,
-        "q": f"{quote_volume}",
-        "V": fmt8(str(Decimal(bar.volume) / 2)),
-        "Q": f"{(quote_volume / 2).quantize(_EIGHT)}",
+        "q": fmt8(quote_volume),
+        "V": fmt8(Decimal(bar.volume) / 2),
+        "Q": fmt8(quote_volume / 2),
         "B": "0",
     }
     data = {"e": "kline", "E": event_time_ms, "s": symbol, "k": k}

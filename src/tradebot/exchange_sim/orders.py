@@ -168,6 +168,11 @@ class OrderEngine:
         market.subscribe(self._on_market)
 
     # ------------------------------------------------------------------ queries
+    @property
+    def account_update_ms(self) -> int:
+        """Time of the last balance change by an order (placement lock, fill, cancel), ms; 0 before any."""
+        return max((o.updated_ms for o in self.orders), default=0)
+
     def balances(self) -> dict[str, Decimal]:
         """Total (free + locked) per asset."""
         assets = set(self.free) | set(self.locked)
