@@ -150,13 +150,20 @@ async def test_unknown_submit_resolved_by_label_through_the_executor(
     assert (ledger.position(ETH), ledger.cash) == (balances["ETH"], balances["USDC"])
 
 
-async def test_bad_credentials_are_refused(sim: ExchangeSim, venue: DeribitVenue) -> None:
+@pytest.mark.parametrize(
+    ("client_id", "secret", "refusal"),
+    [(CLIENT_ID, "wrong", "13009 unauthorized"), ("nobody", CLIENT_SECRET, "13004 invalid_credentials")],
+)
+async def test_bad_credentials_are_refused(
+    sim: ExchangeSim, venue: DeribitVenue, client_id: str, secret: str, refusal: str
+) -> None:
+    # the documented codes: a bad signature is 13009 unauthorized, unknown credentials 13004
     bad = DeribitVenue(
-        deribit_exchange(sim.deribit_rest_url, client_id=CLIENT_ID, secret="wrong", timeout_ms=500)
+        deribit_exchange(sim.deribit_rest_url, client_id=client_id, secret=secret, timeout_ms=500)
     )
     bad.instruments, bad._wire_symbol, bad._raw = venue.instruments, venue._wire_symbol, venue._raw
     try:
-        with pytest.raises(OrderRejected, match="13004 invalid_credentials"):
+        with pytest.raises(OrderRejected, match=refusal):
             await bad.submit(cmd("d-6-1", "0.1"))
     finally:
         await bad.close()

@@ -8,9 +8,18 @@ is kept spot-like (a position in the base coin, USDC paying the notional), a sim
 keeps "ledger = venue" checkable. Inverse (USD-amount) instruments answer ``-32602``.
 
 Authentication like Deribit's ``deri-hmac-sha256`` header: ``sig = HMAC-SHA256(secret,
-ts\\nnonce\\nGET\\n<path?query>\\n\\n)``; a wrong id or signature answers ``13004
-invalid_credentials`` (HTTP 400). The order fault switches of :class:`OrderFaults` apply
-(``accept_then_500``, ``unknown_1007`` → HTTP 503, ``lookup_not_found``, ``throttle`` → 10028).
+ts\\nnonce\\nGET\\n<path?query>\\n\\n)``. Refusals (HTTP 400) use the documented codes
+(``payloads/deribit/errors_rpc_codes_legacy_docs.json``): no or malformed header ``10000
+authorization_required`` ("invalid or absent signature"), an unknown client id ``13004
+invalid_credentials``, a wrong signature ``13009 unauthorized`` ("bad signature"). The order fault
+switches of :class:`OrderFaults` apply (``accept_then_500``, ``unknown_1007`` → HTTP 503,
+``lookup_not_found``, ``throttle`` → 10028).
+
+Answers carry the fields of the documentation examples (``docs_private_*_response.json``): order
+objects, trades (``tick_direction``, ``mark_price`` … with mark and index = the simulator's last
+price), positions (average price, mark, floating and realized PnL; margins 0 and leverage 1: the
+account is fully funded) and account summaries (``extended=true`` adds the account's profile
+fields, as in ``private/get_account_summaries``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,22 @@ _AUTH = re.compile(
 )
 _STATE = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "filled", "CANCELED": "cancelled",
           "EXPIRED": "cancelled"}  # fmt: skip
+#: ``limits`` of an account summary (the docs example's default rate limits, per second).
+_LIMITS: dict[str, Any] = {
+    "limits_per_currency": False,
+    "non_matching_engine": {"burst": 1500, "rate": 1000},
+    "matching_engine": {"trading": {"total": {"burst": 250, "rate": 200}}, "spot": {"burst": 250, "rate": 200},
+                        "quotes": {"burst": 500, "rate": 500}, "max_quotes": {"burst": 10, "rate": 10},
+                        "guaranteed_quotes": {"burst": 2, "rate": 2}, "cancel_all": {"burst": 250, "rate": 200}},
+}  # fmt: skip
+#: Account profile fields ``get_account_summary`` adds with ``extended=true`` (simulated account).
+_PROFILE: dict[str, Any] = {
+    "id": 1, "username": "sim", "system_name": "sim", "email": "sim@localhost", "type": "main",
+    "referrer_id": None, "creation_timestamp": 1646784000000, "login_enabled": False,
+    "security_keys_enabled": False, "mmp_enabled": False, "interuser_transfers_enabled": False,
+    "block_rfq_self_match_prevention": True, "self_trading_reject_mode": "cancel_maker",
+    "self_trading_extended_to_subaccounts": False,
+}  # fmt: skip
 #: Binance-worded engine refusals → Deribit (code, message).
 _CODES = {-2010: (10009, "not_enough_funds"), -2013: (10004, "order_not_found"), -2011: (11044, "not_open_order"),
           -1121: (10000, "instrument_not_found")}  # fmt: skip
@@ -61,26 +86,76 @@ def _num(value: Decimal) -> float | int:
 
 
 def order_json(o: SimOrder) -> dict[str, Any]:
-    """Deribit order object."""
+    """Deribit order object with the keys of the docs examples (``private/buy``, ``get_order_state``).
+
+    ``price`` is a number for every order: the limit price, or for a market order its fill price
+    (Deribit shows a market order's price limit there, never the string ``"market_price"``, which
+    it uses only for untriggered stop-market orders; the simulator has none).
+    """
     avg = o.quote_filled / o.filled if o.filled else Decimal(0)
+    price = o.price if o.price is not None else avg
     return {
         "order_id": f"USDC-{o.order_id}", "label": o.client_order_id, "instrument_name": o.symbol,
         "direction": o.side.lower(), "amount": _num(o.qty), "filled_amount": _num(o.filled),
         "average_price": _num(avg), "order_state": _STATE[o.status], "order_type": o.type.lower(),
-        "price": _num(o.price) if o.price is not None else "market_price", "time_in_force": "good_til_cancelled",
-        "creation_timestamp": o.created_ms, "last_update_timestamp": o.updated_ms, "api": True,
-        "post_only": False, "reduce_only": False,
+        "price": _num(price), "time_in_force": "good_til_cancelled", "max_show": _num(o.qty),
+        "creation_timestamp": o.created_ms, "last_update_timestamp": o.updated_ms, "api": True, "web": False,
+        "post_only": False, "reduce_only": False, "replaced": False, "is_liquidation": False,
+        "is_rebalance": False,
     }  # fmt: skip
 
 
-def trade_json(t: SimTrade, label: str) -> dict[str, Any]:
-    """Deribit user trade."""
+def trade_json(t: SimTrade, label: str, *, order_type: str = "market", tick_direction: int = 0,
+               mark: Decimal | None = None) -> dict[str, Any]:  # fmt: skip
+    """Deribit user trade with the keys of the docs example (``private/buy`` ``trades[]``).
+
+    ``tick_direction``: 0 plus tick, 1 zero-plus, 2 minus, 3 zero-minus (:func:`tick_directions`);
+    ``mark`` is the mark and index price at the trade (default: the trade price).
+    """
+    ref = _num(mark if mark is not None else t.price)
     return {
         "trade_id": f"USDC-T{t.trade_id}", "order_id": f"USDC-{t.order_id}", "label": label,
         "instrument_name": t.symbol, "direction": t.side.lower(), "amount": _num(t.qty), "price": _num(t.price),
         "fee": _num(t.fee), "fee_currency": t.fee_asset, "timestamp": t.ts_ms, "state": "filled",
-        "order_type": "market", "liquidity": "T", "trade_seq": t.trade_id,
+        "order_type": order_type, "liquidity": "T" if order_type == "market" else "M", "trade_seq": t.trade_id,
+        "tick_direction": tick_direction, "mark_price": ref, "index_price": ref, "matching_id": None,
+        "post_only": False, "reduce_only": False,
     }  # fmt: skip
+
+
+def tick_directions(trades: list[SimTrade]) -> dict[int, int]:
+    """Trade id → Deribit ``tick_direction`` of each trade against the previous one of its instrument."""
+    out: dict[int, int] = {}
+    last: dict[str, tuple[Decimal, int]] = {}
+    for t in trades:
+        prev = last.get(t.symbol)
+        if prev is None or t.price > prev[0]:
+            direction = 0
+        elif t.price < prev[0]:
+            direction = 2
+        else:
+            direction = 1 if prev[1] in (0, 1) else 3
+        out[t.trade_id] = direction
+        last[t.symbol] = (t.price, direction)
+    return out
+
+
+def position_of(trades: list[SimTrade]) -> tuple[Decimal, Decimal, Decimal]:
+    """(size, average entry price, realized PnL) of one instrument's trades, oldest first (linear)."""
+    size = avg = realized = Decimal(0)
+    for t in trades:
+        signed = t.qty if t.side == "BUY" else -t.qty
+        if size == 0 or (size > 0) == (signed > 0):  # opening or adding
+            avg = (avg * abs(size) + t.price * t.qty) / (abs(size) + t.qty)
+        else:  # reducing, maybe through zero
+            closed = min(abs(size), t.qty)
+            realized += closed * (t.price - avg) * (1 if size > 0 else -1)
+            if t.qty > abs(size):
+                avg = t.price
+        size += signed
+        if size == 0:
+            avg = Decimal(0)
+    return size, avg, realized
 
 
 class DeribitPrivate:
@@ -98,13 +173,13 @@ class DeribitPrivate:
         return [web.get("/api/v2/private/{method}", self.dispatch)]
 
     def _error(self, code: int, message: str, reason: str = "", status: int = 400) -> web.Response:
-        body: dict[str, Any] = {
-            "jsonrpc": "2.0",
-            "error": {"code": code, "message": message},
-            "testnet": True,
-        }
+        """A JSON-RPC error answer in the documented format (``docs_error_response_format_example.json``:
+        ``error.code``, ``error.message``, ``error.data.reason`` when there is one, ``usIn``/``usOut``)."""
+        us = self.market.now_ms * 1000
+        body: dict[str, Any] = {"jsonrpc": "2.0", "error": {"code": code, "message": message}}
         if reason:
             body["error"]["data"] = {"reason": reason}
+        body |= {"usIn": us, "usOut": us + 50, "usDiff": 50, "testnet": True}
         return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
     def _ok(self, result: Any) -> web.Response:
@@ -112,15 +187,19 @@ class DeribitPrivate:
             text=rpc_result(None, result, self.market.now_ms), content_type="application/json"
         )
 
-    def _authenticated(self, request: web.Request) -> bool:
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """The documented refusal of a request that is not authenticated, else ``None``."""
         m = _AUTH.fullmatch(request.headers.get("Authorization", ""))
-        secret = None if m is None else self.credentials.get(m["id"])
-        if m is None or secret is None:
-            return False
+        if m is None:
+            return self._error(10000, "authorization_required")
+        secret = self.credentials.get(m["id"])
+        if secret is None:
+            return self._error(13004, "invalid_credentials")
         text = f"{m['ts']}\n{m['nonce']}\nGET\n{request.raw_path}\n\n"
-        return hmac.compare_digest(
-            m["sig"], hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
-        )
+        expected = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(m["sig"], expected):
+            return self._error(13009, "unauthorized", "bad signature")
+        return None
 
     async def dispatch(self, request: web.Request) -> web.Response:
         """Route ``GET /api/v2/private/<method>?<params>``."""
@@ -130,8 +209,9 @@ class DeribitPrivate:
         if faults.throttle:
             status, _retry_after = faults.throttle.popleft()
             return self._error(10028, "too_many_requests", status=429 if status == 429 else status)
-        if not self._authenticated(request):
-            return self._error(13004, "invalid_credentials")
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return self._error(-32601, "Method not found")
@@ -174,7 +254,7 @@ class DeribitPrivate:
         if faults.unknown_1007 > 0:
             faults.unknown_1007 -= 1
             return web.Response(status=503, text="Service Unavailable", content_type="text/html")
-        trades = [trade_json(t, order.client_order_id) for t in order.trades]
+        trades = [self._trade(t, order.client_order_id) for t in order.trades]
         return self._ok(
             {"order": order_json(order), "trades": trades + trades if faults.duplicate_trades else trades}
         )
@@ -207,25 +287,65 @@ class DeribitPrivate:
     async def _m_get_user_trades_by_instrument(self, q: dict[str, str]) -> web.Response:
         labels = {o.order_id: o.client_order_id for o in self.engine.orders}
         rows = [
-            trade_json(t, labels[t.order_id]) for t in self.engine.trades_of(q.get("instrument_name", ""))
+            self._trade(t, labels[t.order_id]) for t in self.engine.trades_of(q.get("instrument_name", ""))
         ]
         if self.engine.faults.duplicate_trades:
             rows = [r for row in rows for r in (row, row)]
         return self._ok({"trades": rows[: int(q.get("count", "1000"))], "has_more": False})
+
+    def _trade(self, t: SimTrade, label: str) -> dict[str, Any]:
+        order = next(o for o in self.engine.orders if o.order_id == t.order_id)
+        return trade_json(t, label, order_type=order.type.lower(),
+                          tick_direction=tick_directions(self.engine.trades)[t.trade_id])  # fmt: skip
+
+    def _mark(self, name: str) -> Decimal:
+        try:
+            return self.engine.last_price(name)
+        except SimReject:  # the market has not opened: no mark yet
+            return Decimal(0)
 
     async def _m_get_positions(self, q: dict[str, str]) -> web.Response:
         rows = []
         for name, rules in self.engine.rules.items():
             if rules.quote != q.get("currency", rules.quote):  # linear perpetuals settle in their quote
                 continue
-            size = self.engine.balances().get(rules.base, Decimal(0))
+            size, avg, realized = position_of(self.engine.trades_of(name))
             if size:
-                rows.append({"instrument_name": name, "kind": "future", "size": _num(size),
-                             "direction": "buy" if size > 0 else "sell", "size_currency": _num(size)})  # fmt: skip
+                mark = self._mark(name)
+                upl = (mark - avg) * size
+                rows.append({
+                    "instrument_name": name, "kind": "future", "size": _num(size), "size_currency": _num(size),
+                    "direction": "buy" if size > 0 else "sell", "average_price": _num(avg), "delta": _num(size),
+                    "mark_price": _num(mark), "index_price": _num(mark), "settlement_price": _num(mark),
+                    "floating_profit_loss": _num(upl), "total_profit_loss": _num(upl + realized),
+                    "realized_profit_loss": _num(realized), "realized_funding": 0, "interest_value": 0,
+                    "estimated_liquidation_price": 0, "leverage": 1, "initial_margin": 0,
+                    "maintenance_margin": 0, "open_orders_margin": 0,
+                })  # fmt: skip
         return self._ok(rows)
 
     async def _m_get_account_summary(self, q: dict[str, str]) -> web.Response:
         currency = q.get("currency", "USDC")
-        balance = self.engine.balances().get(currency, Decimal(0))
-        return self._ok({"currency": currency, "balance": _num(balance), "equity": _num(balance),
-                         "available_funds": _num(self.engine.free.get(currency, Decimal(0)))})  # fmt: skip
+        e = self.engine
+        balance, free = e.balances().get(currency, Decimal(0)), e.free.get(currency, Decimal(0))
+        locked = e.locked.get(currency, Decimal(0))
+        summary: dict[str, Any] = {
+            "currency": currency, "balance": _num(balance), "equity": _num(balance),
+            "margin_balance": _num(balance), "available_funds": _num(free), "available_withdrawal_funds": _num(free),
+            "spot_reserve": _num(locked), "initial_margin": 0, "maintenance_margin": 0,
+            "projected_initial_margin": 0, "projected_maintenance_margin": 0, "fee_balance": 0,
+            "total_pl": 0, "session_upl": 0, "session_rpl": 0, "futures_pl": 0, "futures_session_upl": 0,
+            "futures_session_rpl": 0, "options_pl": 0, "options_session_upl": 0, "options_session_rpl": 0,
+            "options_value": 0, "options_delta": 0, "options_gamma": 0, "options_vega": 0, "options_theta": 0,
+            "options_gamma_map": {}, "options_vega_map": {}, "options_theta_map": {}, "delta_total": 0,
+            "delta_total_map": {}, "projected_delta_total": 0, "estimated_liquidation_ratio": 0,
+            "estimated_liquidation_ratio_map": {}, "portfolio_margining_enabled": False,
+            "cross_collateral_enabled": False, "margin_model": "segregated_sm", "limits": _LIMITS,
+            "fees": [{"kind": "perpetual", "index_name": f"{r.base.lower()}_{currency.lower()}",
+                      "value": {"default": {"type": "fixed", "taker": float(e.fee_rate), "maker": float(e.fee_rate)},
+                                "block_trade": 0.3}}
+                     for r in e.rules.values() if r.quote == currency],
+        }  # fmt: skip
+        if q.get("extended") == "true":
+            summary |= _PROFILE
+        return self._ok(summary)

@@ -59,19 +59,15 @@ def malformed_frame(kind: str, instrument: str, event: MarketEvent) -> str:
 
 
 def rpc_result(request_id: Any, result: Any, now_ms: int) -> str:
-    """Return a JSON-RPC success answer with Deribit's ``usIn``/``usOut`` fields."""
+    """Return a JSON-RPC success answer with Deribit's ``usIn``/``usOut`` fields; ``id`` echoes the
+    request's, and is absent for ``None`` (HTTP ``GET`` requests carry none: recorded REST answers have
+    no ``id``, e.g. ``payloads/deribit/rest_get_instruments_*_real.json``)."""
     us = now_ms * 1000
-    return json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "result": result,
-            "usIn": us,
-            "usOut": us + 50,
-            "usDiff": 50,
-            "testnet": True,
-        }
-    )
+    body: dict[str, Any] = {"jsonrpc": "2.0"}
+    if request_id is not None:
+        body["id"] = request_id
+    body |= {"result": result, "usIn": us, "usOut": us + 50, "usDiff": 50, "testnet": True}
+    return json.dumps(body)
 
 
 def rpc_error(request_id: Any, code: int, message: str) -> str:
