@@ -193,6 +193,16 @@ async def test_partly_filled_then_cancelled_order_keeps_its_trade(sim: ExchangeS
     assert (fill.client_order_id, fill.qty, fill.price) == ("p-1-1", placed.filled, D("27400"))
 
 
+async def test_timestamps_checked_against_a_wall_clock_server(sim: ExchangeSim, venue: CcxtVenue) -> None:
+    sim.binance_private.server_clock_ms = lambda: int(time.time() * 1000)
+    # ccxt signs with the wall clock: within the receive window
+    assert await venue.fetch_balances() == {"USDT": D("10000")}
+    venue.exchange.options["timeDifference"] = -1500  # our clock 1.5 s ahead of the server's
+    with pytest.raises(VenueUnavailable, match=r"-1021 .*1000ms ahead"):
+        await venue.submit(buy("ts-1-1"))
+    assert sim.binance_orders.placements == []  # refused before the order engine: safe to send again
+
+
 async def test_cancels_and_lookups_overtake_new_orders() -> None:
     gate = VenueGate("test", requests_per_s=100, orders_per_s=100)
     gate.back_off(0.1)

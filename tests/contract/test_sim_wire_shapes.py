@@ -71,8 +71,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def binance(
     http: aiohttp.ClientSession, sim: ExchangeSim, method: str, path: str, **params: str
 ) -> Any:
-    """A signed Binance request (``timestamp``, ``recvWindow``, HMAC-SHA256 ``signature``); the JSON answer."""
-    query = urlencode({**params, "timestamp": str(int(time.time() * 1000)), "recvWindow": "5000"})
+    """A signed Binance request (``timestamp`` = now and ``recvWindow`` 5000 unless given, HMAC-SHA256
+    ``signature``); the JSON answer."""
+    query = urlencode({"timestamp": str(int(time.time() * 1000)), "recvWindow": "5000", **params})
     signature = hmac.new(API_SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
     url = f"{sim.binance_rest_url}{path}?{query}&signature={signature}"
     async with http.request(method, url, headers={"X-MBX-APIKEY": API_KEY}) as r:
@@ -159,6 +160,29 @@ async def test_binance_exchange_info_and_its_filters(sim: ExchangeSim, http: aio
             assert f["filterType"] in by_type, f"{symbol['symbol']}: undocumented filter {f['filterType']}"
             assert_same_shape(f, by_type[f["filterType"]], what=f"{symbol['symbol']} {f['filterType']}")
         assert symbol["permissions"] == [] and symbol["permissionSets"][0][:2] == ["SPOT", "MARGIN"]
+
+
+async def test_binance_timing_security(sim: ExchangeSim, http: aiohttp.ClientSession) -> None:
+    def refusal(answer: Any) -> tuple[int, str]:
+        assert_same_shape(answer, recorded("binance", "rest_error_payload_docs.json"), what="error body")
+        return answer["code"], answer["msg"]
+
+    now = int(time.time() * 1000)
+    assert refusal(await binance(http, sim, "GET", "/api/v3/account", timestamp="")) == (
+        -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")  # fmt: skip
+    assert refusal(await binance(http, sim, "GET", "/api/v3/account", recvWindow="60001")) == (
+        -1102, "'recvWindow' contains unexpected value. Cannot be greater than 60000.")  # fmt: skip
+    sim.binance_private.server_clock_ms = lambda: now  # the timing rule, against a fixed server clock
+    assert "balances" in await binance(http, sim, "GET", "/api/v3/account", timestamp=str(now - 4_000))
+    assert refusal(await binance(http, sim, "GET", "/api/v3/account", timestamp=str(now - 6_000))) == (
+        -1021, "Timestamp for this request is outside of the recvWindow.")  # fmt: skip
+    assert "balances" in await binance(
+        http, sim, "GET", "/api/v3/account", timestamp=str(now - 6_000), recvWindow="10000"
+    )
+    assert refusal(await binance(http, sim, "POST", "/api/v3/order", timestamp=str(now + 1_000), symbol="BTCUSDT",
+                                 side="BUY", type="MARKET", quantity="0.01000", newClientOrderId="t-1")) == (
+        -1021, "Timestamp for this request was 1000ms ahead of the server's time.")  # fmt: skip
+    assert sim.binance_orders.placements == []  # refused before the order engine
 
 
 def test_the_comparison_names_the_field_and_both_types() -> None:

@@ -3,12 +3,19 @@
 ``GET /api/v3/account``, over :class:`~tradebot.exchange_sim.orders.OrderEngine`.
 
 Authentication like Binance: header ``X-MBX-APIKEY`` (else ``-2015``, HTTP 401) and an HMAC-SHA256
-``signature`` of the query string / form body without the signature (else ``-1022``). The
-``timestamp`` is not compared with the simulated clock (simulated time runs faster than the
-wall clock); clock skew is injected with :attr:`OrderFaults.clock_skew` instead.
+``signature`` of the query string / form body without the signature (else ``-1022``).
 
-Fault switches are applied in this order: throttle (429/418 with ``Retry-After``), auth, clock
-skew, then the endpoint; ``accept_then_500`` / ``accept_then_hang`` / ``unknown_1007`` act *after*
+Timing security (``rest-api.md`` "Timing security"): ``timestamp`` is mandatory and ``recvWindow``
+(default 5000 ms) may not exceed 60000 (``-1102``, worded as in ``errors.md``). The timing rule
+``timestamp < server + 1000 and server - timestamp <= recvWindow`` (else ``-1021``) is applied when
+:attr:`BinancePrivate.server_clock_ms` is set (e.g. to the wall clock). It is off by default: the
+server time the simulator publishes (``/api/v3/time``) is the *simulated* market clock, which runs
+faster than the wall clock, and a client that resynchronises to it (ccxt's
+``load_time_difference``) cannot keep its timestamps within a receive window of it. Clock skew is
+injected with :attr:`OrderFaults.clock_skew` instead.
+
+Checks and fault switches are applied in this order: throttle (429/418 with ``Retry-After``), auth,
+timestamp and receive window, clock skew, then the endpoint; ``accept_then_500`` / ``accept_then_hang`` / ``unknown_1007`` act *after*
 the order was executed, and ``lookup_not_found`` answers ``-2013`` to order lookups.
 """
 
@@ -29,6 +36,8 @@ from tradebot.exchange_sim.orders import OrderEngine, SimOrder, SimReject, SimTr
 
 API_KEY = "sim-binance-key"
 API_SECRET = "sim-binance-secret"
+#: Largest ``recvWindow`` Binance accepts, ms.
+MAX_RECV_WINDOW_MS = 60_000
 #: ``uid`` of the simulated account in ``GET /api/v3/account``.
 SIM_UID = 100000001
 _CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
@@ -136,6 +145,8 @@ class BinancePrivate:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every private request
         #: Kill-point hook: called with each order just executed, before the answer is sent (crash tests).
         self.after_accept: Callable[[SimOrder], None] | None = None
+        #: Server clock of the timing rule, ms (``None``: the rule is off; see the module docstring).
+        self.server_clock_ms: Callable[[], int] | None = None
         self._cancels = 0
 
     def routes(self) -> list[web.RouteDef]:
@@ -165,6 +176,9 @@ class BinancePrivate:
             params, denied = self._authenticate(request, body)
             if denied is not None:
                 return denied
+            untimely = self._timing(params)
+            if untimely is not None:
+                return untimely
             if faults.clock_skew > 0:
                 faults.clock_skew -= 1
                 return _error(-1021, "Timestamp for this request is outside of the recvWindow.")
@@ -175,6 +189,33 @@ class BinancePrivate:
                 return _error(e.code, e.msg, e.status)
 
         return run
+
+    def _timing(self, params: dict[str, str]) -> web.Response | None:
+        """The refusal of a request whose ``timestamp`` / ``recvWindow`` breaks Binance's timing rules."""
+        try:
+            timestamp = int(params["timestamp"])
+        except (KeyError, ValueError):
+            return _error(
+                -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            )
+        try:
+            window = float(params.get("recvWindow", "5000"))
+        except ValueError:
+            return _error(
+                -1102, "Mandatory parameter 'recvWindow' was not sent, was empty/null, or malformed."
+            )
+        if window > MAX_RECV_WINDOW_MS:
+            return _error(
+                -1102, f"'recvWindow' contains unexpected value. Cannot be greater than {MAX_RECV_WINDOW_MS}."
+            )
+        if self.server_clock_ms is None:
+            return None
+        server = self.server_clock_ms()
+        if timestamp >= server + 1000:
+            return _error(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if server - timestamp > window:
+            return _error(-1021, "Timestamp for this request is outside of the recvWindow.")
+        return None
 
     def _authenticate(self, request: web.Request, body: str) -> tuple[dict[str, str], web.Response | None]:
         secret = self.credentials.get(request.headers.get("X-MBX-APIKEY", ""))
