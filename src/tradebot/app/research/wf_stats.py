@@ -35,6 +35,9 @@ __all__ = [
     "stitch",
 ]
 
+#: Quote-currency precision of the stitched equity (the ledger's 8 decimals).
+_QUOTE_QUANTUM = Decimal("1e-8")
+
 #: CSCV splits (16 in Bailey et al. 2017), lowered to fit short windows (each block >= 2 days).
 PBO_SPLITS = 16
 
@@ -71,7 +74,7 @@ def stitch(runs: Sequence[FoldRun]) -> tuple[list[tuple[int, Decimal]], dict[str
     Each fold starts from the configured initial cash; fold ``k``'s curve is scaled by the growth of
     the folds before it (``E_k(t) · Π_{j<k} E_j,last / E_j,first``), so the stitched curve compounds
     as if the equity had been carried from one test window to the next (positions are not: every
-    fold starts flat, as its backtest does). Trade statistics, fees, notional, orders and exposure
+    fold starts flat, as its backtest does); samples are rounded to 8 decimals of the quote currency. Trade statistics, fees, notional, orders and exposure
     are the folds' sums, in each fold's own quote amounts.
 
     Returns
@@ -95,7 +98,7 @@ def stitch(runs: Sequence[FoldRun]) -> tuple[list[tuple[int, Decimal]], dict[str
         if curve and run.equity_curve[0][0] <= curve[-1][0]:
             raise ValueError(f"fold {k} starts at {run.equity_curve[0][0]}, before the previous fold ends")
         first = Decimal(run.equity_curve[0][1])
-        curve.extend((t, Decimal(e) * factor) for t, e in run.equity_curve)
+        curve.extend((t, (Decimal(e) * factor).quantize(_QUOTE_QUANTUM)) for t, e in run.equity_curve)
         factor *= Decimal(run.equity_curve[-1][1]) / first
     span = curve[-1][0] - curve[0][0]
     metrics = compute_metrics(
