@@ -74,8 +74,9 @@ def stitch(runs: Sequence[FoldRun]) -> tuple[list[tuple[int, Decimal]], dict[str
     Each fold starts from the configured initial cash; fold ``k``'s curve is scaled by the growth of
     the folds before it (``E_k(t) · Π_{j<k} E_j,last / E_j,first``), so the stitched curve compounds
     as if the equity had been carried from one test window to the next (positions are not: every
-    fold starts flat, as its backtest does); samples are rounded to 8 decimals of the quote currency. Trade statistics, fees, notional, orders and exposure
-    are the folds' sums, in each fold's own quote amounts.
+    fold starts flat, as its backtest does); samples are rounded to 8 decimals of the quote currency.
+    Trade statistics, fees, notional, orders and exposure are the folds' sums, in each fold's own
+    quote amounts.
 
     Returns
     -------
