@@ -172,6 +172,22 @@ async def test_fill_after_cancel_is_applied(rig: Rig) -> None:
     assert row.status is OrderStatus.CANCELED and row.filled_qty == orders.orders[0].filled > 0
 
 
+async def test_buy_commission_in_the_base_asset_runs_through_the_ledger(rig: Rig) -> None:
+    # Binance charges a buy's commission in the asset bought: 0.01 BTC bought, 0.00001 BTC paid
+    rig.sim.binance_orders.buy_fee_in_base = True
+    rig.apply(await rig.executor.submit(child(1)))
+    rig.apply(await rig.executor.submit(child(2, side=Side.SELL, qty="0.004")))
+    buy, sell = (ev for ev in rig.events if isinstance(ev, Fill))
+    assert (buy.fee, buy.fee_currency, buy.fee_quote) == (D("0.00001"), "BTC", D("0.00001") * buy.price)
+    assert (sell.fee_currency, sell.fee) == (
+        "USDT",
+        (D("0.004") * sell.price * D("0.001")).quantize(D("1e-8")),
+    )
+    await check_invariants(rig, {f"{RUN}-1-1": 1, f"{RUN}-2-1": 1})  # the ledger holds what the venue holds
+    assert rig.ledger.position("BTC/USDT") == D("0.01") - D("0.00001") - D("0.004")
+    assert rig.ledger.fees("BTC/USDT") == buy.fee_quote + sell.fee_quote
+
+
 async def test_denied_locally_is_never_sent_nor_retried(rig: Rig) -> None:
     for _ in range(3):
         rig.apply(await rig.executor.submit(child(1, qty="0.0001")))  # 2.73 USDT < min notional 5 (NOTIONAL)

@@ -98,8 +98,13 @@ def pending_row(cid: str, qty: str = "0.01") -> OrderRecord:
                        updated_ms=START_MS, ref_price=D("27322.27"))  # fmt: skip
 
 
-async def test_crash_after_venue_accept_is_resolved_without_resending(rig: Rig) -> None:
-    # the process committed PENDING_SUBMIT, the venue executed the order, the process died
+@pytest.mark.parametrize("buy_fee_in_base", [False, True], ids=["quote_fee", "base_fee"])
+async def test_crash_after_venue_accept_is_resolved_without_resending(
+    rig: Rig, buy_fee_in_base: bool
+) -> None:
+    # the process committed PENDING_SUBMIT, the venue executed the order, the process died; with
+    # Binance's base-asset buy commission the missing fill moves BTC by qty − fee and USDT by −notional
+    rig.sim.binance_orders.buy_fee_in_base = buy_fee_in_base
     await rig.store.write([pending_row(f"{RUN}-1-1")])
     rig.sim.binance_orders.place(symbol="BTCUSDT", side="BUY", type="MARKET", qty=D("0.01"), price=None,
                                  client_order_id=f"{RUN}-1-1")  # fmt: skip

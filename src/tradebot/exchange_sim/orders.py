@@ -5,10 +5,12 @@ endpoints (``binance_private.py``, ``deribit_private.py``) translate it to their
 Fill model (deterministic, so tests can compute balances by hand):
 
 * A **market** order fills at once at the open of the candle forming now (the simulator's last
-  price), moved by ``slippage_bps`` against the taker; the commission ``notional × fee_rate``
-  (quantized to 1e-8, half-even) is charged in the *quote* asset for buys and sells alike (a
-  simplification of Binance, which charges buys in the base asset; it keeps "ledger = balance"
-  checkable).
+  price), moved by ``slippage_bps`` against the taker. The commission is charged in the *quote*
+  asset for buys and sells alike, ``notional × fee_rate`` (quantized to 1e-8, half-even), unless
+  ``buy_fee_in_base``: then, like Binance without BNB, a buy pays it in the asset it receives, the
+  *base* asset, ``qty × fee_rate`` (1e-8, half-even), and receives ``qty − fee`` (sells still pay
+  in quote). The quote default keeps a backtest's fills (``SimulatedExchange`` charges quote fees)
+  equal to the simulator's, which the daemon-vs-backtest equality tests rely on.
 * A **limit** order rests (``NEW``) with its funds locked and fills at its limit price on a later
   closed candle that trades through it (buy: low ≤ limit, sell: high ≥ limit), at most
   ``volume × limit_volume_fraction`` per candle (partial fills).
@@ -149,12 +151,16 @@ class OrderEngine:
         Adverse move of market fills, basis points (default 0).
     limit_volume_fraction
         Share of a candle's volume a resting limit order may fill per candle (default 1).
+    buy_fee_in_base
+        Charge a buy's commission in the base asset, as Binance does (default ``False``: in quote;
+        see the module docstring).
     """
 
     def __init__(self, market: Market, rules: dict[str, SymbolRules], balances: dict[str, Decimal], *,
                  fee_rate: Decimal = Decimal("0.001"), slippage_bps: Decimal = ZERO,
-                 limit_volume_fraction: Decimal = Decimal(1)) -> None:  # fmt: skip
+                 limit_volume_fraction: Decimal = Decimal(1), buy_fee_in_base: bool = False) -> None:  # fmt: skip
         self.market, self.rules = market, rules
+        self.buy_fee_in_base = buy_fee_in_base
         self.free: dict[str, Decimal] = dict(balances)
         self.locked: dict[str, Decimal] = {}
         self.fee_rate, self.slippage_bps = fee_rate, slippage_bps
@@ -282,9 +288,13 @@ class OrderEngine:
     def _fee(self, notional: Decimal) -> Decimal:
         return (notional * self.fee_rate).quantize(_FEE_Q, rounding=ROUND_HALF_EVEN)
 
+    def _quote_fee(self, side: str, notional: Decimal) -> Decimal:
+        # the commission a buy pays in quote on top of its notional (none when it pays in base)
+        return ZERO if side == "BUY" and self.buy_fee_in_base else self._fee(notional)
+
     def _check_funds(self, rules: SymbolRules, side: str, qty: Decimal, price: Decimal) -> None:
         if side == "BUY":
-            need, asset = qty * price + self._fee(qty * price), rules.quote
+            need, asset = qty * price + self._quote_fee(side, qty * price), rules.quote
         else:
             need, asset = qty, rules.base
         if self.free.get(asset, ZERO) < need:
@@ -293,7 +303,7 @@ class OrderEngine:
     def _lock(self, order: SimOrder, rules: SymbolRules, qty: Decimal) -> None:
         assert order.price is not None
         asset = rules.quote if order.side == "BUY" else rules.base
-        amount = qty * order.price + self._fee(qty * order.price) if order.side == "BUY" else qty
+        amount = qty * order.price + self._quote_fee("BUY", qty * order.price) if order.side == "BUY" else qty
         order.locked = amount
         self.free[asset] = self.free.get(asset, ZERO) - amount
         self.locked[asset] = self.locked.get(asset, ZERO) + amount
@@ -306,15 +316,20 @@ class OrderEngine:
 
     def _execute(self, order: SimOrder, rules: SymbolRules, qty: Decimal, price: Decimal, ts: int) -> None:
         notional = qty * price
-        fee = self._fee(notional)
         sign = 1 if order.side == "BUY" else -1
         if order.locked:  # a resting order pays from its locked funds
             self._unlock(order, rules)
-        self.free[rules.base] = self.free.get(rules.base, ZERO) + sign * qty
-        self.free[rules.quote] = self.free.get(rules.quote, ZERO) - sign * notional - fee
+        if order.side == "BUY" and self.buy_fee_in_base:  # paid in the asset received
+            fee, fee_asset = self._fee(qty), rules.base
+            self.free[rules.base] = self.free.get(rules.base, ZERO) + qty - fee
+            self.free[rules.quote] = self.free.get(rules.quote, ZERO) - notional
+        else:
+            fee, fee_asset = self._fee(notional), rules.quote
+            self.free[rules.base] = self.free.get(rules.base, ZERO) + sign * qty
+            self.free[rules.quote] = self.free.get(rules.quote, ZERO) - sign * notional - fee
         self._trade_seq += 1
         trade = SimTrade(
-            self._trade_seq, order.order_id, order.symbol, order.side, qty, price, fee, rules.quote, ts
+            self._trade_seq, order.order_id, order.symbol, order.side, qty, price, fee, fee_asset, ts
         )
         self.trades.append(trade)
         order.trades.append(trade)

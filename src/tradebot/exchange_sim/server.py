@@ -72,6 +72,9 @@ class SimConfig:
         per venue (see :class:`RandomFaults`).
     random_stall_s, random_refuse_s
         Durations of random stalls and handshake refusals, wall seconds.
+    binance_buy_fee_in_base
+        Charge Binance buy commissions in the base asset as the exchange does (default ``False``:
+        in quote, as the backtest's simulated venue does; see :mod:`tradebot.exchange_sim.orders`).
     """
 
     data_dir: Path
@@ -89,6 +92,7 @@ class SimConfig:
     random_stall_s: float = 5.0
     random_refuse_s: float = 2.0
     random_kinds: tuple[str, ...] = field(default=RandomFaults.KINDS)
+    binance_buy_fee_in_base: bool = False
 
 
 class ExchangeSim:
@@ -126,7 +130,10 @@ class ExchangeSim:
         self.binance_rest = BinanceRest(self.market, self.faults.binance)
         self.deribit_rest = DeribitRest(self.market, self.faults.deribit)
         self.binance_orders = OrderEngine(
-            self.market, binance_rules(self.binance_rest.exchange_info), dict(DEFAULT_BALANCES)
+            self.market,
+            binance_rules(self.binance_rest.exchange_info),
+            dict(DEFAULT_BALANCES),
+            buy_fee_in_base=config.binance_buy_fee_in_base,
         )
         self.binance_private = BinancePrivate(self.binance_orders)
         self.deribit_orders = OrderEngine(

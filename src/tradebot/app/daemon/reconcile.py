@@ -153,16 +153,20 @@ def compare_balances(instruments: Mapping[Symbol, Instrument], quote: str, ledge
     """Compare the ledger with the venue per traded base asset and the quote asset (pure).
 
     ``missing`` are venue fills the ledger has not applied; their net base quantity and cash flow
-    (``−Σ signed qty × price − fees``) are what may explain a difference.
+    (``−Σ signed qty × price − fees``) are what may explain a difference. A buy whose commission
+    the venue took in the base asset (Binance without BNB) moves the base by ``qty − fee`` and the
+    cash by ``−qty × price`` only, exactly as :meth:`Ledger.apply` books it.
     """
     checks = []
     cash_flow = ZERO
     for sym, inst in instruments.items():
         mine = [f for f in missing if f.symbol == sym]
-        net = sum((f.qty if f.side is Side.BUY else -f.qty for f in mine), ZERO)
-        cash_flow -= sum(
-            ((f.qty if f.side is Side.BUY else -f.qty) * f.price + f.fee_quote for f in mine), ZERO
-        )
+        net = ZERO
+        for f in mine:
+            signed = f.qty if f.side is Side.BUY else -f.qty
+            base_fee = f.fee if f.fee > 0 and f.fee_currency == inst.base and signed > 0 else ZERO
+            net += signed - base_fee
+            cash_flow -= signed * f.price + f.fee_quote - base_fee * f.price
         checks.append(AssetCheck(inst.base, ledger_positions.get(sym, ZERO), venue_balances.get(inst.base, ZERO),
                                  net, inst.step_size * config.base_dust_steps))  # fmt: skip
     checks.append(
