@@ -8,6 +8,8 @@ Keys the documentation marks as conditional are named per comparison, with the r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -21,6 +23,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 import structlog
+import websockets
 from wire_shapes import assert_same_shape, shape_differences
 
 from tradebot.exchange_sim import ExchangeSim, SimConfig
@@ -297,3 +300,40 @@ async def test_deribit_auth_errors_are_the_documented_ones(
     ]
     legacy = {row["code"]: row["message"] for row in recorded("deribit", "errors_rpc_codes_legacy_docs.json")}
     assert all(legacy[code] == message for code, message in codes)
+
+
+async def test_deribit_chart_notifications_of_every_resolution(sim: ExchangeSim) -> None:
+    sim.market.pause()
+    name = "ETH_USDC-PERPETUAL"
+    channels = [f"chart.trades.{name}.{r}" for r in ("1", "5", "1D")]
+    async with websockets.connect(sim.deribit_ws_url) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "public/subscribe",
+                                  "params": {"channels": [*channels, f"chart.trades.{name}.7"]}}))  # fmt: skip
+        answer = json.loads(await ws.recv())
+        assert answer["result"] == channels  # resolution 7 is not a Deribit resolution
+        for _ in range(6):
+            sim.market.step()
+        frames: dict[str, list[dict[str, Any]]] = {c: [] for c in channels}
+        with contextlib.suppress(TimeoutError):
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=0.3))
+                frames[frame["params"]["channel"]].append(frame)
+    real = recorded("deribit", "chart_trades_notification.json")
+    for channel in channels:
+        assert frames[channel], channel
+        for frame in frames[channel]:
+            assert_same_shape(frame, real, what=channel)
+    # the 5-minute candle is the 1m candles of its period so far, exactly
+    five = frames[f"chart.trades.{name}.5"][-1]["params"]["data"]
+    ones = [
+        f["params"]["data"]
+        for f in frames[f"chart.trades.{name}.1"]
+        if f["params"]["data"]["tick"] >= five["tick"]
+    ]
+    last_per_tick = {d["tick"]: d for d in ones}
+    period = [last_per_tick[t] for t in sorted(last_per_tick)]
+    assert (five["open"], five["close"]) == (period[0]["open"], period[-1]["close"])
+    assert (five["high"], five["low"]) == (max(d["high"] for d in period), min(d["low"] for d in period))
+    assert five["volume"] == pytest.approx(sum(d["volume"] for d in period))
+    day = frames[f"chart.trades.{name}.1D"][-1]["params"]["data"]
+    assert day["tick"] % 86_400_000 == 0 and day["tick"] <= five["tick"]

@@ -11,15 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tradebot.exchange_sim.deribit_ws import rpc_error, rpc_result, tape_symbol
+from tradebot.exchange_sim.deribit_ws import RESOLUTIONS, rpc_error, rpc_result, tape_symbol
 from tradebot.exchange_sim.faults import VenueFaults
 from tradebot.exchange_sim.market import Market
-
-#: Deribit chart resolutions (minutes, or ``1D``; API docs) → candle length, ms.
-RESOLUTIONS = {
-    **{str(m): m * 60_000 for m in (1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720)},
-    "1D": 86_400_000,
-}
 
 
 def load_instruments() -> list[dict[str, Any]]:

@@ -1,6 +1,12 @@
 """Simulated Deribit JSON-RPC 2.0 websocket (``/ws/api/v2``): ``public/subscribe`` to
-``chart.trades.<instrument>.1``, ``public/set_heartbeat`` with ``test_request`` heartbeats,
+``chart.trades.<instrument>.<resolution>`` (every documented resolution: 1, 3, 5, 10, 15, 30, 60,
+120, 180, 360, 720 minutes and ``1D``), ``public/set_heartbeat`` with ``test_request`` heartbeats,
 ``public/test``, ``public/get_time``, ``public/hello``.
+
+A chart notification carries the candle of its resolution that contains the minute: at each
+simulated minute the closed minute's final values, then the new minute's opening values, each
+aggregated exactly (Decimal) from the 1m tape of the period so far, never from a longer loaded
+timeframe (which would show the period's future).
 
 Instruments map to the tape by base currency: ``BTC_USDC-PERPETUAL`` and ``BTC-PERPETUAL`` replay
 ``BTCUSDT``. A connection that leaves a ``test_request`` unanswered until the next heartbeat is
@@ -19,9 +25,15 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from tradebot.exchange_sim.faults import SimConnection, VenueFaults
-from tradebot.exchange_sim.market import Market, MarketEvent
+from tradebot.exchange_sim.market import MINUTE_MS, Market, MarketEvent, aggregate
 
 _CHART = "chart.trades."
+
+#: Deribit chart resolutions (minutes, or ``1D``; API docs) → candle length, ms.
+RESOLUTIONS = {
+    **{str(m): m * 60_000 for m in (1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720)},
+    "1D": 86_400_000,
+}
 
 
 def tape_symbol(instrument: str) -> str:
@@ -29,8 +41,9 @@ def tape_symbol(instrument: str) -> str:
     return instrument.split("-")[0].split("_")[0] + "USDT"
 
 
-def chart_frame(instrument: str, event: MarketEvent) -> str:
-    """Return the ``chart.trades.<instrument>.1`` notification of ``event`` (numbers as JSON numbers)."""
+def chart_frame(instrument: str, event: MarketEvent, resolution: str = "1") -> str:
+    """Return the ``chart.trades.<instrument>.<resolution>`` notification of ``event``'s bar (numbers
+    as JSON numbers); for a resolution above 1 the caller passes the period's aggregated bar."""
     bar = event.bar
     cost = Decimal(bar.volume) * Decimal(bar.close)
     data = (
@@ -39,7 +52,7 @@ def chart_frame(instrument: str, event: MarketEvent) -> str:
     )
     return (
         '{"jsonrpc":"2.0","method":"subscription","params":{"channel":'
-        f'"{_CHART}{instrument}.1","data":{data}}}}}'
+        f'"{_CHART}{instrument}.{resolution}","data":{data}}}}}'
     )
 
 
@@ -80,22 +93,30 @@ class DeribitStreams:
 
     def __init__(self, market: Market, faults: VenueFaults, instruments: list[str]) -> None:
         self.market, self.faults, self.instruments = market, faults, set(instruments)
-        self._subs: dict[SimConnection, set[str]] = {}
+        self._subs: dict[SimConnection, set[tuple[str, str]]] = {}  # (instrument, resolution)
         market.subscribe(self._on_events)
+
+    def _period_bar(self, event: MarketEvent, resolution: str) -> MarketEvent:
+        """``event`` as the candle of ``resolution`` containing its minute, aggregated from the 1m tape."""
+        period_ms = RESOLUTIONS[resolution]
+        if period_ms == MINUTE_MS:
+            return event
+        start = event.bar.open_time_ms - event.bar.open_time_ms % period_ms
+        bars = [*self.market.tape.bars(event.symbol, "1m", start, event.bar.open_time_ms), event.bar]
+        (bar,) = aggregate(bars, period_ms, start)
+        return MarketEvent(event.symbol, bar, event.final)
 
     def _on_events(self, events: list[MarketEvent]) -> None:
         self.faults.shutdown_requested = 0  # Deribit has no serverShutdown notification
         events = self.faults.transform(events)
         malformed, self.faults.pending_malformed = self.faults.pending_malformed, []
-        for conn, instruments in self._subs.items():
-            for instrument in sorted(instruments):
-                for kind in malformed:
-                    mine = [e for e in events if e.symbol == tape_symbol(instrument)]
-                    if mine:
-                        conn.send(malformed_frame(kind, instrument, mine[0]))
-                for event in events:
-                    if event.symbol == tape_symbol(instrument):
-                        conn.send(chart_frame(instrument, event))
+        for conn, subscriptions in self._subs.items():
+            for instrument, resolution in sorted(subscriptions):
+                mine = [e for e in events if e.symbol == tape_symbol(instrument)]
+                for kind in malformed if mine and resolution == "1" else ():
+                    conn.send(malformed_frame(kind, instrument, mine[0]))
+                for event in mine:
+                    conn.send(chart_frame(instrument, self._period_bar(event, resolution), resolution))
 
     async def handle(self, ws: ServerConnection) -> None:
         """Serve one JSON-RPC connection until it closes or its session limit passes."""
@@ -128,15 +149,15 @@ class DeribitStreams:
             conn.send(rpc_error(None, -32700, "parse_error"), control=True)
             return
         if method == "public/subscribe":
-            channels = [c for c in params.get("channels", []) if self._chart_instrument(c) is not None]
+            wanted = {c: self._chart_subscription(c) for c in params.get("channels", [])}
+            channels = [c for c, sub in wanted.items() if sub is not None]
             subscribed = self._subs.setdefault(conn, set())
-            for channel in channels:
-                subscribed.add(self._chart_instrument(channel))  # type: ignore[arg-type]
+            subscribed.update(sub for sub in wanted.values() if sub is not None)
             conn.send(rpc_result(rid, channels, now), control=True)
-            for instrument in sorted(subscribed):
+            for instrument, resolution in sorted(subscribed):
                 for event in self.market.opening_events():
                     if event.symbol == tape_symbol(instrument):
-                        conn.send(chart_frame(instrument, event))
+                        conn.send(chart_frame(instrument, self._period_bar(event, resolution), resolution))
         elif method == "public/set_heartbeat":
             interval = float(params.get("interval", 10))
             if state["hb_task"] is not None:
@@ -153,11 +174,16 @@ class DeribitStreams:
         else:
             conn.send(rpc_error(rid, -32601, "Method not found"), control=True)
 
-    def _chart_instrument(self, channel: str) -> str | None:
-        if not channel.startswith(_CHART) or not channel.endswith(".1"):
+    def _chart_subscription(self, channel: str) -> tuple[str, str] | None:
+        # "chart.trades.<instrument>.<resolution>" → (instrument, resolution), None if not served
+        instrument, _, resolution = channel.removeprefix(_CHART).rpartition(".")
+        if (
+            not channel.startswith(_CHART)
+            or instrument not in self.instruments
+            or resolution not in RESOLUTIONS
+        ):
             return None
-        instrument = channel[len(_CHART) : -2]
-        return instrument if instrument in self.instruments else None
+        return instrument, resolution
 
     async def _heartbeats(self, conn: SimConnection, interval_s: float, state: dict[str, Any]) -> None:
         while True:

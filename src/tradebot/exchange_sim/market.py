@@ -123,7 +123,7 @@ class Tape:
                 return self.bars(symbol, tf, since_ms, until_ms)
             if timeframe_ms % ms == 0:
                 lo = since_ms - since_ms % timeframe_ms
-                return _aggregate(self.bars(symbol, tf, lo, until_ms), timeframe_ms, since_ms)
+                return aggregate(self.bars(symbol, tf, lo, until_ms), timeframe_ms, since_ms)
         return []
 
     def bar(self, symbol: str, open_ms: int) -> Bar | None:
@@ -132,7 +132,9 @@ class Tape:
         return found[0] if found else None
 
 
-def _aggregate(bars: list[Bar], period_ms: int, since_ms: int) -> list[Bar]:
+def aggregate(bars: list[Bar], period_ms: int, since_ms: int) -> list[Bar]:
+    """Return ``bars`` (ascending) merged into UTC-aligned periods of ``period_ms`` opening at or after
+    ``since_ms``: first open, max high, min low, last close, summed volume (exact decimal strings)."""
     out: list[Bar] = []
     group: list[Bar] = []
     for bar in [*bars, None]:
