@@ -124,8 +124,9 @@ def run_study(spec: StudySpec, jobs: int, console: Console, label: str) -> optun
         From the storage, the data or the space (a worker's error is re-raised here).
     """
     quiet_optuna()
-    storage = open_storage(spec.storage_url)
-    study = load_or_create(spec, storage, spec.seed)
+    # Progress reads trials without their bulky attributes (a lean storage, as the workers do); the
+    # study returned to the reports is read whole once the trials are done.
+    study = load_or_create(spec, open_storage(spec.storage_url, lean=True), spec.seed)
     progress = StudyProgress(console, spec.n_trials, label)
     try:
         if jobs == 1:
@@ -135,7 +136,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console, label: str) -> optun
         progress.update(study)
     finally:
         progress.close()
-    return study
+    return optuna.load_study(study_name=spec.study_name, storage=open_storage(spec.storage_url))
 
 
 def _run_pool(spec: StudySpec, jobs: int, poll: Callable[[], None]) -> None:

@@ -10,14 +10,15 @@ re-run a trial.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
+import os
 import re
+import resource
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -35,13 +36,16 @@ from tradebot.core.domain import Timeframe
 from tradebot.errors import ConfigError
 
 __all__ = [
+    "BULKY_ATTRS",
     "OBJECTIVES",
+    "LeanStorage",
     "StudySpec",
     "TrialRunner",
     "best_trial",
     "daily_returns",
     "finished_count",
     "measures",
+    "memory_mb",
     "open_storage",
     "parse_objectives",
     "run_worker",
@@ -196,10 +200,13 @@ class TrialRunner:
             start_ms=spec.start_ms,
             end_ms=spec.end_ms,
         )
+        # Held as columns (a few large arrays, not millions of objects): nothing for the collector to
+        # walk, so no gc.freeze, which would also pin whatever cyclic garbage exists at this point.
         self.data: LoadedData = load_data(
             base, options, lookback_bars=widest_lookback(spec.space, base), warmup_timeframes=frozenset(tfs)
         )
-        gc.freeze()  # the candles live as long as the worker and hold no cycles
+        #: Engine-loop time (s) of the last :meth:`run`.
+        self.last_engine_s = 0.0
 
     def _settings(self, params: Mapping[str, object]) -> Settings:
         overrides = {**self.spec.extra_overrides, **params}
@@ -215,13 +222,17 @@ class TrialRunner:
     def run(self, params: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, float]]:
         """Back-test ``params`` over the study window; return (JSON-safe summary, daily returns)."""
         result = backtest_loaded(self._settings(params), self.data, run_id="trial")
+        self.last_engine_s = result.engine_s
         summary = json.loads(json.dumps(result.summary, default=_plain))
         return summary, daily_returns(result.engine.stats.equity_curve)
 
     def objective(self, trial: Trial) -> float | tuple[float, ...]:
         """Optuna objective: suggest, back-test, record user attributes, return the objective(s).
 
-        A trial that raises is recorded FAIL with its error text in the ``error`` user attribute.
+        A trial that raises is recorded FAIL with its error text in the ``error`` user attribute. The
+        ``perf`` user attribute holds the trial's costs: ``engine_s`` (the engine loop), ``run_s``
+        (the whole backtest with its summary and daily returns), the worker's ``rss_mb`` after it
+        and ``peak_rss_mb`` so far (MiB), and the worker's ``pid``.
         """
         busy = trial.study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING))
         if sum(t.number < trial.number for t in busy) >= self.spec.n_trials:
@@ -230,7 +241,9 @@ class TrialRunner:
             raise optuna.TrialPruned("the study already has its trials")
         try:
             params = suggest(self.spec.space, trial)
+            started = time.perf_counter()
             summary, returns = self.run(params)
+            run_s = time.perf_counter() - started
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc(limit=5)[-2000:])
@@ -249,12 +262,29 @@ class TrialRunner:
         trial.set_user_attr("summary", summary)
         trial.set_user_attr("measures", values)
         trial.set_user_attr("daily_returns", returns)
+        trial.set_user_attr(
+            "perf",
+            {"engine_s": self.last_engine_s, "run_s": run_s, **memory_mb(), "pid": os.getpid()},
+        )
         out = []
         for name in self.spec.objectives:
             v = values[name]
             worst = -math.inf if OBJECTIVES[name] == "maximize" else math.inf
             out.append(worst if v is None or not math.isfinite(v) else v)
         return out[0] if len(out) == 1 else tuple(out)
+
+
+def memory_mb() -> dict[str, float | None]:
+    """Return this process's resident memory now (``rss_mb``; ``None`` without ``/proc``) and at its
+    peak (``peak_rss_mb``), MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        rss: float | None = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        rss = None
+    # The kernel updates the high-water mark lazily: it may trail the current figure a little.
+    return {"rss_mb": rss, "peak_rss_mb": peak if rss is None else max(peak, rss)}
 
 
 def _plain(value: Any) -> Any:
@@ -274,8 +304,38 @@ def make_sampler(objectives: Sequence[str], seed: int | None) -> BaseSampler:
     return TPESampler(seed=seed)
 
 
-def open_storage(url: str) -> RDBStorage:
+#: User attributes only the reports read: a lean storage leaves them out of the trials it returns.
+BULKY_ATTRS = frozenset({"summary", "daily_returns", "traceback"})
+
+
+class LeanStorage(RDBStorage):
+    """An RDB storage whose trials come back without the :data:`BULKY_ATTRS` (they stay stored).
+
+    Optuna keeps every finished trial it has read in each process (its cached storage), and a
+    trial's summary and daily returns weigh ~200 KiB in memory: a worker that only samples and counts
+    trials would grow by that much per trial of the study. Workers and the progress display read
+    trials through this storage; reports open a plain one.
+    """
+
+    def _get_trials(
+        self,
+        study_id: int,
+        states: Container[TrialState] | None,
+        included_trial_ids: set[int],
+        trial_id_greater_than: int,
+    ) -> list[FrozenTrial]:
+        # The one read the cached storage makes of new and unfinished trials (Optuna 4 and 5).
+        trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        for t in trials:
+            if not BULKY_ATTRS.isdisjoint(t.user_attrs):
+                t.user_attrs = {k: v for k, v in t.user_attrs.items() if k not in BULKY_ATTRS}
+        return trials
+
+
+def open_storage(url: str, *, lean: bool = False) -> RDBStorage:
     """Open (and create the tables of) an Optuna RDB storage with a heartbeat.
+
+    With ``lean``, a :class:`LeanStorage`: its trials lack the bulky user attributes (for workers).
 
     Raises
     ------
@@ -290,9 +350,10 @@ def open_storage(url: str) -> RDBStorage:
         engine_kwargs["connect_args"] = {"connect_timeout": 5}
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    kind = LeanStorage if lean else RDBStorage
     for attempt in range(3):
         try:
-            return RDBStorage(
+            return kind(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
             )
         except Exception as exc:  # sqlalchemy's errors: bad URL, missing driver, refused connection
@@ -359,7 +420,8 @@ def run_worker(
 ) -> None:
     """Join the study and run trials until it holds ``spec.n_trials`` finished ones.
 
-    Loads the candles once. Failed trials are recorded and the loop goes on.
+    Loads the candles once. Failed trials are recorded and the loop goes on. Trials are read
+    through a :class:`LeanStorage`, so the worker's memory does not grow with the study.
 
     Raises
     ------
@@ -367,7 +429,7 @@ def run_worker(
         From the storage, the space or the data (before any trial runs).
     """
     quiet_optuna()
-    storage = open_storage(spec.storage_url)
+    storage = open_storage(spec.storage_url, lean=True)
     seed = None if spec.seed is None else spec.seed + worker_index
     study = load_or_create(spec, storage, seed)
     runner = TrialRunner(spec)
