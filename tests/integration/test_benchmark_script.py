@@ -44,3 +44,29 @@ def test_bench_refuses_a_repeat_below_one() -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--repeat must be >= 1, was 0" in done.stderr
+
+
+def test_bench_optimize_prints_throughput_ratio_and_memory_per_jobs() -> None:
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_optimize.py"),
+        "--data",
+        str(REPO / "data" / "sample"),
+        "--timeframe",
+        "1h",
+        "--trials",
+        "3",
+        "--jobs",
+        "1,2",
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [(r["jobs"], r["workers"], r["trials"]) for r in runs] == [(1, 1, 3), (2, 2, 3)]
+    for r in runs:
+        assert r["trials_per_min"] > r["end_to_end_trials_per_min"] > 0
+        assert r["trial_over_engine"] > 1 and r["median_trial_s"] > r["median_engine_s"] > 0
+        assert r["peak_rss_mb"] > 0 and len(r["rss_first_last_mb"]) == r["workers"]
+    table = out.split("\n\n")[-1].splitlines()
+    assert table[0].split()[:3] == ["jobs", "trials", "trials/min"]
+    assert [row.split()[0] for row in table[1:]] == ["1", "2"]
+    assert table[1].split()[4] == "1.00"  # the speed-up column, against --jobs 1
