@@ -24,7 +24,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tradebot.app.backtest.backtest import BacktestOptions, backtest_loaded, load_data, run_backtest
-from tradebot.app.research.study import BULKY_ATTRS, open_storage
+from tradebot.app.research.study import LEAN_ATTRS, open_storage
 from tradebot.app.settings import load_settings
 from tradebot.cli import main
 from tradebot.core.domain import Timeframe
@@ -174,15 +174,15 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
     assert failed and all("fast" in t.user_attrs["error"] for t in failed)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))) == 10
 
-    # Workers read the trials without their bulky attributes (which stay stored, for the reports);
-    # each complete trial records its costs.
+    # Workers read the trials with only the attributes they need (the rest stays stored, for the
+    # reports); each complete trial records its costs.
     url = f"sqlite:///{tmp_path / 'o' / 'optuna.db'}"
     lean = optuna.load_study(study_name="tradebot", storage=open_storage(url, lean=True))
     full = optuna.load_study(study_name="tradebot", storage=open_storage(url))
     pairs = list(zip(lean.get_trials(), full.get_trials(), strict=True))
     for a, b in pairs:
         assert (a.number, a.state, a.params, a.values) == (b.number, b.state, b.params, b.values)
-        assert a.user_attrs == {k: v for k, v in b.user_attrs.items() if k not in BULKY_ATTRS}
+        assert a.user_attrs == {k: v for k, v in b.user_attrs.items() if k in LEAN_ATTRS}
         if b.state == TrialState.COMPLETE:
             assert {"summary", "daily_returns"} <= b.user_attrs.keys()
             perf = b.user_attrs["perf"]

@@ -36,7 +36,7 @@ from tradebot.core.domain import Timeframe
 from tradebot.errors import ConfigError
 
 __all__ = [
-    "BULKY_ATTRS",
+    "LEAN_ATTRS",
     "OBJECTIVES",
     "LeanStorage",
     "StudySpec",
@@ -304,17 +304,19 @@ def make_sampler(objectives: Sequence[str], seed: int | None) -> BaseSampler:
     return TPESampler(seed=seed)
 
 
-#: User attributes only the reports read: a lean storage leaves them out of the trials it returns.
-BULKY_ATTRS = frozenset({"summary", "daily_returns", "traceback"})
+#: The user attributes workers and the progress display read; a lean storage drops the others.
+LEAN_ATTRS = frozenset({"feasible", "error", "surplus"})
 
 
 class LeanStorage(RDBStorage):
-    """An RDB storage whose trials come back without the :data:`BULKY_ATTRS` (they stay stored).
+    """An RDB storage whose trials come back with only the :data:`LEAN_ATTRS` user attributes (the
+    others stay stored).
 
     Optuna keeps every finished trial it has read in each process (its cached storage), and a
-    trial's summary and daily returns weigh ~200 KiB in memory: a worker that only samples and counts
-    trials would grow by that much per trial of the study. Workers and the progress display read
-    trials through this storage; reports open a plain one.
+    trial's summary and daily returns weigh ~130-200 KiB in memory: a worker that only samples and
+    counts trials would grow by that much per trial of the study. Read lean, a trial costs ~5 KiB
+    (its parameters, values and Optuna's own fields, which the sampler needs). Workers and the
+    progress display read trials through this storage; reports open a plain one.
     """
 
     def _get_trials(
@@ -327,15 +329,15 @@ class LeanStorage(RDBStorage):
         # The one read the cached storage makes of new and unfinished trials (Optuna 4 and 5).
         trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
         for t in trials:
-            if not BULKY_ATTRS.isdisjoint(t.user_attrs):
-                t.user_attrs = {k: v for k, v in t.user_attrs.items() if k not in BULKY_ATTRS}
+            if not LEAN_ATTRS.issuperset(t.user_attrs):
+                t.user_attrs = {k: v for k, v in t.user_attrs.items() if k in LEAN_ATTRS}
         return trials
 
 
 def open_storage(url: str, *, lean: bool = False) -> RDBStorage:
     """Open (and create the tables of) an Optuna RDB storage with a heartbeat.
 
-    With ``lean``, a :class:`LeanStorage`: its trials lack the bulky user attributes (for workers).
+    With ``lean``, a :class:`LeanStorage`: its trials hold only the user attributes workers read.
 
     Raises
     ------
