@@ -13,7 +13,9 @@ Printed per run (one JSON line) and in a table (the median run per ``--jobs`` by
 - trial / engine: the median over trials of the trial's time over its engine loop's;
 - peak RSS per worker (MiB, the largest of the workers), and each worker's RSS after its first and
   its last trial (the largest growth is shown);
-- the load average before the run, and the speed-up of each ``--jobs`` over the first one.
+- the load average before the run, and the CPU time other processes used during it (the machine's
+  busy time from ``/proc/stat`` less this study's), since a shared machine's speed moves between runs;
+- the speed-up of each ``--jobs`` over the first one.
 
     python benchmarks/bench_optimize.py --data ../shared/data --timeframe 5m --trials 12
     python benchmarks/bench_optimize.py --data ../shared/data --timeframe 5m --trials 12 --repeat 3
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,9 +68,11 @@ def _run(args: argparse.Namespace, jobs: int) -> dict[str, Any]:
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
         load = os.getloadavg()
+        busy0, ours0 = _busy_s(), _children_cpu_s()
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp, env=env)
         wall_s = time.perf_counter() - t0
+        others_s = max(0.0, (_busy_s() - busy0) - (_children_cpu_s() - ours0))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name="tradebot", storage=f"sqlite:///{out / 'optuna.db'}")
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -95,6 +100,8 @@ def _run(args: argparse.Namespace, jobs: int) -> dict[str, Any]:
         "jobs": jobs,
         "trials": len(trials),
         "load_avg_1m": round(load[0], 2),
+        "others_cpu_s": round(others_s, 1),
+        "others_cores": round(others_s / wall_s, 2),
         "trials_per_min": round(len(trials) / span_s * 60, 2),
         "end_to_end_trials_per_min": round(len(trials) / wall_s * 60, 2),
         "wall_s": round(wall_s, 2),
@@ -107,6 +114,22 @@ def _run(args: argparse.Namespace, jobs: int) -> dict[str, Any]:
         "rss_growth_mb": round(max((b - a for a, b in growth.values()), default=0.0), 1),
         "final_equity_best": study.best_trial.user_attrs["summary"]["final_equity"],
     }
+
+
+def _busy_s() -> float:
+    # CPU seconds the whole machine spent busy since boot (user, nice, system, irq, softirq, steal).
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    # CPU seconds of the finished subprocesses (and the workers they waited for).
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main() -> None:
@@ -134,7 +157,7 @@ def main() -> None:
     print()
     print(
         f"{'jobs':>4} {'trials':>6} {'trials/min':>10} {'e2e t/min':>9} {'speed-up':>8} {'trial s':>8} "
-        f"{'engine s':>8} {'trial/engine':>12} {'peak MiB':>8} {'RSS growth':>10} {'load':>5}"
+        f"{'engine s':>8} {'trial/engine':>12} {'peak MiB':>8} {'RSS growth':>10} {'load':>5} {'others':>6}"
     )
     first = None
     for j, rs in runs.items():
@@ -143,7 +166,8 @@ def main() -> None:
         print(
             f"{j:>4} {r['trials']:>6} {r['trials_per_min']:>10} {r['end_to_end_trials_per_min']:>9} "
             f"{r['trials_per_min'] / first:>8.2f} {r['median_trial_s']:>8} {r['median_engine_s']:>8} "
-            f"{r['trial_over_engine']:>12} {r['peak_rss_mb']:>8} {r['rss_growth_mb']:>10} {r['load_avg_1m']:>5}"
+            f"{r['trial_over_engine']:>12} {r['peak_rss_mb']:>8} {r['rss_growth_mb']:>10} {r['load_avg_1m']:>5} "
+            f"{r['others_cores']:>6}"
         )
 
 
