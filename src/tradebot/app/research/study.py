@@ -29,7 +29,13 @@ from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from tradebot.app.backtest.backtest import BacktestOptions, LoadedData, backtest_loaded, load_data
+from tradebot.app.backtest.backtest import (
+    BacktestOptions,
+    LoadedData,
+    backtest_loaded,
+    load_data,
+    with_symbols,
+)
 from tradebot.app.research.space import CategoricalParam, IntParam, SearchSpace, settings_for, suggest
 from tradebot.app.settings import Settings, load_settings
 from tradebot.core.domain import Timeframe
@@ -49,6 +55,7 @@ __all__ = [
     "open_storage",
     "parse_objectives",
     "run_worker",
+    "spec_settings",
 ]
 
 _YEAR_MS = 365.25 * 86_400_000
@@ -180,6 +187,21 @@ def widest_lookback(space: SearchSpace, base: Settings) -> int:
     return slow * 3
 
 
+def spec_settings(spec: StudySpec, params: Mapping[str, object]) -> Settings:
+    """Return the study's base configuration with ``spec.extra_overrides`` and ``params`` (dotted
+    paths) applied, narrowed to ``spec.symbols`` (:func:`~tradebot.app.backtest.backtest.with_symbols`).
+
+    Raises
+    ------
+    ConfigError
+        For a value the settings refuse (the trial fails with it).
+    """
+    overrides = {**spec.extra_overrides, **params}
+    base = spec.space.base_config
+    settings = settings_for(base, overrides) if overrides else load_settings(base)
+    return with_symbols(settings, spec.symbols)
+
+
 class TrialRunner:
     """Run trials of one study on candles loaded once (per process).
 
@@ -209,15 +231,7 @@ class TrialRunner:
         self.last_engine_s = 0.0
 
     def _settings(self, params: Mapping[str, object]) -> Settings:
-        overrides = {**self.spec.extra_overrides, **params}
-        settings = (
-            settings_for(self.spec.space.base_config, overrides)
-            if overrides
-            else load_settings(self.spec.space.base_config)
-        )
-        if self.spec.symbols:
-            settings = settings.model_copy(update={"symbols": tuple(self.spec.symbols)})
-        return settings
+        return spec_settings(self.spec, params)
 
     def run(self, params: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, float]]:
         """Back-test ``params`` over the study window; return (JSON-safe summary, daily returns)."""

@@ -15,7 +15,6 @@ tables on the console.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,15 @@ from tradebot.app.backtest.backtest import (
     BacktestResult,
     backtest_loaded,
     load_data,
-    with_symbols,
 )
 from tradebot.app.reports.report import write_summary_json
 from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.research.optimize import run_study, spec_from_args
-from tradebot.app.research.overrides import settings_for
 from tradebot.app.research.space import SearchSpace, load_space
-from tradebot.app.research.study import StudySpec, best_trial, daily_returns
+from tradebot.app.research.study import StudySpec, best_trial, daily_returns, spec_settings
 from tradebot.app.research.wf_report import render_report
 from tradebot.app.research.wf_stats import FoldRun, fold_overfitting, overall_overfitting, stitch
-from tradebot.app.settings import Settings, load_settings
+from tradebot.app.settings import Settings
 from tradebot.core.domain import ms_to_datetime
 from tradebot.core.research.folds import Fold, make_folds, parse_duration
 from tradebot.errors import ConfigError, DataError
@@ -59,7 +56,7 @@ def data_span(spec: StudySpec) -> tuple[int, int]:
     DataError
         If the data folder, a symbol's files or the timeframe are missing.
     """
-    settings = _settings(spec, {})
+    settings = spec_settings(spec, {})
     options = BacktestOptions(
         data_dir=spec.data_dir,
         timeframe=spec.timeframe,
@@ -71,13 +68,6 @@ def data_span(spec: StudySpec) -> tuple[int, int]:
     start = max(c[0].open_time_ms for c in data.candles.values())
     end = min(c[-1].open_time_ms for c in data.candles.values()) + data.base.ms
     return start, end
-
-
-def _settings(spec: StudySpec, params: Mapping[str, object]) -> Settings:
-    # The base configuration with ``params`` (dotted paths) applied, narrowed to the spec's symbols.
-    base = spec.space.base_config
-    settings = settings_for(base, params) if params else load_settings(base)
-    return with_symbols(settings, spec.symbols)
 
 
 def _backtest(spec: StudySpec, settings: Settings, start_ms: int, end_ms: int, label: str) -> BacktestResult:
@@ -140,7 +130,7 @@ def run_walkforward(
         study = run_study(fold_spec, jobs, console, f"fold {fold.index + 1}/{len(folds)}")
         best = best_trial(study)
         params = dict(best.params) if best is not None else None
-        settings = _settings(spec, params or {})
+        settings = spec_settings(spec, params or {})
         test = _backtest(spec, settings, fold.test_start_ms, fold.test_end_ms, f"fold {fold.index} OOS")
         runs.append(_fold_run(test))
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -168,7 +158,7 @@ def run_walkforward(
     oos_curve, oos_overall = stitch(runs)
     oos_start, oos_end = folds[0].test_start_ms, folds[-1].test_end_ms
     console.print(f"default configuration over the OOS period {_day(oos_start)} → {_day(oos_end)}")
-    default = _backtest(spec, _settings(spec, {}), oos_start, oos_end, "default")
+    default = _backtest(spec, spec_settings(spec, {}), oos_start, oos_end, "default")
     bh_curve = buy_and_hold_curve_of(default.engine, default.summary)
     dsr, pbo = overall_overfitting(list(daily_returns(oos_curve).values()), fold_docs)
     report: dict[str, Any] = {
