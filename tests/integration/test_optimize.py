@@ -48,19 +48,7 @@ def _space(tmp_path: Path, body: str, name: str = "space.toml") -> Path:
     return path
 
 
-THREE = """
-[params."planner.band_fraction"]
-low = 0.01
-high = 0.10
-
-[params."streams.0.fast"]
-low = 10
-high = 40
-step = 2
-
-[params."allocation.policy"]
-choices = ["pooled", "slots"]
-"""
+THREE = (REPO / "tests" / "fixtures" / "spaces" / "three_params.toml").read_text(encoding="utf-8")
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:

@@ -23,21 +23,9 @@ from tradebot.cli import main
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 DEFAULT = REPO / "config" / "default.toml"
-SPACE = f"""[base]
-config = "{DEFAULT}"
-
-[params."planner.band_fraction"]
-low = 0.01
-high = 0.10
-
-[params."streams.0.fast"]
-low = 10
-high = 40
-step = 2
-
-[params."allocation.policy"]
-choices = ["pooled", "slots"]
-"""
+SPACE = f'[base]\nconfig = "{DEFAULT}"\n\n' + (
+    REPO / "tests" / "fixtures" / "spaces" / "three_params.toml"
+).read_text(encoding="utf-8")
 KEYS = {"folds", "oos", "default", "buy_and_hold", "deflated_sharpe", "pbo"}
 
 
