@@ -176,6 +176,27 @@ class DaemonSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    """Prometheus exposition of ``run`` and ``demo`` (``TRADEBOT_METRICS__*``); off unless a port is set."""
+
+    port: int | None = Field(
+        None, ge=0, le=65535, description="serve /metrics on this TCP port (0 = any free port); None = off"
+    )
+    host: str = Field("127.0.0.1", description="listen address of /metrics (0.0.0.0 in a container)")
+
+
+class TelegramSettings(_Section):
+    """Optional Telegram alerts and commands (``TRADEBOT_TELEGRAM__*``); off by default."""
+
+    enabled: bool = Field(False, description="send alerts and answer commands")
+    token: SecretStr | None = Field(None, description="bot token from @BotFather; a secret, redacted in logs")
+    chat_ids: tuple[int, ...] = Field((), description="chats allowed to receive alerts and give commands")
+    api_base_url: str = Field("https://api.telegram.org", description="Bot API server (a local one in tests)")
+    feed_stale_alert_s: float = Field(
+        600.0, gt=0, le=86_400, description="alert when a feed has been stale this long, seconds"
+    )
+
+
 #: Exact value ``TRADEBOT_LIVE_CONFIRMATION`` must have for ``TRADEBOT_MODE=live``.
 LIVE_CONFIRMATION_PHRASE = "I-ACCEPT-REAL-MONEY-RISK"
 
@@ -212,6 +233,8 @@ class Settings(BaseSettings):
     feeds: FeedsSettings = FeedsSettings()
     exchange: ExchangeSettings = ExchangeSettings()
     daemon: DaemonSettings = DaemonSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    telegram: TelegramSettings = TelegramSettings()
     # API keys: testnet and live under separate names; a mode only ever reads its own
     # (app/daemon/interlock.py).
     testnet_api_key: SecretStr | None = None

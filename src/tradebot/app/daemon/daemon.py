@@ -39,6 +39,7 @@ import structlog
 
 from tradebot.app.daemon.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
 from tradebot.app.daemon.health import write_health
+from tradebot.app.daemon.observers import DaemonObserver, build_observers, notify
 from tradebot.app.daemon.sequencer import CandleSequencer
 from tradebot.app.daemon.status import status_fields
 from tradebot.app.daemon.venue_router import VenueRouter
@@ -74,6 +75,7 @@ class Daemon:
         options: DaemonOptions | None = None,
         on_progress: Callable[[Daemon], None] | None = None,
         on_ready: Callable[[Daemon], None] | None = None,
+        observers: Sequence[DaemonObserver] | None = None,
     ) -> None:
         self.settings = settings
         self.options = options or DaemonOptions()
@@ -91,6 +93,16 @@ class Daemon:
         self.summary: dict[str, Any] | None = None
         self._changed = False  # the current step produced orders, fills or position events
         self._covered: set[str] = set()  # in-flight orders already in a saved checkpoint
+        #: Watchers (metrics, alerts): the given ones, else those the settings switch on.
+        self.observers: list[DaemonObserver] = (
+            list(observers) if observers is not None else build_observers(settings)
+        )
+        self._controls: list[object] = []  # control events from observers, for the engine task
+
+    def submit(self, event: object) -> None:
+        """Queue a control event (e.g. a trading-state change from Telegram ``/pause``) for the engine
+        task, which applies it before its next step (:class:`~tradebot.app.daemon.observers.DaemonControl`)."""
+        self._controls.append(event)
 
     def request_stop(self, why: str = "request") -> None:
         """Stop taking candles; the service then shuts down gracefully."""
@@ -111,10 +123,17 @@ class Daemon:
             log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
             if self._on_ready is not None:
                 self._on_ready(self)
+            notify(self.observers, "on_started", self)
             async with asyncio.TaskGroup() as tg:
                 feed = tg.create_task(c.feed.run(), name="feed")
                 status = tg.create_task(self._status_loop(), name="status")
-                tg.create_task(self._engine_loop(others=(feed, status)), name="engine")
+                watchers = [
+                    tg.create_task(coro, name=f"observer-{obs.name}")
+                    for obs in self.observers
+                    if (coro := obs.task(self)) is not None
+                ]
+                tg.create_task(self._engine_loop(others=(feed, status, *watchers)), name="engine")
+            notify(self.observers, "on_stopped", self.stopped_by)
             await self._checkpoint()
             if self.options.finish_run and self.stopped_by == "end_of_data":
                 await self._finish()
@@ -156,6 +175,10 @@ class Daemon:
                     ready = seq.push(event, time.monotonic())
                 except TimeoutError:
                     ready = seq.release(time.monotonic())
+                if self._controls:
+                    controls, self._controls = self._controls, []
+                    for control in controls:
+                        await self._dispatch(c.engine.handle(control))
                 for ev in ready:
                     await self._process(ev)
                 if isinstance(c.router, VenueRouter):
@@ -196,6 +219,7 @@ class Daemon:
         c = self.c
         assert c is not None
         if isinstance(event, FeedStatus):
+            notify(self.observers, "on_feed_status", event)
             await self._dispatch(c.engine.on_feed_status(event))
             return
         candle = event
@@ -233,6 +257,8 @@ class Daemon:
                 self._changed = True
             self._log_record(cmd)
             self._records.append(cmd)
+            if self.observers:
+                notify(self.observers, "on_record", cmd)
         for cmd in orders:
             if isinstance(cmd, CancelOrder):
                 self._changed = True
@@ -252,6 +278,9 @@ class Daemon:
                 notional_quote=f"{cmd.notional:.2f}",
                 reason=cmd.reason,
             )
+            if self.observers:
+                lag = None if self._last_close_ms is None else c.clock.now_ms() - self._last_close_ms
+                notify(self.observers, "on_order_sent", cmd, lag)
             await self._apply(await c.router.submit(cmd))
 
     async def _apply(self, events: Sequence[Fill | OrderUpdate]) -> None:
@@ -261,6 +290,8 @@ class Daemon:
         for ev in events:
             if type(ev) is OrderUpdate:
                 self._log_update(ev)
+                if self.observers:
+                    notify(self.observers, "on_order_update", ev)
             await self._dispatch(c.engine.handle(ev))
 
     def _take_records(self) -> list[object]:
@@ -369,6 +400,8 @@ class Daemon:
         while True:
             fields = self.status()
             log.info("status", **fields)
+            if self.observers:
+                notify(self.observers, "on_status", {"run_id": c.run_id, **fields})
             with suppress(OSError):
                 write_health(
                     c.settings.daemon.health_file,
