@@ -17,11 +17,11 @@ install: $(STAMP)
 ## demo: the offline demo — the local exchange simulator replays a week of the shipped real candles over
 ## the Binance wire protocols, the daemon trades it (paper venue), and a summary ends the run
 demo: $(STAMP)
-	$(BIN)/tradebot demo --db sqlite+aiosqlite:///demo.db --out out
+	$(BIN)/tradebot demo --out out
 
 ## backtest: backtest the whole shipped 46-day sample (BTC/ETH/SOL 1m candles) and print the summary
 backtest: $(STAMP)
-	$(BIN)/tradebot backtest --data data/sample --db sqlite+aiosqlite:///demo.db --out out
+	$(BIN)/tradebot backtest --data data/sample --out out
 
 ## test: lint, formatting, import contracts, types and the whole test suite (PostgreSQL tests need 127.0.0.1:5432)
 test: $(STAMP)

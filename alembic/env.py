@@ -6,7 +6,8 @@ Two ways in:
   alembic inside ``connection.run_sync``, passing the sync connection as
   ``config.attributes["connection"]``; logging is left alone.
 - the ``alembic`` CLI: the URL comes from ``-x url=...``, else the ``sqlalchemy.url`` option, else
-  ``TRADEBOT_DATABASE_URL``, else ``sqlite+aiosqlite:///tradebot.db``; an async engine is created here.
+  ``TRADEBOT_DATABASE_URL``, else tradebot's default (``tradebot.db`` in the data directory, see
+  ``tradebot.app.settings.default_database_url``); an async engine is created here.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tradebot.adapters.store.tables import Base
-
-DEFAULT_URL = "sqlite+aiosqlite:///tradebot.db"
+from tradebot.app.settings import default_database_url
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,7 +33,7 @@ def _url() -> str:
         context.get_x_argument(as_dictionary=True).get("url")
         or config.get_main_option("sqlalchemy.url")
         or os.environ.get("TRADEBOT_DATABASE_URL")
-        or DEFAULT_URL
+        or default_database_url()
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,6 +24,10 @@ from hypothesis import settings
 from tradebot.adapters.store.migrate import upgrade
 
 T = TypeVar("T")
+
+# The default database and health file live in the user's data directory: point it at a private
+# folder so that no test reads or writes ~/.local/share/tradebot (subprocesses inherit it).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="tradebot-test-xdg-")
 
 # Property tests explore fresh random examples on a developer's machine; in CI they replay a fixed,
 # derandomized set so that CI's verdict does not depend on the luck of one run.

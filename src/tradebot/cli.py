@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.004,
         help="wall seconds per simulated minute (default 0.004 = 15,000x)",
     )
-    demo.add_argument("--db", default="sqlite+aiosqlite:///demo.db", help="database (default demo.db)")
+    demo.add_argument(
+        "--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL, else tradebot.db in the data dir)"
+    )
     demo.add_argument("--config", type=Path, help="TOML configuration file")
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for summary JSON and chart")
     demo.add_argument(

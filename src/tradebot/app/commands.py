@@ -7,7 +7,6 @@ this module is the one part of ``app`` that imports all of them (checked by impo
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from tradebot.app.backtest.backtest import BacktestOptions, BacktestResult, run_backtest
-from tradebot.app.logging import bind_run, configure_logging
+from tradebot.app.logging import bind_run, configure_logging, redact_text
 from tradebot.app.reports.report import write_summary_json
 from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.reports.tables import render_comparison, render_summary
@@ -32,7 +31,7 @@ def _console() -> Console:
 
 
 class _Progress:
-    """Progress of a long job: a rich bar on a terminal, a line every ~10 % otherwise."""
+    """Progress of a long job: a rich bar on a terminal, a line every ~10 % on stdout otherwise."""
 
     def __init__(self, console: Console, label: str) -> None:
         self.console = console
@@ -63,7 +62,8 @@ class _Progress:
         pct = int(done * 100 / total) if total else 100
         if pct >= self._last_pct + 10 or done == total:
             self._last_pct = pct
-            print(f"{self.label}: {done:,}/{total:,} candles ({pct}%)", file=sys.stderr, flush=True)
+            # stdout, beside the summary: stderr carries only log lines (JSON off a terminal)
+            print(f"{self.label}: {done:,}/{total:,} candles ({pct}%)", flush=True)
 
     def __exit__(
         self,
@@ -287,13 +287,14 @@ def cmd_demo(args: Any) -> int:
     )
     console = _console()
     paper = bool(getattr(args, "paper", False))
+    db_url = args.db or settings.database_url.get_secret_value()
     options = DemoOptions(
-        data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=args.db, paper=paper
+        data_dir=args.data, days=args.days, minute_wall_s=args.minute_wall_s, db_url=db_url, paper=paper
     )
     how = "paper mode" if paper else "testnet mode, orders through ccxt to the simulator's order engine"
     console.print(
         f"demo: exchange simulator on 127.0.0.1 replaying {args.data} ({args.days:g} days), "
-        f"daemon in {how}, database {args.db}"
+        f"daemon in {how}, database {redact_text(db_url)}"
     )
     with _Progress(console, "demo (simulated minutes)") as progress:
         result = asyncio.run(run_demo(settings, options, progress=progress))

@@ -125,12 +125,29 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     )
     root = logging.getLogger()
     root.setLevel(level.upper())
-    if not any(getattr(h, "_tradebot", False) for h in root.handlers):
+    handler = next((h for h in root.handlers if getattr(h, "_tradebot", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
         handler.addFilter(_RedactingFilter())
         handler._tradebot = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+    # Third-party lines (alembic, ccxt, websockets) go through the same renderer as tradebot's own:
+    # one JSON object per line off a terminal, so `jq` reads the whole log.
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                redact_processor,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *([] if use_console else [structlog.processors.format_exc_info]),
+                renderer,
+            ],
+        )
+    )
     # Third-party libraries log raw requests at DEBUG (ccxt: signed URLs and API-key headers): keep them
     # at WARNING whatever the level asked for; what they still emit is redacted by the filter above.
     for name in _NOISY_LIBRARIES:

@@ -36,6 +36,26 @@ from tradebot.core.signals.stream import StreamConfig
 from tradebot.errors import ConfigError
 
 DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+def data_home(environ: Mapping[str, str] | None = None) -> Path:
+    """Return tradebot's data and state directory: ``$XDG_DATA_HOME/tradebot``, else
+    ``~/.local/share/tradebot`` (the XDG base-directory default). Not created here: writers create it.
+
+    The default database (:func:`default_database_url`), the daemon's health file and the demo's
+    state live there, so ``tradebot demo`` run from any folder is found by ``tradebot runs``.
+    """
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "tradebot"
+
+
+def default_database_url(environ: Mapping[str, str] | None = None) -> str:
+    """Return the default ``TRADEBOT_DATABASE_URL``: the SQLite file ``tradebot.db`` in :func:`data_home`."""
+    return f"sqlite+aiosqlite:///{data_home(environ) / 'tradebot.db'}"
+
+
 #: Shipped risk defaults. STRATEGY.md §4 suggests 10 % per symbol; with three assets that would cap the
 #: whole portfolio at 30 % invested and defeat the pooled allocation, so the shipped per-symbol cap is
 #: 50 % of equity (no asset above half the book). Everything else keeps the RiskLimits defaults.
@@ -165,7 +185,10 @@ class DaemonSettings(_Section):
     run_id: str | None = Field(None, description="run to create or resume; None = '<mode>-<venue>'")
     status_interval_s: float = Field(60.0, gt=0, description="period of the status log line, seconds")
     checkpoint_interval_s: float = Field(5.0, gt=0, description="longest time between state saves, seconds")
-    health_file: str = Field("/tmp/tradebot-health.json", description="written for `tradebot healthcheck`")
+    health_file: str = Field(
+        default_factory=lambda: str(data_home() / "health.json"),
+        description="written for `tradebot healthcheck` and `tradebot status`; default <data home>/health.json",
+    )
     health_max_age_s: float = Field(180.0, gt=0, description="healthcheck: health file older than this fails")
     health_max_feed_lag_s: float = Field(300.0, gt=0, description="healthcheck: feed lag above this fails")
     sequencer_timeout_s: float = Field(5.0, gt=0, description="hold a candle for slower symbols at most")
@@ -214,7 +237,8 @@ class Settings(BaseSettings):
 
     mode: Literal["backtest", "paper", "testnet", "live"] = "paper"
     venue: Literal["binance", "deribit"] = "binance"
-    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///tradebot.db")
+    #: Default: ``tradebot.db`` in the data directory (:func:`default_database_url`), shared by every command.
+    database_url: SecretStr = Field(default_factory=lambda: SecretStr(default_database_url()))
     quote: str = "USDT"
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     rebalance_timeframe: Literal["1h", "4h", "1d"] = "1h"
@@ -232,7 +256,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     feeds: FeedsSettings = FeedsSettings()
     exchange: ExchangeSettings = ExchangeSettings()
-    daemon: DaemonSettings = DaemonSettings()
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)  # health file under the data dir at load
     metrics: MetricsSettings = MetricsSettings()
     telegram: TelegramSettings = TelegramSettings()
     # API keys: testnet and live under separate names; a mode only ever reads its own

@@ -5,6 +5,7 @@ At ``app`` level because the backtest driver and the CLI commands (``runs``, ``e
 
 from __future__ import annotations
 
+from tradebot.adapters.store.engine import require_existing
 from tradebot.adapters.store.event_store import BatchingWriter, RunInfo, SqlEventStore
 from tradebot.adapters.store.migrate import ensure_schema
 from tradebot.core.domain import PositionEvent
@@ -22,7 +23,14 @@ async def open_store_and_writer(url: str) -> tuple[SqlEventStore, BatchingWriter
 
 
 async def list_runs(url: str) -> list[RunInfo]:
-    """Return the stored runs, newest first."""
+    """Return the stored runs, newest first.
+
+    Raises
+    ------
+    DataError
+        If ``url`` is a SQLite file that does not exist (nothing is created).
+    """
+    require_existing(url)
     async with SqlEventStore(url) as store:
         return list(await store.list_runs())
 
@@ -44,8 +52,10 @@ async def query_events(
     Raises
     ------
     DataError
-        If ``run_id`` names no stored run (the message lists the latest ones).
+        If ``run_id`` names no stored run (the message lists the latest ones), or ``url`` is a
+        SQLite file that does not exist (nothing is created).
     """
+    require_existing(url)
     async with SqlEventStore(url) as store:
         runs = await store.list_runs()
         if run_id is None:

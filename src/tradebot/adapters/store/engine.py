@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -9,9 +10,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tradebot.errors import ConfigError
+from tradebot.errors import ConfigError, DataError
 
-#: The embedded default: a SQLite file in the working directory.
+#: A SQLite file in the working directory: the URL used when none is given below the app (the app's
+#: default is ``tradebot.db`` in the data directory, ``tradebot.app.settings.default_database_url``).
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tradebot.db"
 
 #: How long a SQLite writer waits for a lock before failing, ms.
@@ -48,6 +50,36 @@ def parse_database_url(url: str | URL) -> URL:
     return parsed.set(drivername=f"{backend}+{driver}")
 
 
+def sqlite_file(url: str | URL) -> Path | None:
+    """Return the file of a SQLite ``url``, or ``None`` for PostgreSQL and in-memory SQLite.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`parse_database_url`.
+    """
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def require_existing(url: str | URL) -> None:
+    """Refuse to read a SQLite database that does not exist (opening it would create an empty file).
+
+    Raises
+    ------
+    DataError
+        Naming the missing file and how to create or select one.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise DataError(
+            f"no database at {str(path)!r}: run `tradebot demo`, `tradebot backtest` or `tradebot db upgrade` "
+            "first, or pass --db / TRADEBOT_DATABASE_URL of an existing one"
+        )
+
+
 def _safe(url: str | URL) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -79,6 +111,9 @@ def create_engine(url: str | URL, *, sqlite_pragmas: bool = True, **kwargs: Any)
         As :func:`parse_database_url`.
     """
     parsed = parse_database_url(url)
+    path = sqlite_file(parsed)
+    if path is not None and not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)  # e.g. the data directory on a first run
     engine = create_async_engine(parsed, **kwargs)
     if sqlite_pragmas and parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

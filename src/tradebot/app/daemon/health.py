@@ -19,6 +19,7 @@ from typing import Any
 def write_health(path: str | Path, report: dict[str, Any]) -> None:
     """Atomically replace the health file at ``path`` with ``report`` (JSON)."""
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(report, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, target)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -100,7 +99,8 @@ def demo_settings(
             "checkpoint_interval_s": 2.0,
             "poll_interval_s": 1.0,
             "reconcile_interval_s": 5.0,
-            "health_file": str(Path(tempfile.gettempdir()) / "tradebot-demo-health.json"),
+            # beside the daemon's own (``tradebot status`` reads both), never over a real daemon's
+            "health_file": str(Path(settings.daemon.health_file).with_name("demo-health.json")),
         }
     )
     exchange = settings.exchange.model_copy(
