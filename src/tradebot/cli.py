@@ -40,6 +40,16 @@ def _utc_ms(value: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, was {value!r}")
+    return seconds
+
+
 def _symbols(value: str) -> tuple[str, ...]:
     out = []
     for part in value.split(","):
@@ -180,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill orders in the daemon's paper venue instead of the simulator's order endpoints",
     )
 
+    st = sub.add_parser(
+        "status", help="positions, open orders, state and feed of a running or stopped daemon"
+    )
+    st.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL, else the data dir's)")
+    st.add_argument("--run", help="run id (default: the latest run)")
+    st.add_argument("--health", help="health file (default TRADEBOT_DAEMON__HEALTH_FILE)")
+    st.add_argument("--json", action="store_true", help="one JSON object (a line per refresh with --watch)")
+    st.add_argument(
+        "--watch", type=_positive_seconds, metavar="S", help="redraw every S seconds until Ctrl-C"
+    )
+
     hc = sub.add_parser("healthcheck", help="exit 0 when the running daemon's health file is fresh")
     hc.add_argument("--file", help="health file (default TRADEBOT_DAEMON__HEALTH_FILE)")
     return p
@@ -228,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.research.walkforward import cmd_walkforward
 
             return cmd_walkforward(args)
-        if args.command in ("run", "demo", "healthcheck"):
+        if args.command in ("run", "demo", "healthcheck", "status"):
             from tradebot.app import commands
 
             command: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.command}")

@@ -110,3 +110,26 @@ async def test_alembic_lines_are_json_too(tmp_path: Path) -> None:
     alembic = [line for line in lines if str(line.get("logger", "")).startswith("alembic")]
     assert alembic, buf.getvalue()
     assert any("Running upgrade" in str(line["event"]) for line in alembic)
+
+
+def test_runs_orders_runs_of_the_same_data_by_creation_and_rounds_equity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two backtests of one window share started_ms (the first candle's time): before revision 0002
+    # `runs` could not tell them apart and "the latest run" of `events` was either of them.
+    from tradebot.cli import main
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
+    window = ["--start", "2023-03-20", "--end", "2023-03-22", "--out", str(tmp_path / "out"), "--db", db]
+    assert main(["backtest", *window]) == 0
+    assert main(["backtest", *window]) == 0
+    first, second = sorted((tmp_path / "out").iterdir(), key=lambda p: p.stat().st_mtime)
+    capsys.readouterr()
+    assert main(["runs", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert out.index(second.name) < out.index(first.name)
+    final = json.loads((second / "summary.json").read_text())["final_equity"]
+    assert f"{float(final):,.2f}" in out
+    assert final not in out or len(final.split(".")[-1]) <= 2
+    assert main(["events", "--db", db]) == 0
+    assert f"position events of run {second.name}" in capsys.readouterr().out.replace("\n", " ")

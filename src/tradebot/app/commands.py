@@ -161,19 +161,42 @@ def cmd_db_upgrade(args: Any) -> int:
 
 
 def cmd_runs(args: Any) -> int:
-    """``tradebot runs``: list stored runs."""
+    """``tradebot runs``: list stored runs, most recently created first.
+
+    ``created`` is the wall clock of the run's first start; ``candles from → to`` is the engine time
+    of its first and last candle (the same for every run of the same data); final equity in quote
+    currency, rounded to cents, with the total return.
+    """
+    from decimal import Decimal, InvalidOperation
+
     from tradebot.app.storage import list_runs
 
     url = args.db or load_settings().database_url.get_secret_value()
     runs = asyncio.run(list_runs(url))
-    table = Table("run id", "mode", "status", "started (UTC)", "final equity")
+
+    def when(ms: int | None) -> str:
+        return "" if ms is None else ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M")
+
+    table = Table(
+        "run id", "mode", "status", "created (UTC)", "candles from → to (UTC)", "final equity", "return"
+    )
     for r in runs:
+        summary = r.summary or {}
+        try:
+            final = Decimal(str(summary.get("final_equity")))
+            initial = Decimal(str(summary.get("initial_equity")))
+            equity = f"{final:,.2f}"
+            ret = f"{(final / initial - 1) * 100:+.2f} %" if initial else ""
+        except (InvalidOperation, ValueError):
+            equity, ret = "", ""
         table.add_row(
             r.run_id,
             r.mode,
             r.status,
-            r.started_at.strftime("%Y-%m-%d %H:%M"),
-            str((r.summary or {}).get("final_equity", "")),
+            when(r.created_ms),
+            f"{when(r.started_ms)} → {when(r.finished_ms)}" if r.finished_ms else f"{when(r.started_ms)} →",
+            equity,
+            ret,
         )
     _console().print(table)
     return 0
@@ -309,6 +332,32 @@ def cmd_demo(args: Any) -> int:
         _write_chart(components.engine.stats.equity_curve, folder / "equity.png", bench)
         console.print(f"summary: {folder / 'summary.json'}   chart: {folder / 'equity.png'}")
     return 0
+
+
+def cmd_status(args: Any) -> int:
+    """``tradebot status``: the positions, orders, state and feed of a running or stopped daemon
+    (``--json`` for scripts, ``--watch S`` to redraw every S seconds until Ctrl-C)."""
+    import json
+    import time
+
+    from tradebot.app.daemon.status_report import read_status, render_status
+
+    settings = load_settings()
+    url = args.db or settings.database_url.get_secret_value()
+    health_file = Path(args.health or settings.daemon.health_file)
+    health_files = [health_file, health_file.with_name("demo-health.json")]
+    console = _console()
+    while True:
+        report = asyncio.run(read_status(url, run_id=args.run, health_files=health_files))
+        if args.json:
+            print(json.dumps(report, sort_keys=True, default=str), flush=True)
+        else:
+            if args.watch and console.is_terminal:
+                console.clear()
+            render_status(report, console)
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
 
 
 def cmd_healthcheck(args: Any) -> int:

@@ -81,6 +81,8 @@ class RunInfo:
     started_ms: int
     finished_ms: int | None
     summary: dict[str, Any] | None
+    #: Wall clock of the run's first start, ms UTC (``None`` for runs recorded before revision 0002).
+    created_ms: int | None = None
 
     @property
     def started_at(self) -> datetime:
@@ -214,7 +216,7 @@ class SqlEventStore:
         row = {
             "run_id": run_id, "mode": mode, "status": "running", "config": jsonable(config),
             "version": version, "started_at": ms_to_utc(started_ms), "started_ms": started_ms,
-            "finished_at": None, "finished_ms": None, "summary": None,
+            "finished_at": None, "finished_ms": None, "summary": None, "created_ms": _now_ms(),
         }  # fmt: skip
         async with self.engine.begin() as conn:
             await conn.execute(self._statements[RUNS], row)
@@ -249,8 +251,16 @@ class SqlEventStore:
         return _run_info(rows[0]) if rows else None
 
     async def list_runs(self) -> list[RunInfo]:
-        """Return every run, newest start first (``list_runs()[0]`` is the latest run)."""
-        rows = await self._fetch(select(RUNS).order_by(RUNS.c.started_ms.desc(), RUNS.c.run_id.desc()))
+        """Return every run, most recently created first (``list_runs()[0]`` is the latest run).
+
+        Ordered by the wall-clock ``created_ms`` (runs from before it was recorded last), then by
+        ``started_ms`` (the engine time of the first candle, shared by runs of the same data).
+        """
+        rows = await self._fetch(
+            select(RUNS).order_by(
+                RUNS.c.created_ms.desc().nulls_last(), RUNS.c.started_ms.desc(), RUNS.c.run_id.desc()
+            )
+        )
         return [_run_info(r) for r in rows]
 
     # ---- writes --------------------------------------------------------------------------------
@@ -393,5 +403,5 @@ def _run_info(m: Any) -> RunInfo:
     return RunInfo(
         run_id=m["run_id"], mode=m["mode"], status=m["status"], config=m["config"],
         version=m["version"], started_ms=m["started_ms"], finished_ms=m["finished_ms"],
-        summary=m["summary"],
+        summary=m["summary"], created_ms=m["created_ms"],
     )  # fmt: skip

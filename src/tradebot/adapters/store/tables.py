@@ -82,6 +82,8 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     finished_ms: Mapped[int | None] = mapped_column(BigInteger)
     summary: Mapped[dict[str, Any] | None]
+    #: Wall clock of the first start (ms UTC; revision 0002): orders runs that share ``started_ms``.
+    created_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class OrderRow(Base):
