@@ -5,10 +5,12 @@ At ``app`` level because the backtest driver and the CLI commands (``runs``, ``e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tradebot.adapters.store.engine import require_existing
 from tradebot.adapters.store.event_store import BatchingWriter, RunInfo, SqlEventStore
 from tradebot.adapters.store.migrate import ensure_schema
-from tradebot.core.domain import PositionEvent
+from tradebot.core.domain import EquitySnapshot, Fill, PositionEvent, TradeRecord
 from tradebot.errors import DataError
 
 
@@ -74,3 +76,43 @@ async def query_events(
             )
         rows.sort(key=lambda r: r.seq)
         return run_id, rows[:limit]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecords:
+    """What ``tradebot trades`` and ``tradebot plot`` read of one run (each list in the store's order)."""
+
+    run: RunInfo
+    trades: list[TradeRecord]
+    events: list[PositionEvent]
+    fills: list[Fill]
+    equity: list[EquitySnapshot]
+
+
+async def load_run_records(url: str, *, run_id: str | None, symbols: tuple[str, ...] | None) -> RunRecords:
+    """Return the trades, position events, fills and equity curve of run ``run_id`` (``None``: latest).
+
+    ``symbols`` keeps the trades, events and fills of those symbols only (the equity curve is the
+    whole portfolio's).
+
+    Raises
+    ------
+    DataError
+        If ``run_id`` names no stored run (the message lists the latest ones), the database holds no
+        run, or ``url`` is a SQLite file that does not exist (nothing is created).
+    """
+    require_existing(url)
+    async with SqlEventStore(url) as store:
+        runs = await store.list_runs()
+        latest = ", ".join(r.run_id for r in runs[:5]) or "none"
+        run = runs[0] if run_id is None and runs else next((r for r in runs if r.run_id == run_id), None)
+        if run is None:
+            what = "no runs" if run_id is None else f"no run {run_id!r}"
+            raise DataError(f"--run: {what} in the database; latest runs: {latest}")
+        keep = set(symbols) if symbols else None
+        trades = [t for t in await store.trades(run.run_id) if keep is None or t.symbol in keep]
+        events = [e for e in await store.position_events(run.run_id) if keep is None or e.symbol in keep]
+        fills = [f for f in await store.fills(run.run_id) if keep is None or f.symbol in keep]
+        return RunRecords(
+            run=run, trades=trades, events=events, fills=fills, equity=await store.equity_curve(run.run_id)
+        )
