@@ -131,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--end", type=_utc_ms, help="until this UTC date/time (exclusive)")
     ev.add_argument("--limit", type=int, default=200, help="at most this many rows (default 200)")
 
+    tr = sub.add_parser("trades", help="the trades of a run: a table, or every field as CSV / JSON")
+    tr.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
+    tr.add_argument("--run", help="run id (default: the latest run)")
+    tr.add_argument("--symbol", type=_symbols, help="only these symbol(s), e.g. BTC,ETH")
+    tr.add_argument("--format", choices=("table", "csv", "json"), default="table", help="default table")
+    tr.add_argument("--out", type=Path, help="write CSV / JSON to this file (default stdout)")
+
+    pl = sub.add_parser("plot", help="PNGs of a run: price with trades per asset, equity vs buy-and-hold")
+    pl.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
+    pl.add_argument("--run", help="run id (default: the latest run)")
+    pl.add_argument("--symbol", type=_symbols, help="only these symbol(s), e.g. BTC,ETH")
+    pl.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="candle folder of the run (default data/sample)"
+    )
+    pl.add_argument("--out", type=Path, default=Path("out"), help="folder; PNGs go to <out>/<run id>/")
+
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("--db", help="SQLAlchemy async URL (default: TRADEBOT_DATABASE_URL)")
 
@@ -249,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.research.walkforward import cmd_walkforward
 
             return cmd_walkforward(args)
-        if args.command in ("run", "demo", "healthcheck", "status"):
+        if args.command in ("run", "demo", "healthcheck", "status", "trades", "plot"):
             from tradebot.app import commands
 
             command: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.command}")

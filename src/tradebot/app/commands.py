@@ -372,3 +372,77 @@ def cmd_healthcheck(args: Any) -> int:
     )
     print(line)
     return 0 if healthy else 1
+
+
+def cmd_trades(args: Any) -> int:
+    """``tradebot trades``: every trade of a run as a table, CSV or JSON (to ``--out`` or stdout)."""
+    from tradebot.app.reports.export import render_trades, to_csv, to_json, trade_rows
+    from tradebot.app.storage import load_run_records
+
+    url = args.db or load_settings().database_url.get_secret_value()
+    rec = asyncio.run(load_run_records(url, run_id=args.run, symbols=args.symbol))
+    rows = trade_rows(rec.trades, rec.events, rec.fills, rec.equity)
+    if args.format == "table":
+        title = f"trades of run {rec.run.run_id} ({len(rows)}, {sum(r['status'] == 'open' for r in rows)} open)"
+        render_trades(rows, _console(), run_id=rec.run.run_id, title=title)
+        return 0
+    text = to_json(rows, run_id=rec.run.run_id) + "\n" if args.format == "json" else to_csv(rows)
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"{len(rows)} trades of run {rec.run.run_id}: {args.out}")
+    return 0
+
+
+def cmd_plot(args: Any) -> int:
+    """``tradebot plot``: per asset a price PNG with the trades marked, and the equity/drawdown PNG
+    against buy-and-hold, under ``--out/<run id>/``; prints the written paths."""
+    from tradebot.app.reports.chart import write_equity_chart
+    from tradebot.app.reports.plots import buy_and_hold_of_run, load_closes, write_price_chart
+    from tradebot.app.storage import load_run_records
+
+    url = args.db or load_settings().database_url.get_secret_value()
+    rec = asyncio.run(load_run_records(url, run_id=args.run, symbols=args.symbol))
+    run, summary = rec.run, rec.run.summary or {}
+    info = summary.get("run") or {}
+    symbols = list(args.symbol or info.get("symbols") or rec.run.config.get("symbols") or [])
+    times = [s.time_ms for s in rec.equity] + [e.event_time_ms for e in rec.events]
+    end_ms = run.finished_ms or max(times, default=run.started_ms)
+    base = info.get("base_timeframe")
+    closes, notes = load_closes(
+        args.data,
+        symbols,
+        start_ms=run.started_ms,
+        end_ms=end_ms + 1,
+        timeframe=Timeframe(str(base)) if base in Timeframe._value2member_map_ else None,
+    )
+    folder = args.out / run.run_id
+    for note in notes:
+        print(f"note: {note}")
+    written = []
+    for sym in symbols:
+        written.append(
+            write_price_chart(
+                folder / f"price_{sym.replace('/', '')}.png",
+                sym,
+                closes.get(sym),
+                rec.trades,
+                rec.events,
+                rec.fills,
+                title=f"{sym} — run {run.run_id}",
+                end_ms=end_ms,
+                note=None if sym in closes else "no candles for the run's window: fills and events only",
+            )
+        )
+    curve = [(s.time_ms, s.equity) for s in rec.equity]
+    bench = buy_and_hold_of_run(summary, run.config, rec.equity)
+    equity_png = folder / "equity_drawdown.png"
+    quote = str(info.get("quote") or rec.run.config.get("quote") or "quote")
+    title = f"run {run.run_id}: equity and drawdown" + (" vs buy & hold" if bench else "")
+    write_equity_chart(curve, equity_png, benchmark_curve=bench, title=title, quote=quote)
+    written.append(equity_png)
+    for path in written:
+        print(path)
+    return 0
