@@ -196,35 +196,35 @@ def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+_LEFT = {"trade", "entry (UTC)", "exit (UTC)", "exit reason"}
+
+
 def _num(text: str | None, fmt: str) -> str:
     return "" if text is None else format(Decimal(text), fmt)
 
 
 def render_trades(rows: Sequence[Mapping[str, Any]], console: Console, *, run_id: str, title: str) -> None:
-    """Print the rows as a table: trade ids without the ``<run_id>-`` prefix, times to the minute,
-    prices and money rounded for reading (PnL is the unrealized one for an open trade)."""
-    table = Table(
-        "trade", "symbol", "entry (UTC)", "avg entry", "exit (UTC)", "exit", "qty", "realized PnL", "net %",
-        "fees", "R", "MAE %", "MFE %", "exit reason", "events",
-        title=title,
-    )  # fmt: skip
+    """Print the rows as a table: trade ids without the ``<run_id>-`` prefix (``BTCUSDT-1``), times to the minute,
+    prices and money rounded for reading; ``unreal.`` is an open trade's unrealized PnL at the last mark."""
+    table = Table(title=title)
+    for name in ("trade", "entry (UTC)", "avg entry", "exit (UTC)", "exit", "qty", "realized PnL",
+                 "unreal.", "net %", "fees", "R", "MAE/MFE %", "exit reason", "events"):  # fmt: skip
+        table.add_column(name, no_wrap=name.endswith("(UTC)"), justify="left" if name in _LEFT else "right")
     for r in rows:
-        pnl = r["realized_pnl_quote"] if r["status"] == "closed" else r["unrealized_pnl_quote"]
         r_mult, pct = r["r_multiple"], r["pnl_pct"]
         table.add_row(
             r["trade_id"].removeprefix(f"{run_id}-"),
-            r["symbol"],
             (r["entry_time"] or "")[:16].replace("T", " "),
             _num(r["entry_avg_price"], ",.2f"),
             (r["exit_time"] or "open")[:16].replace("T", " "),
             _num(r["exit_avg_price"], ",.2f"),
             _num(r["max_qty"], "f"),
-            _num(pnl, ",.2f") + ("" if r["status"] == "closed" or pnl is None else " (unreal.)"),
+            _num(r["realized_pnl_quote"], ",.2f"),
+            _num(r["unrealized_pnl_quote"], ",.2f"),
             "" if pct is None else f"{pct:+.2f}",
             _num(r["fees_quote"], ",.2f"),
             "" if r_mult is None else f"{r_mult:+.2f}",
-            f"{r['mae_pct']:.2f}",
-            f"{r['mfe_pct']:.2f}",
+            f"{r['mae_pct']:.2f}/{r['mfe_pct']:.2f}",
             r["exit_reason"],
             str(len(r["events"])),
         )
