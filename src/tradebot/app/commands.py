@@ -383,7 +383,8 @@ def cmd_trades(args: Any) -> int:
     rec = asyncio.run(load_run_records(url, run_id=args.run, symbols=args.symbol))
     rows = trade_rows(rec.trades, rec.events, rec.fills, rec.equity)
     if args.format == "table":
-        title = f"trades of run {rec.run.run_id} ({len(rows)}, {sum(r['status'] == 'open' for r in rows)} open)"
+        n_open = sum(r["status"] == "open" for r in rows)
+        title = f"trades of run {rec.run.run_id} ({len(rows)}, {n_open} open)"
         render_trades(rows, _console(), run_id=rec.run.run_id, title=title)
         return 0
     text = to_json(rows, run_id=rec.run.run_id) + "\n" if args.format == "json" else to_csv(rows)
