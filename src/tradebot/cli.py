@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -271,15 +273,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             command: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.command}")
             return command(args)
     except (ConfigError, DataError) as exc:
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        _report_error(args.command, redact_text(str(exc)), exit_code=2)
         return 2
     except TradebotError as exc:
-        print(f"error: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
+        _report_error(args.command, f"{type(exc).__name__}: {redact_text(str(exc))}", exit_code=1)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _report_error(args.command, "interrupted", exit_code=130)
         return 130
     return 0
+
+
+def _report_error(command: str, message: str, *, exit_code: int) -> None:
+    """Print why the command failed to stderr: ``error: <message>``, except for the long-running
+    ``run`` and ``demo`` off a terminal (or with ``TRADEBOT_LOG_FORMAT=json``), whose stderr is a JSON
+    log: there it is one more JSON line."""
+    fmt = os.environ.get("TRADEBOT_LOG_FORMAT", "auto").strip().lower()
+    logs_json = fmt == "json" or (fmt != "console" and not sys.stderr.isatty())
+    if command not in ("run", "demo") or not logs_json:
+        print(f"error: {message}" if exit_code != 130 else message, file=sys.stderr)
+        return
+    line = {
+        "event": "command_failed" if exit_code != 130 else "interrupted",
+        "level": "error",
+        "error": message,
+        "exit_code": exit_code,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    print(json.dumps(line, ensure_ascii=False), file=sys.stderr)
 
 
 def run_async(coro: Coroutine[Any, Any, object]) -> object:

@@ -139,8 +139,13 @@ def test_runs_lists_the_run_as_completed_with_its_final_equity(
     assert main(["runs", "--db", str(backtest_run["db_url"])]) == 0
     stdout = capsys.readouterr().out
     [row] = [line for line in stdout.splitlines() if run_id in line]
+    # created (wall clock), the candle window, the final equity to the cent and the total return
+    equity = f"{float(GOLDEN_FINAL_EQUITY):,.2f}"
+    ret = f"{(float(GOLDEN_FINAL_EQUITY) / 10_000 - 1) * 100:+.2f} %"
     assert re.search(
-        rf"│ {run_id} │ backtest │ completed │ 2023-03-16 22:15 │ {GOLDEN_FINAL_EQUITY} │", row
+        rf"│ {run_id} │ backtest │ completed │ 20\d\d-\d\d-\d\d \d\d:\d\d │ 2023-03-16 22:15 → "
+        rf"2023-05-01 \d\d:\d\d │ {re.escape(equity)} +│ {re.escape(ret)} +│",
+        row,
     ), row
 
 

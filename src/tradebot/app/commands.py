@@ -256,8 +256,8 @@ def cmd_events(args: Any) -> int:
             f"{e.size_before} → {e.size_after}",
             "" if pct is None else f"{pct:+.2f}",
             "" if r is None else f"{r:+.2f}",
-            e.trigger_reason[:60],
-            e.action_taken[:50],
+            e.trigger_reason,  # whole: rich wraps long texts at word boundaries
+            e.action_taken,
         )
     _console().print(table)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -51,7 +51,7 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: mask secret-looking keys, registered secret values and URL passwords."""
     return {k: _redact_value(k, v) for k, v in event_dict.items()}
 
@@ -131,11 +131,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         handler.addFilter(_RedactingFilter())
         handler._tradebot = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+    elif isinstance(handler, logging.StreamHandler):
+        handler.setStream(stream)  # a later configure_logging(stream=…) moves stdlib lines too
     # Third-party lines (alembic, ccxt, websockets) go through the same renderer as tradebot's own:
     # one JSON object per line off a terminal, so `jq` reads the whole log.
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
                 structlog.stdlib.add_logger_name,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -15,12 +15,14 @@ start-up reconciliation runs before any order; a refusal stops the start with it
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -50,7 +52,7 @@ from tradebot.app.logging import bind_run, redact_text, register_secrets
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
 from tradebot.core.engine import Engine
-from tradebot.errors import ConfigError
+from tradebot.errors import ConfigError, VenueUnavailable
 
 log = structlog.get_logger("tradebot.daemon")
 
@@ -221,6 +223,26 @@ def _feed_and_history(
     return feed_cls, cfg, CcxtHistory(exchange, backfill), symbols
 
 
+def unreachable_at_start(exchange: Any, exc: BaseException) -> VenueUnavailable:
+    """Return the error of a venue that cannot be reached at start: its host, the root cause (DNS,
+    refused connection, timeout, TLS) and what to check, instead of ccxt's bare ``GET <url>``."""
+    root: BaseException = exc
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    url = ""
+    match = re.search(r"(https?|wss?)://[^\s/]+", str(exc))
+    if match:
+        url = match.group(0)
+    host = urlsplit(url).netloc if url else "its API host"
+    cause = f"{type(root).__name__}: {root}" if root is not exc else str(exc)
+    return VenueUnavailable(
+        f"cannot reach {exchange.id} at {host} to load its markets ({redact_text(cause)[:240]}). "
+        "Check the network, DNS, proxy and firewall of this host, and the REST URL "
+        f"(TRADEBOT_FEEDS__{exchange.id.upper()}__REST_URL). Paper mode still reads the venue's real "
+        "market data; to try tradebot offline, run `tradebot demo`."
+    )
+
+
 async def load_markets(history: CcxtHistory, symbols: Sequence[str]) -> None:
     """Load the market list of the data venue and check every symbol is listed.
 
@@ -235,6 +257,8 @@ async def load_markets(history: CcxtHistory, symbols: Sequence[str]) -> None:
 
     try:
         markets = await history.exchange.load_markets()
+    except ccxt.NetworkError as e:
+        raise unreachable_at_start(history.exchange, e) from e
     except ccxt.BaseError as e:
         raise map_ccxt_error(e) from e
     unknown = [s for s in symbols if s not in markets]

@@ -377,7 +377,9 @@ class Engine:
         elif after == 0 and before != 0:
             st.open = False
             self.overlay.on_close(sym, fill.ts_ms)
-            out.append(self.records.fill_event(PositionEventType.EXIT, sym, fill, before, after))
+            out.append(
+                self.records.fill_event(PositionEventType.EXIT, sym, fill, before, after, result.closed)
+            )
         else:
             self.overlay.on_fill(sym, fill, after)
         if result.closed is not None:

@@ -162,9 +162,23 @@ class RecordBuilder:
         ]
 
     def fill_event(
-        self, kind: PositionEventType, sym: str, fill: Fill, before: Decimal, after: Decimal
+        self,
+        kind: PositionEventType,
+        sym: str,
+        fill: Fill,
+        before: Decimal,
+        after: Decimal,
+        closed: TradeRecord | None = None,
     ) -> PositionEvent:
-        """The ``entry`` / ``exit`` row of the fill that opened or closed a position."""
+        """The ``entry`` / ``exit`` row of the fill that opened or closed a position.
+
+        An ``exit`` row (``closed``: the trade the fill closed) carries the exit price against the
+        trade's average entry price as ``profit_pct`` (percent) and the trade's R multiple.
+        """
+        profit_pct = r_multiple = None
+        if closed is not None and closed.entry_avg_price:
+            profit_pct = float((fill.price / closed.entry_avg_price - 1) * 100)
+            r_multiple = closed.r_multiple
         return self.event(
             kind,
             sym,
@@ -175,6 +189,8 @@ class RecordBuilder:
             size_before=before,
             size_after=after,
             client_order_ids=(fill.client_order_id,),
+            profit_pct=profit_pct,
+            r_multiple=r_multiple,
         )
 
     def order_failure(self, order: Order, update: OrderUpdate) -> PositionEvent | None:
