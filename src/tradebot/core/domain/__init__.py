@@ -18,7 +18,13 @@ from tradebot.core.domain.enums import (
     Timeframe,
     TradingState,
 )
-from tradebot.core.domain.events import FeedStatus, OrderUpdate, PositionEvent, position_event_id
+from tradebot.core.domain.events import (
+    FeedStatus,
+    OrderUpdate,
+    PositionEvent,
+    TradingControl,
+    position_event_id,
+)
 from tradebot.core.domain.ids import (
     Asset,
     ClientOrderId,
@@ -71,6 +77,7 @@ __all__ = [
     "Timeframe",
     "TradeId",
     "TradeRecord",
+    "TradingControl",
     "TradingState",
     "datetime_to_ms",
     "floor_time",

@@ -1,7 +1,8 @@
 """Immutable input events of the engine, and the PositionEvent record (STRATEGY.md §6).
 
 Input events: :class:`~tradebot.core.domain.market.Candle` (a closed base candle),
-:class:`~tradebot.core.domain.orders.Fill`, :class:`OrderUpdate` and :class:`FeedStatus`.
+:class:`~tradebot.core.domain.orders.Fill`, :class:`OrderUpdate`, :class:`FeedStatus` and
+:class:`TradingControl` (an operator's pause or resume).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from tradebot.core.domain.enums import OrderStatus, PositionEventType
+from tradebot.core.domain.enums import OrderStatus, PositionEventType, TradingState
 from tradebot.core.domain.ids import ClientOrderId, ExchangeOrderId, Symbol
 
 #: Namespace of the deterministic position-event ids (uuid5 of "<run>:<seq>").
@@ -56,6 +57,38 @@ class FeedStatus:
     stale: bool
     ts_ms: int
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradingControl:
+    """An operator's pause or resume of new entries (e.g. Telegram ``/pause``, ``/resume``).
+
+    ``state=REDUCING`` pauses: no entries or increases, while exits, stops and other reductions go on.
+    ``state=ACTIVE`` lifts that pause only; it never lifts a daily-loss halt (which ends at the next
+    UTC day). A pause given during a halt applies once the halt ends.
+
+    Attributes
+    ----------
+    state
+        ``TradingState.REDUCING`` (pause) or ``TradingState.ACTIVE`` (resume).
+    reason
+        Who asked and how, for the record (``"telegram /pause by chat 42"``).
+    ts_ms
+        When it was asked, ms UTC (the runtime's clock).
+
+    Raises
+    ------
+    ValueError
+        For ``TradingState.HALTED``: an operator pauses, the daily-loss rule halts.
+    """
+
+    state: TradingState
+    reason: str
+    ts_ms: int
+
+    def __post_init__(self) -> None:
+        if self.state not in (TradingState.ACTIVE, TradingState.REDUCING):
+            raise ValueError(f"a trading control pauses (reducing) or resumes (active), was {self.state!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

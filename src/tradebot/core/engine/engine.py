@@ -49,6 +49,7 @@ from tradebot.core.domain import (
     StreamSignal,
     StreamState,
     Symbol,
+    TradingControl,
     TradingState,
     stream_id,
     to_decimal,
@@ -135,8 +136,8 @@ class Engine:
         Parameters
         ----------
         event
-            A closed base :class:`Candle`, a :class:`Fill`, an :class:`OrderUpdate` or a
-            :class:`FeedStatus`.
+            A closed base :class:`Candle`, a :class:`Fill`, an :class:`OrderUpdate`, a
+            :class:`FeedStatus` or a :class:`TradingControl`.
 
         Returns
         -------
@@ -157,6 +158,8 @@ class Engine:
             return self.on_order_update(event)
         if isinstance(event, FeedStatus):
             return self.on_feed_status(event)
+        if isinstance(event, TradingControl):
+            return self.on_trading_control(event)
         raise TypeError(f"engine cannot handle event of type {type(event).__name__}: {event!r}")
 
     def warm_up(self, candles: Iterable[Candle]) -> list[StreamSignal]:
@@ -323,6 +326,20 @@ class Engine:
             action = "entries allowed again"
         return [self.records.event(kind, status.symbol, status.ts_ms, status.reason or str(kind), action)]
 
+    def on_trading_control(self, control: TradingControl) -> list[Output]:
+        """Pause (``REDUCING``: no entries or increases; exits and stops go on) or resume new entries.
+
+        A resume lifts only the pause, never a daily-loss halt. The change is recorded as a
+        ``RISK_BLOCK`` / ``TRADING_RESUMED`` position event and the next clock tick plans again.
+        """
+        events = self.overlay.risk.set_paused(
+            control.state is TradingState.REDUCING, time_ms=control.ts_ms, reason=control.reason
+        )
+        if not events:
+            return []
+        self._planning.dirty = True
+        return self._planning.on_risk_events(events, control.ts_ms)
+
     def finish(self) -> list[Output]:
         """Close the books at the last event time: final equity snapshot and open trades' records."""
         t = self.last_time_ms
@@ -453,3 +470,8 @@ class Engine:
     def trading_state(self) -> TradingState:
         """The risk state (ACTIVE / REDUCING / HALTED)."""
         return self.overlay.trading_state
+
+    @property
+    def paused(self) -> bool:
+        """True while an operator's pause (:class:`TradingControl`) is in force."""
+        return self.overlay.risk.paused

@@ -14,6 +14,10 @@ of §4 needs "close all", so the engine should still send the reducing orders th
 A daily-loss halt with ``RiskLimits.daily_loss_action = "block_entries"`` instead only blocks
 entries and increases: targets are clipped to the holdings, as in REDUCING.
 REDUCING: targets may only go down (no increase above the current holding).
+
+An operator's pause (:meth:`RiskManager.set_paused`, Telegram ``/pause``) is REDUCING: no entries or
+increases, while exits, stops and reductions go on. Its resume lifts only that pause, never a
+daily-loss halt; a pause given during a halt takes over when the halt ends at the next UTC day.
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ class RiskManager:
         self._halt_reason = ""
         self._day: int | None = None
         self._start_equity: Decimal | None = None
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        """True while an operator's pause (:meth:`set_paused`) is in force."""
+        return self._paused
 
     @property
     def trading_state(self) -> TradingState:
@@ -114,11 +124,47 @@ class RiskManager:
             )
         ]
 
+    def set_paused(self, paused: bool, *, time_ms: int, reason: str) -> list[RiskEvent]:
+        """Pause new entries and increases (``paused=True``) or lift that pause (``False``).
+
+        A pause turns ACTIVE into REDUCING; a state already more restrictive (a daily-loss or manual
+        halt, another REDUCING) is kept, and the pause then applies when that state ends. A resume
+        returns to ACTIVE only from the pause's own REDUCING: it never lifts a halt. Returns one
+        ``RISK_BLOCK`` (pause, or a resume that leaves a halt in force) or ``TRADING_RESUMED`` event,
+        or nothing when the pause already was as asked.
+        """
+        if paused == self._paused:
+            return []
+        self._paused = paused
+        before = self._state
+        if paused and before is TradingState.ACTIVE:
+            self._state, self._halt_reason = TradingState.REDUCING, "paused"
+        elif not paused and before is TradingState.REDUCING and self._halt_reason == "paused":
+            self._state, self._halt_reason = TradingState.ACTIVE, ""
+        change = f"trading state {before.value} -> {self._state.value}"
+        if paused:
+            kind, action = PositionEventType.RISK_BLOCK, f"paused: {change}: no entries or increases"
+        elif self._state is TradingState.ACTIVE:
+            kind, action = PositionEventType.TRADING_RESUMED, f"pause lifted: {change}"
+        else:
+            kind = PositionEventType.RISK_BLOCK
+            action = f"pause lifted: {change} kept ({self._halt_reason or self._state.value})"
+        return [
+            RiskEvent(
+                event_type=kind,
+                time_ms=time_ms,
+                symbol=None,
+                trigger_reason=reason,
+                action_taken=action,
+                indicators={"rule": "pause" if paused else "resume"},
+            )
+        ]
+
     def on_equity(self, time_ms: int, equity: float | Decimal) -> list[RiskEvent]:
         """Apply the daily-loss rule to an equity observation (quote currency, ms UTC).
 
         The first observation of each UTC day sets the start-of-day equity and ends a daily-loss
-        halt (``TRADING_RESUMED``). Equity ≤ start × (1 − ``daily_loss_limit_fraction``) halts
+        halt (``TRADING_RESUMED``; to REDUCING if an operator's pause is in force). Equity ≤ start × (1 − ``daily_loss_limit_fraction``) halts
         (``DAILY_LOSS_HALT``): entries are blocked until the next UTC day, and targets go to 0
         (``daily_loss_action = "close_all"``) or are clipped to the holdings (``"block_entries"``).
         """
@@ -128,14 +174,18 @@ class RiskManager:
         if self._day is None or day > self._day:
             self._day, self._start_equity = day, eq
             if self._state is TradingState.HALTED and self._halt_reason == "daily_loss":
-                self._state, self._halt_reason = TradingState.ACTIVE, ""
+                if self._paused:
+                    self._state, self._halt_reason = TradingState.REDUCING, "paused"
+                else:
+                    self._state, self._halt_reason = TradingState.ACTIVE, ""
                 events.append(
                     RiskEvent(
                         event_type=PositionEventType.TRADING_RESUMED,
                         time_ms=time_ms,
                         symbol=None,
                         trigger_reason=f"new UTC day {day}: start-of-day equity {eq}",
-                        action_taken="trading state halted -> active",
+                        action_taken=f"trading state halted -> {self._state.value}"
+                        + (" (paused)" if self._paused else ""),
                     )
                 )
         limit = self.limits.daily_loss_limit_fraction
@@ -265,16 +315,18 @@ class RiskManager:
             clip(s, new, "max_gross_exposure", f"gross {total} above cap {cap}: scaled by {scale:.6f}")
 
     def state(self) -> dict[str, Any]:
-        """JSON-able snapshot (state, halt reason, UTC day, start-of-day equity as a string)."""
+        """JSON-able snapshot (state, halt reason, UTC day, start-of-day equity as a string, pause)."""
         return {
             "state": self._state.value,
             "halt_reason": self._halt_reason,
             "day": self._day,
             "start_equity": None if self._start_equity is None else str(self._start_equity),
+            "paused": self._paused,
         }
 
     def restore(self, data: dict[str, Any]) -> None:
-        """Restore a snapshot from :meth:`state` (a halt survives a restart).
+        """Restore a snapshot from :meth:`state` (a halt and a pause survive a restart; a snapshot
+        from before pauses existed has none).
 
         Raises
         ------
@@ -287,6 +339,7 @@ class RiskManager:
             self._day = None if data["day"] is None else int(data["day"])
             se = data["start_equity"]
             self._start_equity = None if se is None else to_decimal(se, field="start_equity")
+            self._paused = bool(data.get("paused", False))
         except KeyError as e:
             raise ValueError(f"risk state misses field {e.args[0]!r}") from None
 
