@@ -164,3 +164,47 @@ def test_events_refuses_an_unknown_type_or_run_with_exit_2(
     captured = capsys.readouterr()
     assert named in captured.err
     assert "Traceback" not in captured.err and "position events" not in captured.out
+
+
+def test_exit_rows_carry_the_trades_profit_and_texts_are_not_cut(
+    backtest_run: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: exit rows had no profit % (the position was flat when the row was built) and the
+    # trigger/action texts were cut at 60/50 characters, mid-word.
+    import asyncio
+
+    from tradebot.adapters.store import SqlEventStore
+
+    db_url, run_id = str(backtest_run["db_url"]), _run_id(Path(str(backtest_run["out"])))
+
+    async def load() -> tuple[list, list]:
+        async with SqlEventStore(db_url) as store:
+            return await store.position_events(run_id, event_types=("exit",)), await store.trades(run_id)
+
+    exits, trades = asyncio.run(load())
+    assert len(exits) == 21
+    by_close = {(t.symbol, t.closed_ms): t for t in trades if t.closed_ms is not None}
+    for e in exits:
+        trade = by_close[(e.symbol, e.event_time_ms)]
+        assert e.profit_pct == pytest.approx(float((e.price / trade.entry_avg_price - 1) * 100))
+        assert e.r_multiple == trade.r_multiple
+    capsys.readouterr()
+    assert main(["events", "--db", db_url, "--type", "exit", "--limit", "500"]) == 0
+    out = capsys.readouterr().out
+    for e in exits:
+        assert f"{e.profit_pct:+.2f}" in out
+    # the longest trigger text of the run, whole in the table (rich wraps it at word boundaries)
+    longest = asyncio.run(_longest_trigger(db_url, run_id))
+    assert len(longest.trigger_reason) > 60, longest.trigger_reason
+    assert main(["events", "--db", db_url, "--type", str(longest.event_type), "--limit", "500"]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    for word in longest.trigger_reason.split():
+        assert word in out, (word, longest.trigger_reason)
+
+
+async def _longest_trigger(db_url: str, run_id: str):
+    from tradebot.adapters.store import SqlEventStore
+
+    async with SqlEventStore(db_url) as store:
+        events = await store.position_events(run_id)
+    return max(events, key=lambda e: len(e.trigger_reason))
