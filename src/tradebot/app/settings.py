@@ -336,8 +336,51 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         settings: Settings = cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, toml_path)) from None
+    settings = with_database_password(settings)
     build_engine_config(settings, run_id="validate", base_timeframe=Timeframe.H1)
     return settings
+
+
+#: The placeholder ``.env.example`` ships for ``POSTGRES_PASSWORD``; never accepted as a password.
+PASSWORD_PLACEHOLDER = "CHANGE_ME"
+
+
+def with_database_password(settings: Settings) -> Settings:
+    """Return ``settings`` with ``POSTGRES_PASSWORD`` put URL-encoded into a PostgreSQL
+    ``TRADEBOT_DATABASE_URL`` that has no password (docker-compose passes them apart: compose cannot
+    URL-encode, and ``p@ss:w/rd#1`` pasted into a URL breaks it).
+
+    Raises
+    ------
+    ConfigError
+        If the password that would be used is empty or the ``CHANGE_ME`` placeholder, naming the
+        variable it came from.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    raw = settings.database_url.get_secret_value()
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        return settings  # not a URL: refused with its own message where it is opened
+    if url.password is not None:
+        if str(url.password) == PASSWORD_PLACEHOLDER:
+            raise ConfigError(
+                f"TRADEBOT_DATABASE_URL: the password is the placeholder {PASSWORD_PLACEHOLDER!r}; set a real one"
+            )
+        return settings
+    if not url.drivername.startswith("postgresql") or settings.postgres_password is None:
+        return settings
+    password = settings.postgres_password.get_secret_value()
+    if password.strip() in ("", PASSWORD_PLACEHOLDER):
+        shown = "empty" if not password.strip() else f"the placeholder {PASSWORD_PLACEHOLDER!r}"
+        raise ConfigError(
+            f"POSTGRES_PASSWORD is {shown}: set a real password in .env (it becomes the password of "
+            "TRADEBOT_DATABASE_URL)"
+        )
+    full = url.set(password=password).render_as_string(hide_password=False)
+    return settings.model_copy(update={"database_url": SecretStr(full)})
 
 
 #: ``TRADEBOT_*`` variables read outside the settings model (the config file, the migrations folder);
