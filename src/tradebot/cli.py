@@ -31,6 +31,15 @@ def default_data_dir() -> Path:
     return checkout if checkout.is_dir() else DEFAULT_DATA
 
 
+def _metrics_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus /metrics on this port, 0 = any free one (default: TRADEBOT_METRICS__PORT, else off)",
+    )
+
+
 def _utc_ms(value: str) -> int:
     """Parse ``YYYY-MM-DD`` or an ISO datetime (naive = UTC) into ms UTC."""
     try:
@@ -187,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="upgrade the database schema to head first (default: refuse an old schema)",
     )
+    _metrics_argument(run)
 
     demo = sub.add_parser("demo", help="offline demo: the daemon against the local exchange simulator")
     demo.add_argument("--data", type=Path, default=DEFAULT_DATA, help="candle folder (default data/sample)")
@@ -207,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fill orders in the daemon's paper venue instead of the simulator's order endpoints",
     )
+    _metrics_argument(demo)
 
     st = sub.add_parser(
         "status", help="positions, open orders, state and feed of a running or stopped daemon"

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +227,26 @@ async def test_port_zero_binds_a_free_port_and_a_port_in_use_is_refused(
         serving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await serving
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_the_metrics_port_flag_reaches_run_and_demo(tmp_path: Path, command: str) -> None:
+    # a port held here: the flag is honoured when the start is refused, before anything trades
+    tradebot = str(Path(sys.executable).parent / "tradebot")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+    env |= {"XDG_DATA_HOME": str(tmp_path / "xdg"), "TRADEBOT_METRICS__PORT": "1"}  # the flag wins
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        extra = ["--days", "0.1", "--out", str(tmp_path / "out")] if command == "demo" else []
+        done = subprocess.run(
+            [tradebot, command, "--metrics-port", str(port), *extra],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"--metrics-port: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -278,13 +278,19 @@ def _daemon_logging(settings: Settings) -> None:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
 
 
+def _metrics_override(args: Any) -> dict[str, Any]:
+    """``--metrics-port`` over ``TRADEBOT_METRICS__PORT`` (the host stays the environment's/file's)."""
+    port = getattr(args, "metrics_port", None)
+    return {} if port is None else {"metrics": {"port": port}}
+
+
 def cmd_run(args: Any) -> int:
     """``tradebot run``: the daemon until SIGTERM/SIGINT (exit 0), a refused start (2) or a failure (1)."""
     from tradebot.app.daemon.bootstrap import DaemonOptions
     from tradebot.app.daemon.daemon import run_daemon
     from tradebot.app.logging import redact_text
 
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, **_metrics_override(args))
     _daemon_logging(settings)
     try:
         return asyncio.run(run_daemon(settings, DaemonOptions(migrate=args.migrate)))
@@ -304,7 +310,7 @@ def cmd_demo(args: Any) -> int:
     """``tradebot demo``: the daemon against the local simulator; ends with the backtest summary."""
     from tradebot.app.demo.demo import DemoOptions, run_demo
 
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, **_metrics_override(args))
     configure_logging(
         level="warning" if settings.log_level == "info" else settings.log_level, fmt=settings.log_format
     )
@@ -369,6 +375,7 @@ def cmd_healthcheck(args: Any) -> int:
         args.file or daemon.health_file,
         max_age_s=daemon.health_max_age_s,
         max_feed_lag_s=daemon.health_max_feed_lag_s,
+        max_reconcile_age_s=daemon.health_max_reconcile_age_s,
     )
     print(line)
     return 0 if healthy else 1
