@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -103,16 +104,47 @@ def test_env_example_is_a_valid_env_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize(
-    ("age_s", "lag_ms", "code", "word"),
+    ("age_s", "lag_ms", "extra", "code", "word"),
     [
-        (1, 2_000, 0, "healthy:"),
-        (600, 2_000, 1, "older than"),
-        (1, 900_000, 1, "feed lag above"),
-        (1, None, 1, "feed lag above"),
+        (1, 2_000, {}, 0, "healthy:"),
+        (600, 2_000, {}, 1, "older than"),
+        (1, 900_000, {}, 1, "feed lag above"),
+        (1, None, {}, 1, "feed lag above"),
+        # before: reconciliation age, a halt and refused orders all passed as healthy
+        (1, 2_000, {"reconciliation_age_s": 700}, 1, "last reconciliation older than 660 s"),
+        (100, 2_000, {"reconciliation_age_s": 590}, 1, "last reconciliation older than 660 s"),
+        (1, 2_000, {"last_reconciliation_ms": None, "reconciliation_age_s": None}, 1, "no reconciliation"),
+        (
+            1,
+            2_000,
+            {"trading_state": "halted", "halt_reason": "daily_loss"},
+            1,
+            "trading halted (daily_loss)",
+        ),
+        (
+            1,
+            2_000,
+            {"trading_blocked": "balance mismatch USDT"},
+            1,
+            "trading blocked (balance mismatch USDT)",
+        ),
+        (
+            1,
+            2_000,
+            {"mode": "paper", "last_reconciliation_ms": None, "reconciliation_age_s": None},
+            0,
+            "healthy:",
+        ),
     ],
 )
-def test_healthcheck_reports_feed_lag_and_reconciliation(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], age_s: int, lag_ms: int | None, code: int, word: str
+def test_healthcheck_reports_feed_lag_reconciliation_and_trading_state(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    age_s: int,
+    lag_ms: int | None,
+    extra: dict[str, object],
+    code: int,
+    word: str,
 ) -> None:
     import time
 
@@ -120,20 +152,37 @@ def test_healthcheck_reports_feed_lag_and_reconciliation(
     from tradebot.cli import main
 
     path = tmp_path / "health.json"
-    write_health(
-        path,
-        {
-            "written_wall_ms": time.time_ns() // 1_000_000 - age_s * 1000,
-            "run_id": "r",
-            "mode": "testnet",
-            "venue": "binance",
-            "feed_lag_ms": lag_ms,
-            "last_reconciliation_ms": 1_700_000_000_000,
-            "trading_state": "active",
-        },
-    )
+    report: dict[str, object] = {
+        "written_wall_ms": time.time_ns() // 1_000_000 - age_s * 1000,
+        "run_id": "r",
+        "mode": "testnet",
+        "venue": "binance",
+        "feed_lag_ms": lag_ms,
+        "last_reconciliation_ms": 1_700_000_000_000,
+        "reconciliation_age_s": 30.0,
+        "reconcile_max_age_s": 660.0,
+        "trading_state": "active",
+    }
+    write_health(path, report | extra)
     assert main(["healthcheck", "--file", str(path)]) == code
     out = capsys.readouterr().out
-    assert word in out
-    assert "last reconciliation 1700000000000 ms UTC" in out
+    assert word in out, out
+    if "last_reconciliation_ms" not in extra:
+        assert "last reconciliation 1700000000000 ms UTC" in out
     assert main(["healthcheck", "--file", str(tmp_path / "missing.json")]) == 1
+
+
+def test_the_health_file_is_replaced_without_following_a_planted_symlink(tmp_path: Path) -> None:
+    from tradebot.app.daemon.health import write_health
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "health.json.tmp").symlink_to(victim)  # the old fixed temporary name
+    (state / "health.json").symlink_to(victim)
+    write_health(state / "health.json", {"run_id": "r"})
+    assert victim.read_text() == "keep me"
+    assert not (state / "health.json").is_symlink()
+    assert json.loads((state / "health.json").read_text()) == {"run_id": "r"}
+    assert sorted(p.name for p in state.iterdir()) == ["health.json", "health.json.tmp"]

@@ -191,6 +191,13 @@ class DaemonSettings(_Section):
     )
     health_max_age_s: float = Field(180.0, gt=0, description="healthcheck: health file older than this fails")
     health_max_feed_lag_s: float = Field(300.0, gt=0, description="healthcheck: feed lag above this fails")
+    health_max_reconcile_age_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 86_400,
+        description="healthcheck (testnet/live): last reconciliation older than this fails, seconds; "
+        "None = 2 x reconcile_interval_s + 60",
+    )
     sequencer_timeout_s: float = Field(5.0, gt=0, description="hold a candle for slower symbols at most")
     shutdown_timeout_s: float = Field(20.0, gt=0, description="graceful shutdown budget, seconds")
     poll_interval_s: float = Field(2.0, gt=0, description="testnet/live: look up open orders every, seconds")

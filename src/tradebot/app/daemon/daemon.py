@@ -29,6 +29,7 @@ connections, exit 0.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -98,6 +99,8 @@ class Daemon:
             list(observers) if observers is not None else build_observers(settings)
         )
         self._controls: list[object] = []  # control events from observers, for the engine task
+        #: The last order rejection (for the health file and ``tradebot status``), or None.
+        self.last_error: str | None = None
 
     def submit(self, event: object) -> None:
         """Queue a control event (e.g. a trading-state change from Telegram ``/pause``) for the engine
@@ -298,9 +301,9 @@ class Daemon:
         records, self._records = self._records, []
         return records
 
-    @staticmethod
-    def _log_update(update: OrderUpdate) -> None:
+    def _log_update(self, update: OrderUpdate) -> None:
         if update.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED):
+            self.last_error = f"order {update.client_order_id} {update.status}: {update.reason}"[:300]
             log.warning(
                 "order_rejected",
                 client_order_id=update.client_order_id,
@@ -393,6 +396,31 @@ class Daemon:
             c.engine, feed_lag_ms=lag, candles_processed=self.candles, open_orders=c.router.open_orders()
         )
 
+    def health_report(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The health file's content now (see :mod:`tradebot.app.daemon.health`) from a status line."""
+        c = self.c
+        assert c is not None
+        ds = c.settings.daemon
+        now = c.clock.now_ms()
+        recon = c.last_reconciliation_ms if isinstance(c.router, VenueRouter) else None
+        return {
+            "written_wall_ms": time.time_ns() // 1_000_000,
+            "run_id": c.run_id,
+            "mode": c.settings.mode,
+            "venue": c.settings.venue,
+            "pid": os.getpid(),
+            "feed_lag_ms": fields["feed_lag_ms"],
+            "last_candle_close_ms": self._last_close_ms,
+            "trading_state": fields["trading_state"],
+            "halt_reason": c.engine.overlay.risk.state().get("halt_reason") or None,
+            "trading_blocked": getattr(c.router, "refusing", None),
+            "last_error": self.last_error,
+            "last_reconciliation_ms": recon,
+            "reconciliation_age_s": None if recon is None else round((now - recon) / 1000, 1),
+            "reconcile_max_age_s": ds.health_max_reconcile_age_s or 2 * ds.reconcile_interval_s + 60,
+            "equity_quote": fields["equity_quote"],
+        }
+
     async def _status_loop(self) -> None:
         c = self.c
         assert c is not None
@@ -403,20 +431,7 @@ class Daemon:
             if self.observers:
                 notify(self.observers, "on_status", {"run_id": c.run_id, **fields})
             with suppress(OSError):
-                write_health(
-                    c.settings.daemon.health_file,
-                    {
-                        "written_wall_ms": time.time_ns() // 1_000_000,
-                        "run_id": c.run_id,
-                        "mode": c.settings.mode,
-                        "venue": c.settings.venue,
-                        "feed_lag_ms": fields["feed_lag_ms"],
-                        "last_candle_close_ms": self._last_close_ms,
-                        "trading_state": fields["trading_state"],
-                        "last_reconciliation_ms": c.last_reconciliation_ms,
-                        "equity_quote": fields["equity_quote"],
-                    },
-                )
+                write_health(c.settings.daemon.health_file, self.health_report(fields))
             await asyncio.sleep(interval)
 
 
