@@ -19,7 +19,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -219,12 +228,34 @@ class TelegramSettings(_Section):
     """Optional Telegram alerts and commands (``TRADEBOT_TELEGRAM__*``); off by default."""
 
     enabled: bool = Field(False, description="send alerts and answer commands")
-    token: SecretStr | None = Field(None, description="bot token from @BotFather; a secret, redacted in logs")
-    chat_ids: tuple[int, ...] = Field((), description="chats allowed to receive alerts and give commands")
+    token: SecretStr | None = Field(
+        None, validate_default=True, description="bot token from @BotFather; a secret, redacted in logs"
+    )
+    chat_ids: tuple[int, ...] = Field(
+        (), validate_default=True, description="chats allowed to receive alerts and give commands"
+    )
     api_base_url: str = Field("https://api.telegram.org", description="Bot API server (a local one in tests)")
     feed_stale_alert_s: float = Field(
         600.0, gt=0, le=86_400, description="alert when a feed has been stale this long, seconds"
     )
+
+    # Field validators (not a model validator): an error then shows only the field's own input, never
+    # the section with its token.
+    @field_validator("token")
+    @classmethod
+    def _token_when_enabled(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("enabled") and (value is None or not value.get_secret_value().strip()):
+            raise ValueError("telegram is enabled without a bot token: set TRADEBOT_TELEGRAM__TOKEN")
+        return value
+
+    @field_validator("chat_ids")
+    @classmethod
+    def _chats_when_enabled(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        if info.data.get("enabled") and not value:
+            raise ValueError(
+                "telegram is enabled without chat ids: set TRADEBOT_TELEGRAM__CHAT_IDS, e.g. '[123456789]'"
+            )
+        return value
 
 
 #: Exact value ``TRADEBOT_LIVE_CONFIRMATION`` must have for ``TRADEBOT_MODE=live``.

@@ -118,7 +118,8 @@ class Components:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Return every secret value in ``settings`` (API keys, the database password) for redaction."""
+    """Return every secret value in ``settings`` (API keys, the Telegram bot token, the database
+    password) for redaction. The token also masks the Bot API URLs that carry it (``/bot<token>/``)."""
     values = [
         s.get_secret_value()
         for s in (
@@ -126,6 +127,7 @@ def secrets_of(settings: Settings) -> list[str]:
             settings.testnet_api_secret,
             settings.live_api_key,
             settings.live_api_secret,
+            settings.telegram.token,
         )
         if s
     ]
