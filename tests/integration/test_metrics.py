@@ -26,6 +26,7 @@ from tradebot.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "tradebot.json"
 
 
@@ -46,7 +47,9 @@ def _ready(text: str) -> bool:
     s = _samples(text)
     return (
         s.get(("tradebot_equity_quote", ()), 0) > 0
-        and ("tradebot_feed_lag_seconds", (("venue", "binance"),)) in s
+        and all(
+            ("tradebot_feed_lag_seconds", (("symbol", sym), ("venue", "binance"))) in s for sym in SYMBOLS
+        )
         and s.get(("tradebot_order_latency_seconds_count", ()), 0) > 0
     )
 
@@ -127,7 +130,8 @@ def test_metrics_scraped_during_a_demo_show_equity_feed_lag_and_order_latency(
     # equity is cash plus the exposures (each rounded to cents in the status fields)
     assert equity == pytest.approx(cash + sum(exposure.values()), abs=0.05)
     assert 5_000 < equity < 20_000  # the demo starts with 10,000 USDT
-    assert _value(s, "tradebot_feed_lag_seconds", venue="binance") >= 0
+    lags = [_value(s, "tradebot_feed_lag_seconds", venue="binance", symbol=sym) for sym in SYMBOLS]
+    assert all(0 <= lag < 600 for lag in lags)  # in the simulator's time: the last candle a minute ago or so
     assert _value(s, "tradebot_order_latency_seconds_count") > 0
     assert _value(s, "tradebot_order_latency_seconds_bucket", le="+Inf") == _value(
         s, "tradebot_order_latency_seconds_count"

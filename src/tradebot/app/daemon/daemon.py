@@ -387,6 +387,10 @@ class Daemon:
         )
         log.info("run_completed", final_equity_quote=str(self.summary.get("final_equity", "")))
 
+    def last_candle_close_ms(self) -> dict[str, int]:
+        """Close time of the last 1m candle taken per symbol, ms UTC (a symbol without one is left out)."""
+        return {s: t + 60_000 for s, t in self._last_open.items() if t >= 0}
+
     def status(self) -> dict[str, Any]:
         """The fields of the status line now (see :func:`tradebot.app.daemon.status.status_fields`)."""
         c = self.c

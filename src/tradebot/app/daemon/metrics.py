@@ -246,15 +246,15 @@ class _StateCollector(Collector):
         gauge("tradebot_equity_quote", "Equity cash + Σ position × mark, quote currency", _num(equity))
         gauge("tradebot_cash_quote", "Cash, quote currency", _num(fields["cash_quote"]))
         gauge("tradebot_open_orders", "Orders open at the venue", fields["open_orders"])
-        lag = fields["feed_lag_ms"]
-        lag_family = GaugeMetricFamily(
+        now_ms = c.clock.now_ms()
+        lag = GaugeMetricFamily(
             "tradebot_feed_lag_seconds",
-            "Daemon clock − close of the last candle taken, seconds",
-            labels=["venue"],
+            "Daemon clock − close of the symbol's last candle taken, seconds",
+            labels=["venue", "symbol"],
         )
-        if lag is not None:
-            lag_family.add_metric([venue], lag / 1000)
-            out.append(lag_family)
+        for symbol, close_ms in daemon.last_candle_close_ms().items():
+            lag.add_metric([venue, symbol], (now_ms - close_ms) / 1000)
+        out.append(lag)
         state = GaugeMetricFamily(
             "tradebot_trading_state", "1 for the current trading state", labels=["state"]
         )
