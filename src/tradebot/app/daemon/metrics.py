@@ -79,8 +79,8 @@ class MetricsObserver(DaemonObserver):
         #: The bound TCP port (the chosen one when ``TRADEBOT_METRICS__PORT=0``).
         self.port: int = self._sock.getsockname()[1]
         self.host = host
-        self._daemon: Daemon | None = None
-        self._runner: web.AppRunner | None = None
+        #: The daemon watched, from ``on_started`` (its state is read at each scrape).
+        self.daemon: Daemon | None = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.orders = Counter(
@@ -142,22 +142,18 @@ class MetricsObserver(DaemonObserver):
 
     # -- hooks (engine task) ----------------------------------------------------------------------
     def on_started(self, daemon: Daemon) -> None:
-        self._daemon = daemon
+        self.daemon = daemon
         c = daemon.c
         if c is not None:
             self.info.labels(run_id=c.run_id, mode=daemon.settings.mode, venue=self.venue).set(1)
 
     def on_record(self, record: object) -> None:
-        kind = type(record)
-        if kind is Fill:
-            assert isinstance(record, Fill)
-            side = str(record.side)
-            self.fills.labels(symbol=record.symbol, side=side).inc()
+        if isinstance(record, Fill):
+            self.fills.labels(symbol=record.symbol, side=str(record.side)).inc()
             self.traded.labels(symbol=record.symbol).inc(float(record.qty * record.price))
-            if record.fee_quote > 0:
+            if record.fee_quote > 0:  # a maker rebate is not a fee paid (a counter only goes up)
                 self.fees.labels(symbol=record.symbol).inc(float(record.fee_quote))
-        elif kind is PositionEvent:
-            assert isinstance(record, PositionEvent)
+        elif isinstance(record, PositionEvent):
             self.position_events.labels(type=str(record.event_type)).inc()
             if record.event_type is PositionEventType.RECONCILE_MISMATCH:
                 self.mismatches.inc()
@@ -184,7 +180,7 @@ class MetricsObserver(DaemonObserver):
         close the server and the socket."""
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
-        runner = self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         try:
             await runner.setup()
             await web.SockSite(runner, self._sock).start()
@@ -227,7 +223,7 @@ class _StateCollector(Collector):
         return []  # the series come and go with the daemon: no fixed description
 
     def collect(self) -> Iterable[Metric]:
-        daemon = self._obs._daemon
+        daemon = self._obs.daemon
         c = daemon.c if daemon is not None else None
         if daemon is None or c is None:
             return []
