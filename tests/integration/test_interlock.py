@@ -276,3 +276,26 @@ async def test_the_counting_proxy_counts_what_reaches_the_simulator(
     assert b"serverTime" in answer
     assert http.connections == 1
     assert sim.binance_rest.requests == ["/api/v3/time"]
+
+
+@pytest.mark.parametrize(
+    ("section", "variable", "url"),
+    [
+        ("feeds", "TRADEBOT_FEEDS__BINANCE__WS_URL", "ws://stream.binance.com:9443"),
+        ("feeds", "TRADEBOT_FEEDS__BINANCE__REST_URL", "http://api.binance.com"),
+        ("exchange", "TRADEBOT_EXCHANGE__BINANCE__REST_URL", "http://api.binance.com"),
+        ("exchange", "TRADEBOT_EXCHANGE__BINANCE__WS_URL", "ws://ws-api.binance.com:443"),
+    ],
+)
+def test_live_refuses_plaintext_endpoints(section: str, variable: str, url: str) -> None:
+    # Before: a mainnet host over http:// or ws:// passed the interlock in live mode.
+    kind = "ws_url" if variable.endswith("WS_URL") else "rest_url"
+    values: dict[str, object] = {section: {"binance": {kind: url}}}
+    msg = refusal(settings(mode="live", live_confirmation=LIVE_CONFIRMATION_PHRASE, **LIVE_KEYS, **values))
+    secure = "wss" if kind == "ws_url" else "https"
+    assert (
+        f"{variable}={url} is plaintext {url.split(':')[0]}://, which live mode does not accept: use {secure}://"
+        in msg
+    )
+    # the default endpoints are all TLS: the same settings without the override start
+    check_interlock(settings(mode="live", live_confirmation=LIVE_CONFIRMATION_PHRASE, **LIVE_KEYS))

@@ -17,7 +17,14 @@ import structlog
 
 REDACTED = "**********"
 _SECRET_KEYS = re.compile(r"(secret|password|passwd|api_?key|token|private_?key|signature)", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<at>@)", re.IGNORECASE)
+# ``scheme://user:password@host``: the password cannot hold "/" (it must be %2F in a URL), so a
+# websocket URL like ``wss://host:9443/stream?streams=btcusdt@kline_1m`` is left alone.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://[^:/@\s]+:)(?P<pw>[^@\s/]+)(?P<at>@)", re.IGNORECASE)
+# ``?password=…`` / ``&token=…`` query parameters (libpq and SQLAlchemy accept a password there).
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&](?:password|passwd|pwd|secret|token|api_?key|signature)=)(?P<value>[^&\s'\"]+)",
+    re.IGNORECASE,
+)
 _known_secrets: set[str] = set()
 
 
@@ -29,8 +36,10 @@ def register_secrets(values: Iterable[str | None]) -> None:
 
 
 def redact_text(text: str) -> str:
-    """Mask registered secrets and URL passwords (``scheme://user:***@host``) in ``text``."""
+    """Mask registered secrets, URL passwords (``scheme://user:***@host``) and secret query parameters
+    (``?password=***``) in ``text``."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{REDACTED}{m['at']}", text)
+    text = _QUERY_SECRET.sub(lambda m: f"{m['key']}{REDACTED}", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)

@@ -71,8 +71,44 @@ def default_database_url(environ: Mapping[str, str] | None = None) -> str:
 DEFAULT_RISK: dict[str, Any] = {"max_position_fraction": 0.5}
 
 
+#: Upper bounds of numeric settings that have no tighter one of their own (``le=`` in the field):
+#: beyond them a value is a typo, and some would stall the engine (a 1e100 order cap) or never fire.
+_UPPER_BOUNDS: dict[str, float] = {
+    "fast": 10_000, "slow": 10_000, "atr_period": 10_000, "confidence_atr_mult": 1_000,
+    "min_confidence_weight": 100, "max_confidence_weight": 100,
+    "max_order_notional": 1e12, "min_order_notional": 1e9, "initial_cash": 1e15,
+    "max_session_s": 86_400, "backoff_factor": 10, "page_limit": 5_000, "rate_limit": 10_000,
+    "retry_attempts": 100,
+}  # fmt: skip
+_MAX_SECONDS = 7 * 86_400  # any other ``*_s`` setting: at most a week
+_MAX_MS = _MAX_SECONDS * 1000  # any other ``*_ms`` setting
+
+
+def _upper_bound(name: str) -> float | None:
+    if name in _UPPER_BOUNDS:
+        return _UPPER_BOUNDS[name]
+    if name.endswith("_s"):
+        return _MAX_SECONDS
+    if name.endswith("_ms"):
+        return _MAX_MS
+    return None
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and ±inf are refused everywhere (pydantic accepts them for floats by default).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        # Every number has a finite range: the field's own ``le``, else _UPPER_BOUNDS / the unit rule.
+        if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+            if isinstance(value, Decimal) and not value.is_finite():
+                raise ValueError("must be a finite number")
+            bound = _upper_bound(info.field_name or "")
+            if bound is not None and value > bound:
+                raise ValueError(f"must be at most {bound:g}")
+        return value
 
 
 class StreamSettings(_Section):

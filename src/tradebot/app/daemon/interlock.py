@@ -209,6 +209,16 @@ def _host_problems(endpoints: ResolvedEndpoints, *, paper_execution: bool) -> li
             f"does not accept (allowed: {', '.join(sorted(allowed))}): unset {ep.variable} to use "
             f"{default[kind]} or choose the TRADEBOT_MODE this host belongs to"
         )
+    if endpoints.mode == "live":
+        # Real money: API keys, signed requests and balances never travel in plain text.
+        for ep in endpoints.all():
+            scheme = urlsplit(ep.url).scheme.lower()
+            if scheme not in ("https", "wss"):
+                secure = "wss" if ep.variable.endswith("WS_URL") else "https"
+                problems.append(
+                    f"{ep.variable}={ep.url} is plaintext {scheme}://, which live mode does not accept: "
+                    f"use {secure}://"
+                )
     return problems
 
 
