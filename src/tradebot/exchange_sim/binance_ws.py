@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 
-from tradebot.exchange_sim.faults import SimConnection, VenueFaults
+from tradebot.exchange_sim.faults import BadTick, SimConnection, VenueFaults
 from tradebot.exchange_sim.market import MINUTE_MS, Market, MarketEvent
 
 _EIGHT = Decimal("0.00000001")
@@ -30,8 +30,9 @@ def trade_count(volume: str) -> int:
     return 100 if Decimal(volume) else 0
 
 
-def kline_frame(symbol: str, event: MarketEvent, event_time_ms: int) -> str:
-    """Return the combined-stream kline frame of ``event`` for wire symbol ``symbol``."""
+def kline_frame(symbol: str, event: MarketEvent, event_time_ms: int, bad: BadTick | None = None) -> str:
+    """Return the combined-stream kline frame of ``event`` for wire symbol ``symbol`` (altered by
+    ``bad``, see :meth:`~tradebot.exchange_sim.faults.VenueFaults.bad_tick`)."""
     bar = event.bar
     quote_volume = (Decimal(bar.volume) * Decimal(bar.close)).quantize(_EIGHT)
     k = {
@@ -53,6 +54,8 @@ def kline_frame(symbol: str, event: MarketEvent, event_time_ms: int) -> str:
         "Q": fmt8(quote_volume / 2),
         "B": "0",
     }
+    if bad is not None:
+        bad.apply(k)
     data = {"e": "kline", "E": event_time_ms, "s": symbol, "k": k}
     return json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": data}, separators=(",", ":"))
 
@@ -110,13 +113,18 @@ class BinanceStreams:
                 asyncio.get_running_loop().call_later(0.05, conn.abort)
         events = self.faults.transform(events)
         malformed, self.faults.pending_malformed = self.faults.pending_malformed, []
+        bad = {
+            id(e): tick
+            for e in events
+            if e.final and (tick := self.faults.take_bad_tick(e.symbol, e.bar.open_time_ms)) is not None
+        }
         for conn, symbols in self._subs.items():
             for kind in malformed:
                 if events:
                     conn.send(malformed_frame(kind, events[0].symbol, events[0], now))
             for event in events:
                 if event.symbol in symbols:
-                    conn.send(kline_frame(event.symbol, event, now + 5))
+                    conn.send(kline_frame(event.symbol, event, now + 5, bad.get(id(event))))
 
     async def handle(self, ws: ServerConnection, path: str) -> None:
         """Serve one connection until it closes or its session limit passes."""

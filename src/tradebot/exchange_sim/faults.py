@@ -8,6 +8,9 @@ Switches (all take effect immediately on the connections open now, or on the nex
 * :meth:`VenueFaults.pings_only` — the open connections never send data again (pings continue).
 * :meth:`VenueFaults.malformed` — send one malformed frame (``bad_json``, ``missing_field``,
   ``negative_price``, ``high_below_low``) before the next events.
+* :meth:`VenueFaults.bad_tick` — Binance: send the final kline of one symbol and minute with wrong
+  values (a close scaled by a factor, or raw strings such as ``"1e300"`` / ``"NaN"``); REST keeps
+  the true candle.
 * :meth:`VenueFaults.duplicate` / :meth:`VenueFaults.out_of_order` — repeat the next final candle /
   send the next closed candle after the following one.
 * :meth:`VenueFaults.gap` — omit the next ``minutes`` minutes from the websocket (REST has them).
@@ -23,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from websockets.exceptions import ConnectionClosed
 
 from tradebot.exchange_sim.market import MarketEvent
+
+_EIGHT = Decimal("0.00000001")
 
 MALFORMED_KINDS = ("bad_json", "missing_field", "negative_price", "high_below_low")
 
@@ -97,6 +103,35 @@ class SimConnection:
             transport.abort()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadTick:
+    """How :meth:`VenueFaults.bad_tick` alters one kline.
+
+    Attributes
+    ----------
+    close_factor
+        Multiply the close by this (``Decimal("0.5")``: a half-price tick; ``Decimal("1.3")``: a
+        spike); the high or low is widened to contain it, so the kline stays internally valid.
+    fields
+        Raw wire strings replacing kline fields (``{"c": "1e300", "h": "1e300"}``, ``{"c": "NaN"}``),
+        applied after ``close_factor``.
+    """
+
+    close_factor: Decimal | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def apply(self, k: dict[str, object]) -> None:
+        """Alter the kline object ``k`` (the ``"k"`` of a kline event) in place."""
+        if self.close_factor is not None:
+            close = Decimal(str(k["c"])) * self.close_factor
+            k["c"] = f"{close.quantize(_EIGHT):f}"
+            if close > Decimal(str(k["h"])):
+                k["h"] = k["c"]
+            if close < Decimal(str(k["l"])):
+                k["l"] = k["c"]
+        k.update(self.fields)
+
+
 @dataclass
 class VenueFaults:
     """Fault switches of one venue (see the module docstring). Mutated by tests or :class:`RandomFaults`."""
@@ -114,6 +149,7 @@ class VenueFaults:
     held: list[MarketEvent] = field(default_factory=list)
     previous_finals: list[MarketEvent] = field(default_factory=list)
     skipped: set[int] = field(default_factory=set)
+    bad_ticks: dict[tuple[str, int], BadTick] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
     def _now(self) -> float:
@@ -143,6 +179,16 @@ class VenueFaults:
             raise ValueError(f"kind must be one of {MALFORMED_KINDS}, was {kind!r}")
         self.log.append(f"malformed {kind}")
         self.pending_malformed.append(kind)
+
+    def bad_tick(self, symbol: str, open_time_ms: int, tick: BadTick) -> None:
+        """Send the final websocket kline of wire symbol ``symbol`` (``"BTCUSDT"``) opening at
+        ``open_time_ms`` altered by ``tick``; REST still serves the true candle (Binance only)."""
+        self.log.append(f"bad_tick {symbol} {open_time_ms} {tick}")
+        self.bad_ticks[(symbol, open_time_ms)] = tick
+
+    def take_bad_tick(self, symbol: str, open_time_ms: int) -> BadTick | None:
+        """Pop the alteration due for this symbol's final kline at ``open_time_ms``, or ``None``."""
+        return self.bad_ticks.pop((symbol, open_time_ms), None) if self.bad_ticks else None
 
     def duplicate(self) -> None:
         """Send the next final candle of each symbol twice."""

@@ -6,6 +6,7 @@ the ledger is converted exactly with :func:`tradebot.core.domain.decimals.to_dec
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -58,18 +59,37 @@ class Candle(NamedTuple):
         return ms_to_datetime(self.close_time_ms)
 
 
+#: Prices outside ``[MIN_PRICE, MAX_PRICE]`` (quote currency) are absurd, not market data: below any
+#: venue's tick size (Binance's smallest is 1e-8) or above any listed price by orders of magnitude.
+#: They are refused at the edge, as exact decimal maths on them (quantizing ``1e300`` to a tick) fails.
+MIN_PRICE = 1e-10
+MAX_PRICE = 1e12
+#: Largest volume of one candle accepted (base units); the most traded meme coins stay below 1e13 a day.
+MAX_VOLUME = 1e18
+
+
 def validate_candle(candle: Candle) -> str | None:
-    """Return why ``candle`` is invalid (non-positive price, high < low, open/close outside
-    [low, high], negative volume), or ``None`` when it is valid."""
+    """Return why ``candle`` is invalid (non-positive, non-finite or absurd price — outside
+    [:data:`MIN_PRICE`, :data:`MAX_PRICE`] —, high < low, open/close outside [low, high], negative,
+    non-finite or absurd volume — above :data:`MAX_VOLUME`), or ``None`` when it is valid."""
     o, h, lo, c, v = candle.open, candle.high, candle.low, candle.close, candle.volume
     if not (o > 0 and h > 0 and lo > 0 and c > 0):
         return f"prices must be > 0, were open={o!r} high={h!r} low={lo!r} close={c!r}"
+    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+        return f"prices and volume must be finite, were open={o!r} high={h!r} low={lo!r} close={c!r} volume={v!r}"
+    if not all(MIN_PRICE <= p <= MAX_PRICE for p in (o, h, lo, c)):
+        return (
+            f"prices must be within [{MIN_PRICE:g}, {MAX_PRICE:g}], were open={o!r} high={h!r} "
+            f"low={lo!r} close={c!r}"
+        )
     if h < lo:
         return f"high {h!r} is below low {lo!r}"
     if not (lo <= o <= h and lo <= c <= h):
         return f"open {o!r} / close {c!r} outside [low {lo!r}, high {h!r}]"
     if not v >= 0:
         return f"volume must be >= 0, was {v!r}"
+    if not v <= MAX_VOLUME:
+        return f"volume must be <= {MAX_VOLUME:g}, was {v!r}"
     return None
 
 
