@@ -33,7 +33,7 @@ from tradebot.app.daemon.telegram import TelegramObserver
 from tradebot.app.demo.demo import DemoOptions, run_demo
 from tradebot.app.logging import REDACTED, redact_text, register_secrets
 from tradebot.app.settings import Settings, load_settings
-from tradebot.core.domain import PositionEvent, PositionEventType, Side, Symbol, TradingState
+from tradebot.core.domain import FeedStatus, PositionEvent, PositionEventType, Side, Symbol, TradingState
 from tradebot.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -278,3 +278,29 @@ async def test_a_command_sent_while_the_daemon_was_down_is_not_acted_on() -> Non
             await task
     assert api.texts()[0].startswith("Commands: /status")
     assert control.events == []
+
+
+def test_a_feed_stale_for_feed_stale_alert_s_is_alerted_once_and_its_recovery_too() -> None:
+    obs = TelegramObserver(_settings("http://127.0.0.1:9"))  # feed_stale_alert_s = 600 (default)
+    t0 = 1_700_000_000_000
+    obs.on_feed_status(FeedStatus(symbol=Symbol("ETH/USDT"), stale=True, ts_ms=t0, reason="no candle"))
+    obs.check_stale(t0 + 599_000)
+    assert list(obs._outbox) == []
+    obs.check_stale(t0 + 600_000)
+    obs.check_stale(t0 + 900_000)
+    obs.on_feed_status(FeedStatus(symbol=Symbol("ETH/USDT"), stale=False, ts_ms=t0 + 960_000))
+    obs.on_feed_status(FeedStatus(symbol=Symbol("BTC/USDT"), stale=True, ts_ms=t0))
+    obs.on_feed_status(FeedStatus(symbol=Symbol("BTC/USDT"), stale=False, ts_ms=t0 + 60_000))  # brief: silent
+    obs.on_record(
+        _event(
+            PositionEventType.RECONCILE_MISMATCH,
+            trigger_reason="BTC/USDT: ledger 0.5, venue 0.4",
+            action_taken="trading refused until the account is checked",
+        )
+    )
+    assert [text for _, text in obs._outbox] == [
+        "⚠️ Feed ETH/USDT stale for 10 min: no entries or increases on it until it recovers",
+        "✅ Feed ETH/USDT recovered after 16 min; entries allowed again",
+        "⚠️ Reconciliation mismatch BTC/USDT: BTC/USDT: ledger 0.5, venue 0.4; "
+        "trading refused until the account is checked",
+    ]
