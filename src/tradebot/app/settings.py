@@ -79,6 +79,7 @@ _UPPER_BOUNDS: dict[str, float] = {
     "max_order_notional": 1e12, "min_order_notional": 1e9, "initial_cash": 1e15,
     "max_session_s": 86_400, "backoff_factor": 10, "page_limit": 5_000, "rate_limit": 10_000,
     "retry_attempts": 100,
+    "max_lag_ms": 1e14,  # a replay of old candles (tests, the demo) treats years-old candles as fresh
 }  # fmt: skip
 _MAX_SECONDS = 7 * 86_400  # any other ``*_s`` setting: at most a week
 _MAX_MS = _MAX_SECONDS * 1000  # any other ``*_ms`` setting
