@@ -129,7 +129,8 @@ def _markers(
     for f in fills:
         by_order.setdefault(f.client_order_id, []).append(f)
     kinds: dict[str, list[tuple[int, float]]] = {
-        "entry": [], "exit": [], "stop exit": [], "ladder fill": [], "scale-in": [], "scale-out": []
+        "entry": [], "exit": [], "stop exit": [], "ladder fill": [], "scale-in": [], "scale-out": [],
+        "rebalance buy": [], "rebalance sell": [],
     }  # fmt: skip
     for t in trades:
         evs = by_trade[t.position_id]
@@ -144,10 +145,9 @@ def _markers(
                     "ladder fill" if e.trigger_reason in _LADDER
                     else "scale-in" if e.trigger_reason in _SCALE_IN
                     else "scale-out" if e.trigger_reason in _SCALE_OUT
-                    else None
+                    else "rebalance buy" if e.event_type is _ET.REBALANCE_BUY
+                    else "rebalance sell"
                 )  # fmt: skip
-                if kind is None:
-                    continue
                 done = [(f.ts_ms, float(f.price)) for o in e.client_order_ids for f in by_order.get(o, [])]
                 kinds[kind].extend(done or [(e.event_time_ms, float(e.price))])
     return kinds
@@ -161,6 +161,9 @@ _STYLE: dict[str, tuple[str, str, float, str | None]] = {
     "ladder fill": ("D", "gold", 40, "black"),
     "scale-in": ("P", "tab:blue", 50, None),
     "scale-out": ("1", "tab:orange", 60, None),
+    # a resize of an open position by the portfolio rebalance (not an overlay rule)
+    "rebalance buy": ("o", "none", 30, "tab:green"),
+    "rebalance sell": ("o", "none", 30, "tab:red"),
 }
 
 
