@@ -225,6 +225,31 @@ class ExchangeSettings(_Section):
     deribit: ExchangeEndpoint = ExchangeEndpoint()
 
 
+class SanitySettings(_Section):
+    """Market-data sanity of the daemon's live candles (``TRADEBOT_DAEMON__SANITY__*``).
+
+    A live 1m candle that moves more than the band from the symbol's last accepted close is held and
+    checked against the venue's REST history before the engine sees it: kept if REST agrees, replaced
+    by the REST candle if not, discarded if REST has none (a ``market_data_suspect`` position event
+    records each). See :mod:`tradebot.app.daemon.candle_guard`. Backtests are not screened.
+    """
+
+    enabled: bool = Field(True, description="screen live candles (off: every candle goes to the engine)")
+    max_move_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        le=10.0,
+        description="suspect past this move of close/high/low from the last close, fraction",
+    )
+    max_move_atr: float | None = Field(
+        None, gt=0.0, le=1_000.0, description="also suspect past this many 1m ATRs; None = off"
+    )
+    atr_period: int = Field(60, ge=1, description="ATR period of max_move_atr, 1m candles")
+    confirm_tolerance_fraction: float = Field(
+        0.002, ge=0.0, lt=1.0, description="REST confirms when close/high/low agree within this fraction"
+    )
+
+
 class DaemonSettings(_Section):
     """Runtime of ``tradebot run`` (``TRADEBOT_DAEMON__*``)."""
 
@@ -250,6 +275,7 @@ class DaemonSettings(_Section):
     reconcile_interval_s: float = Field(
         300.0, gt=0, description="testnet/live: reconcile with the venue every, seconds"
     )
+    sanity: SanitySettings = SanitySettings()
 
 
 class MetricsSettings(_Section):

@@ -8,6 +8,10 @@ task that touches the engine:
 2. :class:`CandleSequencer` releases candles across symbols in open-time order (symbol order on
    ties), exactly the order of a backtest, holding a fast symbol at most
    ``TRADEBOT_DAEMON__SEQUENCER_TIMEOUT_S`` for a slow one;
+   Every live candle is screened by :class:`~tradebot.app.daemon.candle_guard.CandleGuard`: one that
+   moves more than ``TRADEBOT_DAEMON__SANITY__MAX_MOVE_FRACTION`` from the symbol's last accepted
+   close is held and checked against that minute's REST candle (kept, replaced or discarded, with a
+   ``market_data_suspect`` position event) before anything sees it;
 3. the execution side sees the candle first (paper fills at its open), then the engine; the
    engine's orders go to the venue and the venue's answers back to the engine, recursively, as in
    the backtest's ``Dispatcher``; records go to the batched writer;
@@ -39,6 +43,7 @@ from typing import Any
 import structlog
 
 from tradebot.app.daemon.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
+from tradebot.app.daemon.candle_guard import CandleGuard, GuardConfig
 from tradebot.app.daemon.health import write_health
 from tradebot.app.daemon.observers import DaemonObserver, build_observers, notify
 from tradebot.app.daemon.sequencer import CandleSequencer
@@ -60,7 +65,9 @@ from tradebot.core.domain import (
     StreamSignal,
     Timeframe,
     TradeRecord,
+    to_decimal,
 )
+from tradebot.errors import DataError, VenueError
 
 log = structlog.get_logger("tradebot.daemon")
 
@@ -99,6 +106,7 @@ class Daemon:
             list(observers) if observers is not None else build_observers(settings)
         )
         self._controls: list[object] = []  # control events from observers, for the engine task
+        self._guard: CandleGuard | None = None  # market-data sanity, built once the engine is warm
         #: The last order rejection (for the health file and ``tradebot status``), or None.
         self.last_error: str | None = None
 
@@ -123,6 +131,7 @@ class Daemon:
             await self._checkpoint()
             self._install_signals(stack)
             self._last_open = {s: c.last_open.get(s, -1) for s in c.symbols}
+            self._guard = self._build_guard(c)
             log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
             if self._on_ready is not None:
                 self._on_ready(self)
@@ -226,6 +235,12 @@ class Daemon:
             await self._dispatch(c.engine.on_feed_status(event))
             return
         candle = event
+        if self._guard is not None:
+            screened = await self._screen(candle, self._guard)
+            if screened is None:  # discarded: the minute is over for this symbol, the engine sees a gap
+                self._last_open[candle.symbol] = candle.open_time_ms
+                return
+            candle = screened
         self.candles += 1
         self._last_open[candle.symbol] = candle.open_time_ms
         self._last_close_ms = candle.open_time_ms + 60_000
@@ -235,6 +250,70 @@ class Daemon:
         for ev in c.router.on_candle(candle):
             await self._dispatch(c.engine.handle(ev))
         await self._dispatch(c.engine.on_candle(candle))
+
+    @staticmethod
+    def _build_guard(c: Components) -> CandleGuard | None:
+        sanity = c.settings.daemon.sanity
+        if not sanity.enabled:
+            return None
+        config = GuardConfig(**sanity.model_dump(exclude={"enabled"}))
+        return CandleGuard(config, {s: c.engine.mark(s) for s in c.symbols})
+
+    async def _screen(self, candle: Candle, guard: CandleGuard) -> Candle | None:
+        """Return the candle the engine gets: ``candle`` unless the guard holds it, else the outcome
+        of its REST check (confirmed, the REST candle, or ``None``: discarded). A held candle is logged
+        and recorded as a ``market_data_suspect`` position event."""
+        suspect = guard.check(candle)
+        if suspect is None:
+            return candle
+        c = self.c
+        assert c is not None
+        open_ms = candle.open_time_ms
+        log.warning(
+            "market_data_suspect",
+            symbol=candle.symbol,
+            open_time_ms=open_ms,
+            close_quote=candle.close,
+            high_quote=candle.high,
+            low_quote=candle.low,
+            reference_close_quote=suspect.reference_close,
+            move_fraction=round(suspect.move_fraction, 6),
+        )
+        error = None
+        try:
+            rest = await c.history.fetch_candles(candle.symbol, Timeframe.M1, open_ms, open_ms + 60_000)
+        except (VenueError, DataError) as e:
+            rest, error = [], f"{type(e).__name__}: {e}"
+        res = guard.resolve(suspect, rest[0] if rest else None, rest_error=error)
+        log.warning(
+            "market_data_checked",
+            symbol=candle.symbol,
+            open_time_ms=open_ms,
+            outcome=res.outcome,
+            rest_close_quote=None if res.rest is None else res.rest.close,
+            action=res.action,
+        )
+        indicators = {
+            "live_close": candle.close,
+            "live_high": candle.high,
+            "live_low": candle.low,
+            "reference_close": suspect.reference_close,
+            "move_fraction": suspect.move_fraction,
+            "outcome": res.outcome,
+        }
+        if res.rest is not None:
+            indicators |= {"rest_close": res.rest.close, "rest_high": res.rest.high, "rest_low": res.rest.low}
+        event = c.engine.record_event(
+            PositionEventType.MARKET_DATA_SUSPECT,
+            candle.symbol,
+            candle.close_time_ms,
+            f"live 1m candle @ {open_ms} {suspect.reason}",
+            res.action,
+            price=to_decimal(candle.close),
+            indicators=indicators,
+        )
+        await self._dispatch([event])
+        return res.candle
 
     async def _dispatch(self, commands: Sequence[object]) -> None:
         """Act on engine output: records first (stored, logged), then orders in the engine's order.

@@ -140,9 +140,14 @@ def open_account(sim: ExchangeSim, settings: Settings) -> tuple[str, str]:
 
 
 async def run_demo(
-    settings: Settings, options: DemoOptions, progress: Callable[[int, int], None] | None = None
+    settings: Settings,
+    options: DemoOptions,
+    progress: Callable[[int, int], None] | None = None,
+    prepare: Callable[[ExchangeSim], None] | None = None,
 ) -> DemoResult:
     """Run the simulator and the daemon until the window ends; return the summary.
+
+    ``prepare`` is called with the running simulator before the daemon starts (tests set faults).
 
     Raises
     ------
@@ -183,6 +188,8 @@ async def run_demo(
     lag_ms = max(60_000, int(1.0 / options.minute_wall_s) * MINUTE_MS)
     async with ExchangeSim(config) as sim:
         sim.market.pause()
+        if prepare is not None:
+            prepare(sim)
         keys = None if options.paper else open_account(sim, settings)
         clock = FollowClock(lambda: sim.market.now_ms)
         daemon_options = DaemonOptions(

@@ -150,3 +150,6 @@ class PositionEventType(StrEnum):
     FEED_RECOVERED = "feed_recovered"
     RECONCILE_ADJUSTMENT = "reconcile_adjustment"
     RECONCILE_MISMATCH = "reconcile_mismatch"
+    #: A live candle far from the last accepted price, checked against the venue's REST history
+    #: before the engine saw it (accepted, replaced by the REST candle, or discarded).
+    MARKET_DATA_SUSPECT = "market_data_suspect"
