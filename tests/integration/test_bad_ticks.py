@@ -13,7 +13,8 @@ candle:
   checks the 1e300 close crashes the daemon with ``decimal.InvalidOperation``.
 
 Every disturbed run must fill exactly like the undisturbed run (count, sides, quantities, prices,
-fees).
+fees). With the guard switched off the half-price tick still trades the book, and the sell sized on
+half the price but filled at the real one is reported (``fill_far_from_reference``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ FillKey = tuple[str, str, Decimal, Decimal, Decimal, int]
 _baseline: dict[str, Any] = {}
 
 
-async def _demo(tmp_path: Path, name: str, faults: Faults) -> dict[str, Any]:
+async def _demo(tmp_path: Path, name: str, faults: Faults, *, guard: bool = True) -> dict[str, Any]:
     for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
         del os.environ[key]  # restored by the monkeypatch of the calling test
     structlog.reset_defaults()
@@ -55,8 +56,14 @@ async def _demo(tmp_path: Path, name: str, faults: Faults) -> dict[str, Any]:
         for (symbol, open_ms), tick in faults.items():
             sim.faults.binance.bad_tick(symbol, open_ms, tick)
 
+    settings = load_settings()
+    if not guard:
+        daemon = settings.daemon.model_copy(
+            update={"sanity": settings.daemon.sanity.model_copy(update={"enabled": False})}
+        )
+        settings = settings.model_copy(update={"daemon": daemon})
     result = await run_demo(
-        load_settings(),
+        settings,
         DemoOptions(data_dir=SAMPLE, days=DAYS, minute_wall_s=1e-4, db_url=db),
         prepare=prepare,
     )
@@ -128,3 +135,23 @@ async def test_absurd_and_broken_values_are_rejected_at_the_edge(tmp_path: Path)
     assert disturbed["rejected"] == 3
     assert disturbed["fills"] == undisturbed["fills"]
     assert disturbed["fees"] == undisturbed["fees"]
+
+
+@pytest.mark.timeout(120)
+async def test_without_the_guard_the_bad_tick_trades_and_the_far_fill_is_reported(tmp_path: Path) -> None:
+    """The issue's failure, kept as a check that the scenario bites: the guard off, the half-price
+    tick at 01:00 halts on the daily-loss limit and sells the book (more fills and fees than the
+    undisturbed run); the sell was sized on ~13,800 and filled at ~27,600, which is reported."""
+    undisturbed = await _undisturbed(tmp_path)
+    disturbed = await _demo(tmp_path, "unguarded", SPIKES["half_price_at_hour_close"], guard=False)
+    assert len(disturbed["fills"]) > len(undisturbed["fills"])
+    assert disturbed["fees"] > undisturbed["fees"]
+    kinds = [e.event_type for e in disturbed["events"]]
+    assert PositionEventType.DAILY_LOSS_HALT in kinds
+    assert PositionEventType.MARKET_DATA_SUSPECT not in kinds
+    far = [e for e in disturbed["events"] if e.event_type is PositionEventType.FILL_FAR_FROM_REFERENCE]
+    assert far and all(e.symbol == "BTC/USDT" for e in far)
+    assert far[0].event_time_ms == AT_0059 + 60_000  # the sell decided at the 01:00 close
+    deviation = far[0].indicators["deviation_fraction"]
+    assert 0.9 < deviation < 1.1  # filled at about twice the price it was sized on
+    assert not any(e.event_type is PositionEventType.FILL_FAR_FROM_REFERENCE for e in undisturbed["events"])

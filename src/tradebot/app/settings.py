@@ -231,7 +231,9 @@ class SanitySettings(_Section):
     A live 1m candle that moves more than the band from the symbol's last accepted close is held and
     checked against the venue's REST history before the engine sees it: kept if REST agrees, replaced
     by the REST candle if not, discarded if REST has none (a ``market_data_suspect`` position event
-    records each). See :mod:`tradebot.app.daemon.candle_guard`. Backtests are not screened.
+    records each). See :mod:`tradebot.app.daemon.candle_guard`. Backtests are not screened. A fill
+    further than ``max_fill_deviation_fraction`` from the reference price its order was sized on is
+    reported (warning and a ``fill_far_from_reference`` position event).
     """
 
     enabled: bool = Field(True, description="screen live candles (off: every candle goes to the engine)")
@@ -247,6 +249,9 @@ class SanitySettings(_Section):
     atr_period: int = Field(60, ge=1, description="ATR period of max_move_atr, 1m candles")
     confirm_tolerance_fraction: float = Field(
         0.002, ge=0.0, lt=1.0, description="REST confirms when close/high/low agree within this fraction"
+    )
+    max_fill_deviation_fraction: float = Field(
+        0.05, gt=0.0, le=10.0, description="report a fill this far from its order's reference price, fraction"
     )
 
 

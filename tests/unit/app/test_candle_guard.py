@@ -137,7 +137,10 @@ def test_settings_defaults_are_the_guard_defaults_and_env_overrides(monkeypatch:
         monkeypatch.delenv(key)
     sanity = load_settings().daemon.sanity
     assert sanity.enabled is True
-    assert GuardConfig(**sanity.model_dump(exclude={"enabled"})) == GuardConfig()
+    assert (
+        GuardConfig(**sanity.model_dump(exclude={"enabled", "max_fill_deviation_fraction"})) == GuardConfig()
+    )
+    assert sanity.max_fill_deviation_fraction == 0.05
     monkeypatch.setenv("TRADEBOT_DAEMON__SANITY__MAX_MOVE_FRACTION", "0.1")
     monkeypatch.setenv("TRADEBOT_DAEMON__SANITY__MAX_MOVE_ATR", "30")
     sanity = load_settings().daemon.sanity

@@ -38,6 +38,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -107,6 +108,7 @@ class Daemon:
         )
         self._controls: list[object] = []  # control events from observers, for the engine task
         self._guard: CandleGuard | None = None  # market-data sanity, built once the engine is warm
+        self._ref_prices: dict[str, Decimal] = {}  # client order id → the price it was sized on
         #: The last order rejection (for the health file and ``tradebot status``), or None.
         self.last_error: str | None = None
 
@@ -256,7 +258,7 @@ class Daemon:
         sanity = c.settings.daemon.sanity
         if not sanity.enabled:
             return None
-        config = GuardConfig(**sanity.model_dump(exclude={"enabled"}))
+        config = GuardConfig(**sanity.model_dump(exclude={"enabled", "max_fill_deviation_fraction"}))
         return CandleGuard(config, {s: c.engine.mark(s) for s in c.symbols})
 
     async def _screen(self, candle: Candle, guard: CandleGuard) -> Candle | None:
@@ -315,6 +317,39 @@ class Daemon:
         await self._dispatch([event])
         return res.candle
 
+    def _fill_far_from_reference(self, fill: Fill) -> PositionEvent | None:
+        """Return a ``fill_far_from_reference`` event (and log a warning) when ``fill`` is further than
+        ``TRADEBOT_DAEMON__SANITY__MAX_FILL_DEVIATION_FRACTION`` from its order's reference price."""
+        c = self.c
+        assert c is not None
+        ref = self._ref_prices.get(fill.client_order_id)
+        if ref is None or not ref > 0:
+            return None
+        deviation = abs(fill.price / ref - 1)
+        limit = c.settings.daemon.sanity.max_fill_deviation_fraction
+        if deviation <= to_decimal(limit):
+            return None
+        log.warning(
+            "fill_far_from_reference",
+            client_order_id=fill.client_order_id,
+            symbol=fill.symbol,
+            side=str(fill.side),
+            price_quote=str(fill.price),
+            ref_price_quote=str(ref),
+            deviation_fraction=f"{deviation:.4f}",
+        )
+        return c.engine.record_event(
+            PositionEventType.FILL_FAR_FROM_REFERENCE,
+            fill.symbol,
+            fill.ts_ms,
+            f"{fill.side} filled at {fill.price} for a reference price of {ref} "
+            f"({deviation:.1%} off, band {limit:.1%})",
+            "reported",
+            price=fill.price,
+            client_order_ids=(fill.client_order_id,),
+            indicators={"ref_price": str(ref), "deviation_fraction": float(deviation)},
+        )
+
     async def _dispatch(self, commands: Sequence[object]) -> None:
         """Act on engine output: records first (stored, logged), then orders in the engine's order.
 
@@ -341,6 +376,10 @@ class Daemon:
             self._records.append(cmd)
             if self.observers:
                 notify(self.observers, "on_record", cmd)
+            if kind is Fill:
+                far = self._fill_far_from_reference(cmd)  # type: ignore[arg-type]
+                if far is not None:
+                    await self._dispatch([far])
         for cmd in orders:
             if isinstance(cmd, CancelOrder):
                 self._changed = True
@@ -350,6 +389,7 @@ class Daemon:
                 await self._checkpoint()
             self._changed = True
             self.n_orders += 1
+            self._ref_prices[cmd.client_order_id] = cmd.ref_price
             log.info(
                 "order_submitted",
                 client_order_id=cmd.client_order_id,

@@ -153,3 +153,5 @@ class PositionEventType(StrEnum):
     #: A live candle far from the last accepted price, checked against the venue's REST history
     #: before the engine saw it (accepted, replaced by the REST candle, or discarded).
     MARKET_DATA_SUSPECT = "market_data_suspect"
+    #: A fill whose price is far from the reference price its order was sized on.
+    FILL_FAR_FROM_REFERENCE = "fill_far_from_reference"
