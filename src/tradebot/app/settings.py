@@ -212,10 +212,24 @@ class FeedsSettings(_Section):
 
 
 class ExchangeEndpoint(_Section):
-    """Execution endpoints of one venue (orders, balances); ``None`` = the selected mode's default."""
+    """Execution endpoints of one venue (orders, balances; ``None`` = the selected mode's default)
+    and the request limits the daemon keeps towards it."""
 
     rest_url: str | None = None
     ws_url: str | None = None
+    backoff_initial_s: float = Field(
+        1.0, gt=0, le=600, description="pause after a 429 (the venue's Retry-After if longer), seconds"
+    )
+    backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="the 429 pause doubles per consecutive 429 up to this, seconds"
+    )
+    request_budget: int = Field(
+        1200, ge=1, le=100_000, description="at most this many requests per budget_window_s"
+    )
+    budget_window_s: float = Field(60.0, gt=0, le=3600, description="window of request_budget, seconds")
+    recv_window_ms: int = Field(
+        5000, ge=1, le=60_000, description="Binance recvWindow of signed requests, ms (at most 60 000)"
+    )
 
 
 class ExchangeSettings(_Section):
@@ -279,6 +293,23 @@ class DaemonSettings(_Section):
     poll_interval_s: float = Field(2.0, gt=0, description="testnet/live: look up open orders every, seconds")
     reconcile_interval_s: float = Field(
         300.0, gt=0, description="testnet/live: reconcile with the venue every, seconds"
+    )
+    venue_pause_after: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="testnet/live: pause new entries after this many failed venue rounds in a row",
+    )
+    venue_retry_initial_s: float = Field(
+        1.0, gt=0, le=600, description="a failed poll/reconciliation round is retried after this, doubling"
+    )
+    venue_retry_max_s: float = Field(
+        120.0, gt=0, le=3600, description="longest wait between failed poll/reconciliation rounds, seconds"
+    )
+    ban_file: str = Field(
+        default_factory=lambda: str(data_home() / "venue_bans.json"),
+        description="testnet/live: end of a venue's HTTP 418 ban, kept across restarts; "
+        "default <data home>/venue_bans.json",
     )
     sanity: SanitySettings = SanitySettings()
 

@@ -78,7 +78,7 @@ from tradebot.errors import (
 from tradebot.ports import OrderReport
 
 __all__ = ["BINANCE_REST_URL", "BINANCE_TESTNET_REST_URL", "CcxtVenue", "HttpAnswer", "VenueConfig",
-           "binance_exchange", "wire_client_order_id"]  # fmt: skip
+           "ban_until_ms", "binance_exchange", "wire_client_order_id"]  # fmt: skip
 
 log = structlog.get_logger("tradebot.venues.ccxt")
 T = TypeVar("T")
@@ -105,6 +105,18 @@ class VenueConfig:
         New-order rate (Binance: 50 per 10 s → 5/s); the request rate comes from exchangeInfo.
     max_wait_s
         Longest wait for a 429 back-off before a request fails, seconds (default 120).
+    backoff_initial_s, backoff_max_s
+        Pause after a 429 without a longer ``Retry-After``: doubles per consecutive 429 from
+        ``initial`` up to ``max`` seconds (1 / 60).
+    budget, budget_window_s
+        At most ``budget`` requests in any ``budget_window_s`` seconds (1 200 per 60 s: a fifth of
+        Binance's 6 000 request weight per minute at the lightest weight of 1).
+    recv_window_ms
+        ``recvWindow`` of signed requests, ms (default 5 000, Binance's default and advice;
+        at most 60 000): a request older than this at the venue is refused with ``-1021``.
+    clock_resync_s
+        The clock is resynchronised (``GET /api/v3/time``) after a ``-1021`` at most once per this
+        many seconds (default 5), so a storm of ``-1021`` does not double the requests.
     """
 
     timeout_ms: int = 10_000
@@ -115,6 +127,30 @@ class VenueConfig:
     read_jitter_s: float = 0.5
     orders_per_s: float = 5.0
     max_wait_s: float = 120.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    budget: int = 1200
+    budget_window_s: float = 60.0
+    recv_window_ms: int = 5000
+    clock_resync_s: float = 5.0
+
+    def gate(
+        self, name: str, *, requests_per_s: float = 10.0, orders_per_s: float | None = None
+    ) -> VenueGate:
+        """Return a :class:`VenueGate` of venue ``name`` with these back-off, budget and wait bounds."""
+        return VenueGate(name, requests_per_s=requests_per_s, orders_per_s=orders_per_s or self.orders_per_s,
+                         default_backoff_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                         budget=self.budget, window_s=self.budget_window_s, max_wait_s=self.max_wait_s)  # fmt: skip
+
+
+#: ``"… IP banned until 1633998600000."`` (Binance 418 / -1003): the ban's end, ms UTC.
+_BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
+
+
+def ban_until_ms(msg: str) -> int | None:
+    """Return the end of a ban named in a venue message (``"IP banned until 1633998600000"``), ms UTC."""
+    match = _BANNED_UNTIL.search(msg or "")
+    return int(match.group(1)) if match else None
 
 
 class HttpAnswer(Exception):  # a venue's HTTP error answer, raised from ccxt's handle_errors
@@ -145,11 +181,15 @@ class _Binance(ccxt.binance):  # type: ignore[misc]
 
 
 def binance_exchange(rest_url: str = BINANCE_REST_URL, *, api_key: str = "", secret: str = "",
-                     timeout_ms: int = 10_000) -> Any:  # fmt: skip
+                     timeout_ms: int = 10_000, recv_window_ms: int = 5000) -> Any:  # fmt: skip
     """Return a ccxt Binance spot client for ``rest_url`` (mainnet, :data:`BINANCE_TESTNET_REST_URL`
-    or the simulator), with our error hook; ccxt's own rate limiter is off (the gate throttles)."""
+    or the simulator), with our error hook and ``recvWindow`` (ms, 1..60 000); ccxt's own rate
+    limiter is off (the gate throttles)."""
+    if not 0 < recv_window_ms <= 60_000:
+        raise ConfigError(f"recv_window_ms must be in 1..60000 (Binance's maximum), was {recv_window_ms!r}")
     exchange = _Binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False, "timeout": timeout_ms,
-                         "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}})  # fmt: skip
+                         "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
+                                     "recvWindow": recv_window_ms}})  # fmt: skip
     base = rest_url.rstrip("/")
     exchange.urls["api"]["public"] = base + "/api/v3"
     exchange.urls["api"]["private"] = base + "/api/v3"
@@ -194,10 +234,9 @@ class CcxtVenue:
                  gate: VenueGate | None = None) -> None:  # fmt: skip
         self.exchange, self.name = exchange, name
         self.config = config or VenueConfig()
-        self.gate = gate or VenueGate(
-            name, orders_per_s=self.config.orders_per_s, max_wait_s=self.config.max_wait_s
-        )
+        self.gate = gate or self.config.gate(name)
         self._sized = gate is not None
+        self._resynced_at: float | None = None
         self.instruments: dict[Symbol, Instrument] = {}
         self._wire_symbol: dict[Symbol, str] = {}
         self._cid_by_wire: dict[str, ClientOrderId] = {}
@@ -208,9 +247,17 @@ class CcxtVenue:
         self, what: str, fn: Callable[[], Awaitable[T]], *, priority: Priority = Priority.READ
     ) -> T:
         cfg = self.config
+        # Periodic work (VenueGate.background) fails fast: one retry at most (after a clock resync
+        # or a 5xx), none for a 429 / budget refusal; the caller skips its round and backs off.
+        background = self.gate.in_background()
+        attempts = min(2, cfg.read_attempts) if background else cfg.read_attempts
+
+        def retryable(e: BaseException) -> bool:
+            return is_retryable(e) and not (background and isinstance(e, RateLimited))
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception(is_retryable),
-            stop=stop_after_attempt(cfg.read_attempts) | stop_after_delay(cfg.read_max_delay_s),
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(attempts) | stop_after_delay(cfg.read_max_delay_s),
             wait=wait_exponential_jitter(multiplier=cfg.read_initial_s, max=cfg.read_max_wait_s, jitter=cfg.read_jitter_s),
             before_sleep=lambda rs: log.warning("venue_read_retry", venue=self.name, call=what,
                                                 attempt=rs.attempt_number,
@@ -221,13 +268,15 @@ class CcxtVenue:
             with attempt:
                 async with self.gate.slot(priority):
                     try:
-                        return await fn()
+                        answer = await fn()
                     except HttpAnswer as e:
                         raise await self._read_error(e) from e
                     except ccxt.NetworkError as e:
                         raise VenueUnavailable(f"{self.name} {what}: {e}"[:300]) from e
                     except ccxt.BaseError as e:
                         raise VenueError(f"{self.name} {what}: {e}"[:300]) from e
+                self.gate.succeeded()
+                return answer
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _throttled(self, e: HttpAnswer, who: str) -> VenueError | None:
@@ -236,8 +285,12 @@ class CcxtVenue:
             self.gate.back_off(e.retry_after_s)
             return RateLimited(f"{who}: {e}", retry_after_s=e.retry_after_s)
         if e.status == 418:
-            self.gate.ban(e.retry_after_s)
-            return VenueBanned(f"{who}: {e}", retry_after_s=e.retry_after_s)
+            seconds = e.retry_after_s
+            until_ms = ban_until_ms(e.msg)
+            if until_ms is not None:  # the message names the end: trust the later of the two
+                seconds = max(seconds or 0.0, (until_ms - self.gate.wall_ms()) / 1000)
+            self.gate.ban(seconds)
+            return VenueBanned(f"{who}: {e}", retry_after_s=seconds)
         return None
 
     async def _read_error(self, e: HttpAnswer) -> VenueError:
@@ -250,9 +303,17 @@ class CcxtVenue:
         return VenueError(f"{self.name}: {e}")
 
     async def _resync_clock(self) -> None:
+        # After a -1021: learn the venue's clock again (ccxt signs with now − timeDifference), through
+        # the gate and at most once per clock_resync_s, so a -1021 storm adds few requests.
+        now = self.gate.monotonic()
+        if self._resynced_at is not None and now - self._resynced_at < self.config.clock_resync_s:
+            return
+        self._resynced_at = now
         try:
-            await self.exchange.load_time_difference()
-        except (ccxt.BaseError, HttpAnswer) as e:
+            async with self.gate.slot(Priority.URGENT):
+                offset_ms = await self.exchange.load_time_difference()
+            log.info("venue_clock_resynced", venue=self.name, time_difference_ms=offset_ms)
+        except (ccxt.BaseError, HttpAnswer, VenueError) as e:
             log.warning("venue_clock_resync_failed", venue=self.name, error=str(e)[:200])
 
     async def load_instruments(self, symbols: Sequence[str]) -> dict[Symbol, Instrument]:
@@ -265,8 +326,12 @@ class CcxtVenue:
         if not self._sized:
             info = await self._read("exchange_info", self.exchange.public_get_exchangeinfo)
             weight_per_s, orders_per_s = binance_rate_limits(info)
-            self.gate = VenueGate(self.name, requests_per_s=weight_per_s, max_wait_s=self.config.max_wait_s,
-                                  orders_per_s=min(orders_per_s, self.config.orders_per_s))  # fmt: skip
+            on_ban, old = self.gate.on_ban, self.gate
+            self.gate = self.config.gate(self.name, requests_per_s=weight_per_s,
+                                         orders_per_s=min(orders_per_s, self.config.orders_per_s))  # fmt: skip
+            self.gate.on_ban = on_ban
+            if (until_ms := old.banned_until_ms) is not None:
+                self.gate.restore_ban(until_ms)
             self._sized = True
         for s in symbols:
             sym = Symbol(s)
@@ -311,6 +376,7 @@ class CcxtVenue:
                 return await self._submit_error(order, e)
             except (ccxt.BaseError, TimeoutError, OSError) as e:  # sent, outcome not known
                 return self._unknown(order, f"{type(e).__name__}: {e}")
+        self.gate.succeeded()
         try:
             return self._own(binance_order(raw, inst, venue=self.name))
         except DataError as e:

@@ -1,7 +1,8 @@
 """The one place that builds the daemon's parts for a mode, in the issue's start-up order.
 
-settings validated (interlock) → database migrated or checked → markets loaded → reconciliation →
-indicator warm-up by backfill → trading. Every part with a lifecycle is entered on the caller's
+settings validated (interlock) → database migrated or checked → (testnet/live) a venue ban recorded
+before the restart waited out → markets loaded → reconciliation → indicator warm-up by backfill →
+trading. Every part with a lifecycle is entered on the caller's
 ``AsyncExitStack`` and closed in reverse order.
 
 Execution venue: ``paper`` uses :class:`~tradebot.app.daemon.paper.PaperRouter` (a simulated venue fed by the
@@ -16,6 +17,7 @@ start-up reconciliation runs before any order; a refusal stops the start with it
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -46,6 +48,8 @@ from tradebot.app.daemon.clock import LiveClock
 from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.daemon.paper import PaperRouter
+from tradebot.app.daemon.venue_bans import ban_key, wait_out_ban
+from tradebot.app.daemon.venue_health import VenueHealth, VenueHealthConfig
 from tradebot.app.daemon.venue_router import VenueRouter, build_venue
 from tradebot.app.instruments import default_instruments
 from tradebot.app.logging import bind_run, redact_text, register_secrets
@@ -319,7 +323,11 @@ async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, s
         )
         return engine, build_router(settings, instruments, balances)
     executor = OrderExecutor(venue, store, instruments, now_ms=clock.now_ms)
-    return engine, VenueRouter(executor, quote=settings.quote)
+    ds = settings.daemon
+    health = VenueHealth(venue.name, VenueHealthConfig(pause_after=ds.venue_pause_after,
+                                                       retry_initial_s=ds.venue_retry_initial_s,
+                                                       retry_max_s=ds.venue_retry_max_s))  # fmt: skip
+    return engine, VenueRouter(executor, quote=settings.quote, health=health)
 
 
 async def _reconcile_at_start(router: PaperRouter | VenueRouter, engine: Engine, store: SqlEventStore, run_id: str,
@@ -362,6 +370,9 @@ async def bootstrap(
     clock = options.clock or LiveClock()
     store = await open_database(settings, options, stack)
     log.info("database_ready", dialect=store.dialect)
+    if settings.mode != "paper":  # a ban recorded before this start: send nothing until it ends
+        await wait_out_ban(settings.daemon.ban_file, ban_key(settings.venue, endpoints.exchange_rest.url),
+                           now_ms=lambda: time.time_ns() // 1_000_000)  # fmt: skip
     feed_cls, feed_cfg, history, symbols = _feed_and_history(settings, endpoints, clock, queue, stack)
     if tuple(settings.symbols) != symbols:
         settings = settings.model_copy(update={"symbols": symbols})

@@ -175,6 +175,8 @@ class Daemon:
         assert c is not None
         ds = c.settings.daemon
         seq = CandleSequencer(c.symbols, ds.sequencer_timeout_s)
+        if isinstance(c.router, VenueRouter):
+            c.router.on_control = self.submit  # venue pause / resume of new entries, applied below
         every = ds.checkpoint_interval_s
         now = time.monotonic()
         next_checkpoint, next_poll, next_reconcile = (
@@ -200,12 +202,13 @@ class Daemon:
                     if now >= next_poll:
                         await self._apply(await c.router.poll())
                         next_poll = now + ds.poll_interval_s
-                    if now >= next_reconcile:
+                    if now >= next_reconcile:  # a venue refusal is skipped, never fatal (venue_health)
                         out = await c.router.reconcile_periodic()
                         if out is not None:
                             c.last_reconciliation_ms = c.clock.now_ms()
                             await self._dispatch(out)
-                        next_reconcile = now + ds.reconcile_interval_s
+                        retry = c.router.retry_in_s()  # after a failed round: retry after the back-off
+                        next_reconcile = now + min(ds.reconcile_interval_s, retry or ds.reconcile_interval_s)
                 if ready:
                     await c.writer.put(self._take_records())
                 if self._changed or time.monotonic() >= next_checkpoint:

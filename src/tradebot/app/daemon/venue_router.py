@@ -15,6 +15,14 @@ engine's own order rows in this mode), so it is sent now.
 **Balances.** The ledger covers the bot's own money: a fresh run records the venue's balances as
 its baseline (kept in the daemon's checkpoint), and reconciliation compares ``venue − baseline``
 with ``ledger − initial cash``.
+
+**Rate limits and outages.** Polling and periodic reconciliation run inside
+:meth:`VenueGate.background <tradebot.adapters.venues.gate.VenueGate.background>`: a request that
+would wait for a 429 back-off or a ban fails at once, so the engine task is never held. A round the
+venue refuses (429, 418, ``-1021``, 5xx, timeout) is skipped, never fatal; :class:`VenueHealth`
+decides when the next round may run and pauses / resumes new entries through ``on_control``
+(:mod:`tradebot.app.daemon.venue_health`). The start of a 418 ban is written to the ban file
+(``TRADEBOT_DAEMON__BAN_FILE``) and honoured by the next start (:mod:`tradebot.app.daemon.venue_bans`).
 """
 
 from __future__ import annotations
@@ -28,10 +36,13 @@ from typing import Any
 import structlog
 
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
-from tradebot.adapters.venues.ccxt_venue import CcxtVenue, binance_exchange
+from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange
+from tradebot.adapters.venues.gate import VenueGate
 from tradebot.app.daemon.execution import Event, OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints
 from tradebot.app.daemon.reconcile import ReconcileConfig, reconcile
+from tradebot.app.daemon.venue_bans import ban_key, record_ban
+from tradebot.app.daemon.venue_health import VenueHealth
 from tradebot.app.settings import Settings
 from tradebot.core.domain import (
     ZERO,
@@ -46,10 +57,11 @@ from tradebot.core.domain import (
     PositionEvent,
     PositionEventType,
     Symbol,
+    TradingControl,
     to_decimal,
 )
 from tradebot.core.engine import Engine
-from tradebot.errors import ConfigError
+from tradebot.errors import ConfigError, VenueBanned, VenueUnavailable
 
 log = structlog.get_logger("tradebot.daemon")
 
@@ -65,16 +77,20 @@ class VenueRouter:
         Quote asset code (``"USDT"``).
     reconcile_config
         Tolerances and windows of reconciliation.
+    health
+        Back-off and pause of the periodic venue work (default thresholds when ``None``).
     """
 
-    def __init__(
-        self, executor: OrderExecutor, *, quote: str, reconcile_config: ReconcileConfig | None = None
-    ) -> None:
+    def __init__(self, executor: OrderExecutor, *, quote: str, reconcile_config: ReconcileConfig | None = None,
+                 health: VenueHealth | None = None) -> None:  # fmt: skip
         self.executor = executor
         self.venue = executor.venue
         self.name: str = getattr(self.venue, "name", "venue")
         self.quote = quote
         self.reconcile_config = reconcile_config or ReconcileConfig()
+        self.health = health or VenueHealth(self.name)
+        #: Receives the pause / resume of new entries (the daemon's ``submit``); logged when ``None``.
+        self.on_control: Callable[[TradingControl], None] | None = None
         self.baseline: dict[str, Decimal] = {}
         self.refusing: str | None = None
         self._known: dict[tuple[str, str], Fill] = {}
@@ -97,11 +113,16 @@ class VenueRouter:
         return self._stamp(await self.executor.cancel(cmd), now_ms)
 
     async def poll(self) -> list[Event]:
-        """Look up the orders not yet done (call periodically); return what changed."""
-        if not self.executor.open_orders():
+        """Look up the orders not yet done (call periodically); return what changed.
+
+        Skipped (``[]``, nothing sent) while the venue's back-off, ban or failed-round wait is in
+        force; lookups that fail are retried by the next poll (the executor keeps the orders).
+        """
+        if not self.executor.open_orders() or self.retry_in_s():
             return []
         now = self._engine.last_time_ms if self._engine is not None else 0
-        return self._stamp(await self.executor.poll(), now)
+        with VenueGate.background():
+            return self._stamp(await self.executor.poll(), now)
 
     def on_candle(self, candle: Candle) -> list[Event]:
         """Nothing: a real venue's answers come with the requests (the paper router's shape)."""
@@ -231,11 +252,48 @@ class VenueRouter:
 
     async def reconcile_periodic(self) -> list[object] | None:
         """Run a periodic reconciliation; return the engine's output, ``None`` when skipped (orders in
-        flight, or trading already refused)."""
+        flight, trading already refused, the venue backing off) or refused by the venue.
+
+        A venue refusal (:class:`VenueUnavailable`, :class:`VenueBanned`) never propagates: it is
+        counted by :attr:`health`, which may pause new entries (``on_control``); the first round that
+        succeeds again resumes them.
+        """
         engine = self._engine
         if engine is None or self.refusing is not None or self.executor.open_orders():
             return None
-        return await self._reconcile(engine, [], [], startup=False)
+        if self.retry_in_s():
+            return None
+        try:
+            with VenueGate.background():
+                out = await self._reconcile(engine, [], [], startup=False)
+        except (VenueUnavailable, VenueBanned) as e:
+            gate = self._gate()
+            self._control(self.health.failed("reconcile", e, gate_pause_s=gate.pause_left_s() if gate else 0.0,
+                                             engine_paused=engine.paused, ts_ms=engine.last_time_ms))  # fmt: skip
+            return None
+        self._control(self.health.succeeded(ts_ms=engine.last_time_ms))
+        return out
+
+    def retry_in_s(self) -> float | None:
+        """Seconds until the venue may be asked again after failed rounds or a back-off / ban (``0``:
+        now), ``None`` when no round has failed and no back-off is in force."""
+        gate = self._gate()
+        pause = gate.pause_left_s() if gate is not None else 0.0
+        if not self.health.failures and pause <= 0:
+            return None
+        return self.health.wait_s(pause)
+
+    def _gate(self) -> VenueGate | None:
+        gate = getattr(self.venue, "gate", None)
+        return gate if isinstance(gate, VenueGate) else None
+
+    def _control(self, control: TradingControl | None) -> None:
+        if control is None:
+            return
+        if self.on_control is None:
+            log.warning("trading_control_dropped", state=str(control.state), reason=control.reason)
+            return
+        self.on_control(control)
 
 
 def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack) -> CcxtVenue:
@@ -252,17 +310,22 @@ def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncEx
     if key is None or secret is None:  # the interlock refuses this first; kept for direct callers
         raise ConfigError(f"{settings.mode} mode needs its API key and secret")
     url, timeout = endpoints.exchange_rest.url, settings.feeds.backfill.timeout_ms
+    limits = settings.exchange.binance if settings.venue == "binance" else settings.exchange.deribit
+    config = VenueConfig(backoff_initial_s=limits.backoff_initial_s, backoff_max_s=limits.backoff_max_s,
+                         budget=limits.request_budget, budget_window_s=limits.budget_window_s,
+                         recv_window_ms=limits.recv_window_ms)  # fmt: skip
     venue: CcxtVenue
     if settings.venue == "binance":
-        exchange = binance_exchange(
-            url, api_key=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
-        )
-        venue = CcxtVenue(exchange, name="binance")
+        exchange = binance_exchange(url, api_key=key.get_secret_value(), secret=secret.get_secret_value(),
+                                    timeout_ms=timeout, recv_window_ms=limits.recv_window_ms)  # fmt: skip
+        venue = CcxtVenue(exchange, name="binance", config=config)
     else:
         exchange = deribit_exchange(
             url, client_id=key.get_secret_value(), secret=secret.get_secret_value(), timeout_ms=timeout
         )
-        venue = DeribitVenue(exchange, name="deribit")
+        venue = DeribitVenue(exchange, name="deribit", config=config)
+    ban_file, key_of_ban = settings.daemon.ban_file, ban_key(settings.venue, url)
+    venue.gate.on_ban = lambda until_ms: record_ban(ban_file, key_of_ban, until_ms)
     stack.push_async_callback(venue.close)
     return venue
 

@@ -1,0 +1,194 @@
+"""Rate-limit and clock-skew storms against a running testnet daemon (``tradebot run`` against the
+simulator, issue 14 finding 5).
+
+A storm on the private endpoints that periodic reconciliation uses (40 × HTTP 429 with
+``Retry-After: 1``, or 20 × ``-1021``) must not end the daemon: it keeps taking candles, the requests
+it sends into the limited window are bounded by the per-venue back-off, new entries are paused with
+a ``risk_block`` position event after ``TRADEBOT_DAEMON__VENUE_PAUSE_AFTER`` failed rounds, and
+trading resumes (``trading_resumed``) once the venue answers again. Before the back-off the
+reconciliation exhausted its six retries within seconds and the daemon exited 1 (a crash loop under
+a supervisor: each restart sends its start-up requests into the same window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebot.exchange_sim import ExchangeSim, SimConfig
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
+KEY, SECRET = "sim-key-0001", "sim-secret-0002"
+#: Observation window of a storm, wall seconds.
+STORM_S = 12.0
+
+
+class DaemonProcess:
+    """``tradebot run`` as a subprocess whose JSON log lines are collected while it runs."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> DaemonProcess:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebot", "run", "--migrate", env={**base, **self.env}, cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.proc is not None and self._reader is not None
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+        await self._reader
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            text = line.decode()
+            self.raw.append(text)
+            if text.startswith("{"):
+                self.lines.append(json.loads(text))
+
+    @property
+    def running(self) -> bool:
+        assert self.proc is not None
+        return self.proc.returncode is None
+
+    def events(self, name: str, since: int = 0) -> list[dict[str, Any]]:
+        return [e for e in self.lines[since:] if e["event"] == name]
+
+    def tail(self, n: int = 15) -> str:
+        return "".join([r for r in self.raw if '"event": "status"' not in r][-n:])
+
+    async def wait_for(self, pred: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not pred():
+            code = self.proc and self.proc.returncode
+            assert self.running, f"daemon exited {code} waiting for {what}:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.tail()}"
+            await asyncio.sleep(0.05)
+
+    def candles(self) -> int:
+        status = self.events("status")
+        return int(status[-1]["candles_processed"]) if status else 0
+
+    async def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            return await self.proc.wait()
+
+
+def _env(sim: ExchangeSim, tmp_path: Path) -> dict[str, str]:
+    return {
+        "TRADEBOT_MODE": "testnet",
+        "TRADEBOT_TESTNET_API_KEY": KEY,
+        "TRADEBOT_TESTNET_API_SECRET": SECRET,
+        "TRADEBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        "TRADEBOT_FEEDS__BINANCE__WS_URL": sim.binance_ws_url,
+        "TRADEBOT_FEEDS__BINANCE__REST_URL": sim.binance_rest_url,
+        "TRADEBOT_EXCHANGE__BINANCE__REST_URL": sim.binance_rest_url,
+        "TRADEBOT_EXCHANGE__BINANCE__WS_URL": sim.binance_ws_url,
+        "TRADEBOT_FEEDS__BINANCE__MAX_LAG_MS": str(10**13),
+        "TRADEBOT_DAEMON__STATUS_INTERVAL_S": "0.3",
+        "TRADEBOT_DAEMON__POLL_INTERVAL_S": "0.2",
+        "TRADEBOT_DAEMON__RECONCILE_INTERVAL_S": "0.5",
+        "TRADEBOT_DAEMON__HEALTH_FILE": str(tmp_path / "health.json"),
+        "TRADEBOT_DAEMON__BAN_FILE": str(tmp_path / "venue_bans.json"),
+        "TRADEBOT_STREAMS": '[{"timeframe": "1h", "fast": 2, "slow": 3, "atr_period": 2}]',
+    }
+
+
+def _venue_events(d: DaemonProcess, kind: str, since: int) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in d.events("position_event", since)
+        if e.get("event_type") == kind and "venue binance" in str(e.get("trigger"))
+    ]
+
+
+async def _storm(
+    tmp_path: Path, inject: Callable[[ExchangeSim], None], end: Callable[[ExchangeSim], None]
+) -> dict[str, int]:
+    """Run the daemon, inject a storm once it reconciles periodically, watch it for ``STORM_S``, end
+    the storm and check trading resumes; return the numbers of the storm."""
+    config = SimConfig(data_dir=FIXTURE, start_ms=1679529600000 + 3600_000, minute_wall_s=0.1)
+    async with ExchangeSim(config) as sim:
+        sim.binance_private.credentials[KEY] = SECRET
+        async with DaemonProcess(_env(sim, tmp_path), tmp_path) as d:
+            await d.wait_for(
+                lambda: any(not e["startup"] for e in d.events("reconciled")), 40, "a periodic reconciliation"
+            )
+            mark, candles0 = len(d.lines), d.candles()
+            private0, public0 = len(sim.binance_private.requests), len(sim.binance_rest.requests)
+            inject(sim)
+            t0 = time.monotonic()
+            try:
+                await d.wait_for(lambda: time.monotonic() - t0 >= STORM_S, STORM_S + 5, "the storm window")
+            finally:
+                private = len(sim.binance_private.requests) - private0
+                public = len(sim.binance_rest.requests) - public0
+                print(f"storm: {time.monotonic() - t0:.1f} s, requests private {private} public {public}, "
+                      f"exit code {d.proc and d.proc.returncode}")  # fmt: skip
+            candles = d.candles() - candles0
+            paused = _venue_events(d, "risk_block", mark)
+            assert paused, f"no pause position event:\n{d.tail()}"
+            end(sim)
+            resumed_mark = len(d.lines)
+            await d.wait_for(lambda: bool(_venue_events(d, "trading_resumed", mark)), 30, "trading resumed")
+            await d.wait_for(
+                lambda: any(e["ok"] and not e["startup"] for e in d.events("reconciled", resumed_mark)),
+                30,
+                "a reconciliation after the storm",
+            )
+            code = await d.stop()
+        assert code == 0, d.tail()
+    return {"private": private, "public": public, "candles": candles, "pauses": len(paused)}
+
+
+@pytest.mark.timeout(90)
+async def test_429_storm_leaves_the_daemon_running_with_bounded_requests(tmp_path: Path) -> None:
+    def inject(sim: ExchangeSim) -> None:
+        sim.binance_orders.faults.throttle.extend([(429, 1)] * 40)
+
+    def end(sim: ExchangeSim) -> None:
+        sim.binance_orders.faults.throttle.clear()
+
+    numbers = await _storm(tmp_path, inject, end)
+    print("429 storm:", numbers)
+    # Retry-After 1 s doubled per consecutive 429 (1, 2, 4, 8 s): at most 5 rounds in 12 s
+    assert numbers["private"] <= 8, numbers
+    assert numbers["candles"] >= 30, numbers  # kept taking candles (3 symbols x 10 per s)
+    assert numbers["pauses"] == 1, numbers
+
+
+@pytest.mark.timeout(90)
+async def test_clock_skew_storm_leaves_the_daemon_running_with_bounded_requests(tmp_path: Path) -> None:
+    def inject(sim: ExchangeSim) -> None:
+        sim.binance_orders.faults.clock_skew = 20
+
+    def end(sim: ExchangeSim) -> None:
+        sim.binance_orders.faults.clock_skew = 0
+
+    numbers = await _storm(tmp_path, inject, end)
+    print("-1021 storm:", numbers)
+    assert numbers["private"] <= 12, numbers
+    assert numbers["candles"] >= 30, numbers
+    assert numbers["pauses"] == 1, numbers
