@@ -192,3 +192,40 @@ async def test_clock_skew_storm_leaves_the_daemon_running_with_bounded_requests(
     assert numbers["private"] <= 12, numbers
     assert numbers["candles"] >= 30, numbers
     assert numbers["pauses"] == 1, numbers
+
+
+@pytest.mark.timeout(90)
+async def test_a_ban_recorded_before_a_crash_is_honoured_by_the_restart(tmp_path: Path) -> None:
+    """A 418 (``Retry-After: 8``) during periodic reconciliation: the daemon keeps running (entries
+    paused), records the ban's end; killed (a crash) and restarted within the ban, it sends nothing
+    to the venue — no REST request, market data included — until the ban has ended, then starts."""
+    config = SimConfig(data_dir=FIXTURE, start_ms=1679529600000 + 3600_000, minute_wall_s=0.1)
+    async with ExchangeSim(config) as sim:
+        sim.binance_private.credentials[KEY] = SECRET
+        env = _env(sim, tmp_path)
+        async with DaemonProcess(env, tmp_path) as d:
+            await d.wait_for(
+                lambda: any(not e["startup"] for e in d.events("reconciled")), 40, "a periodic reconciliation"
+            )
+            sim.binance_orders.faults.throttle.append((418, 8))
+            await d.wait_for(lambda: bool(d.events("venue_ban_recorded")), 20, "the ban recorded")
+            until_ms = d.events("venue_ban_recorded")[0]["banned_until_ms"]
+            await d.wait_for(lambda: bool(d.events("venue_round_failed")), 20, "a failed round")
+            assert d.running
+            assert d.proc is not None
+            d.proc.kill()  # a crash: no shutdown, no checkpoint
+            await d.proc.wait()
+        assert json.loads((tmp_path / "venue_bans.json").read_text()) == {
+            f"binance {sim.binance_rest_url.split('://')[1].rstrip('/')}": {"banned_until_ms": until_ms}
+        }
+        assert until_ms / 1000 - time.time() > 3, "the ban ended before the restart"
+        sent = len(sim.binance_private.requests), len(sim.binance_rest.requests)
+        async with DaemonProcess(env, tmp_path) as again:
+            await again.wait_for(lambda: bool(again.events("venue_ban_in_force")), 20, "the ban honoured")
+            assert again.events("venue_ban_in_force")[0]["banned_until_ms"] == until_ms
+            await asyncio.sleep(max(0.0, until_ms / 1000 - time.time() - 0.3))
+            assert (len(sim.binance_private.requests), len(sim.binance_rest.requests)) == sent  # nothing sent
+            await again.wait_for(lambda: bool(again.events("trading_started")), 40, "the start after the ban")
+            first = next(i for i, e in enumerate(again.lines) if e["event"] == "venue_ban_ended")
+            assert first < next(i for i, e in enumerate(again.lines) if e["event"] == "trading_started")
+            assert await again.stop() == 0, again.tail()
