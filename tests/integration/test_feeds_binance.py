@@ -257,3 +257,28 @@ async def test_rest_errors_during_backfill(sim: ExchangeSim, status: int) -> Non
     assert_equals_history(sim, recorder, first)
     assert not sim.faults.binance.rest_statuses  # the injected errors were served
     assert feed.stats.connects >= 2
+
+
+async def test_candles_keep_coming_over_rest_while_the_websocket_is_refused(sim: ExchangeSim) -> None:
+    # Before: while handshakes failed no candle reached the engine until a reconnect succeeded
+    # (~150 s on a real outage); now closed candles are polled over REST during the waits.
+    refuse_min = 12
+    window: dict[str, int] = {}
+
+    def refuse_and_drop(f: VenueFaults) -> None:
+        window["from"] = sim.market.now_ms
+        f.refuse(refuse_min * MINUTE_WALL_S)
+        f.drop()
+
+    cfg = dataclasses.replace(FEED_CFG, backoff_initial_s=0.2, backoff_max_s=0.3, rest_poll_interval_s=0.06)
+    recorder, feed, first = await run_feed(sim, minutes=30, fault=refuse_and_drop, config=cfg)
+    assert_equals_history(sim, recorder, first)
+    start, end = window["from"], window["from"] + refuse_min * MIN
+    during = [
+        r
+        for r in recorder.received
+        if not isinstance(r.event, FeedStatus) and start + 2 * MIN <= r.sim_now_ms <= end - MIN
+    ]
+    per_symbol = {s: sum(1 for r in during if r.event.symbol == s) for s in SYMBOLS}
+    assert all(n >= 3 for n in per_symbol.values()), per_symbol  # ~9 simulated minutes of candles each
+    assert feed.stats.rest_polls >= 3

@@ -173,6 +173,9 @@ class _FeedConnection(_Section):
     banned_backoff_s: float = Field(120.0, gt=0, description="wait after an HTTP 418 ban, seconds")
     idle_check_s: float = Field(1.0, gt=0, description="read-loop wake-up without frames, seconds")
     max_lag_ms: int = Field(15_000, gt=0, description="a closed candle is fresh within this long, ms")
+    rest_poll_interval_s: float | None = Field(
+        10.0, gt=0, description="while the websocket is down, poll REST for closed candles every, seconds"
+    )
 
 
 class BinanceFeedSettings(_FeedConnection):

@@ -114,6 +114,8 @@ class FeedStats:
     out_of_order_dropped: int = 0
     frames_rejected: int = 0
     unfilled_bars: int = 0
+    rest_polls: int = 0  # REST polls of closed candles while the websocket was down
+    rest_poll_failures: int = 0
 
 
 class FeedStale(Exception):
@@ -155,6 +157,11 @@ class ConnectionConfig:
     max_lag_ms
         A live closed candle counts as fresh only if received within this long after its close,
         ms (default 15000); later ones are delivered while the symbol is stale.
+    rest_poll_interval_s
+        While the websocket is down (between a failed session and the next successful connect),
+        fetch the closed candles since each symbol's last over REST at least this often, seconds
+        (default 10; ``None`` = wait for the reconnect's catch-up). Candles polled within
+        ``max_lag_ms`` of their close are fresh, so trading goes on through an outage of the stream.
     """
 
     stale_after_s: float = 30.0
@@ -169,6 +176,7 @@ class ConnectionConfig:
     banned_backoff_s: float = 120.0
     idle_check_s: float = 1.0
     max_lag_ms: int = 15_000
+    rest_poll_interval_s: float | None = 10.0
 
 
 class LiveCandleFeed(ABC):
@@ -274,7 +282,34 @@ class LiveCandleFeed(ABC):
             self._log.info(
                 "feed_reconnecting", reason=reason, delay_s=round(delay, 3), attempt=self._backoff.attempt
             )
-            await self._sleep(delay)
+            await self._wait_polling_rest(delay)
+
+    async def _wait_polling_rest(self, delay_s: float) -> None:
+        """Wait ``delay_s`` before the next connect; meanwhile deliver the closed candles REST has
+        (every ``rest_poll_interval_s``), so a websocket outage does not stop the candles."""
+        interval = self._cfg.rest_poll_interval_s
+        if interval is None or delay_s <= 0:
+            await self._sleep(delay_s)
+            return
+        waited = 0.0
+        while True:
+            try:
+                await self._catch_up_all()
+            except (VenueBanned, RateLimited) as e:  # never poll into a rate limit: just wait
+                self.stats.rest_poll_failures += 1
+                self._log.warning("feed_rest_poll_limited", error=f"{type(e).__name__}: {excerpt(e, 200)}")
+                await self._sleep(delay_s - waited)
+                return
+            except (VenueError, DataError, OSError, TimeoutError) as e:  # REST down too: retry later
+                self.stats.rest_poll_failures += 1
+                self._log.warning("feed_rest_poll_failed", error=f"{type(e).__name__}: {excerpt(e, 200)}")
+            else:
+                self.stats.rest_polls += 1
+            step = min(interval, delay_s - waited)
+            if step <= 0:
+                return
+            await self._sleep(step)
+            waited += step
 
     async def _session(self) -> str:
         self._log.info("feed_connecting", url=self._url())
