@@ -192,6 +192,8 @@ async def test_run_logs_json_status_and_stops_on_sigterm_then_resumes(tmp_path: 
         assert code2 == 0
         restored = next(e for e in lines2 if e["event"] == "engine_restored")
         assert restored["last_time_ms"] >= stopped["last_time_ms"]
+        # bounded restart: the signal book came from the checkpoint, no candle since the start replayed
+        assert restored["book_restored"] is True and restored["candles_primed"] == 0
         warmed = next(e for e in lines2 if e["event"] == "warmed_up")
         assert warmed["resumed"] is True
     async with SqlEventStore(env["TRADEBOT_DATABASE_URL"]) as store:

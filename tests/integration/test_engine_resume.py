@@ -51,8 +51,11 @@ def _without_volatile(records: list) -> list:
 
 @pytest.mark.parametrize("config", [None, REPO / "config" / "managed.toml"], ids=["plain", "managed"])
 @pytest.mark.parametrize("cut_fraction", [0.37, 0.81])
-def test_restart_from_snapshot_gives_the_uninterrupted_decisions(config, cut_fraction) -> None:
-    _resume_matches(config, cut_fraction)
+@pytest.mark.parametrize("book", [True, False], ids=["book-in-snapshot", "replay"])
+def test_restart_from_snapshot_gives_the_uninterrupted_decisions(config, cut_fraction, book) -> None:
+    # book-in-snapshot: the signal book restored from the checkpoint, nothing replayed (bounded
+    # restart); replay: a snapshot without it (older checkpoints) rebuilt by priming every candle.
+    _resume_matches(config, cut_fraction, book=book)
 
 
 #: The managed overlay with the searchable knobs off their defaults (4h ATR, block-entries halt).
@@ -79,7 +82,7 @@ def test_restart_while_a_reentry_lock_waits_gives_the_uninterrupted_decisions(re
     assert waiting and all(w["exit_ms"] is not None and w["high"] is not None for w in waiting)
 
 
-def _resume_matches(config: Path | None, cut_fraction: float) -> dict:
+def _resume_matches(config: Path | None, cut_fraction: float, *, book: bool = True) -> dict:
     # Run uninterrupted, and again with a snapshot → JSON → restore at the cut; the records must match.
     make_engine, exchange, stream, _settings, _instruments = _setup(config)
     reference = Dispatcher(make_engine(), exchange)
@@ -90,10 +93,15 @@ def _resume_matches(config: Path | None, cut_fraction: float) -> dict:
     first = Dispatcher(make_engine(), exchange)
     got = replay_into(first, stream, 0, cut)
     saved = json.loads(json.dumps(first.engine.snapshot()))
+    assert saved["book"] is not None
+    if not book:
+        saved["book"] = None
 
     resumed = make_engine()
-    resumed.restore(saved)
-    resumed.prime(stream[:cut])
+    if resumed.restore(saved) is not book:
+        raise AssertionError("restore must say whether it restored the book")
+    if not book:
+        resumed.prime(stream[:cut])
     second = Dispatcher(resumed, exchange)
     got += replay_into(second, stream, cut, len(stream)) + resumed.finish()
 

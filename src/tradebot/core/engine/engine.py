@@ -63,6 +63,7 @@ from tradebot.core.engine.stats import EngineStats
 from tradebot.core.engine.symbols import SymState, flush_extremes, marks_decimal
 from tradebot.core.portfolio.ledger import ApplyResult, Ledger
 from tradebot.core.signals.book import SignalBook
+from tradebot.core.signals.state import book_state, restore_book
 
 _EMPTY: tuple[Output, ...] = ()
 
@@ -188,10 +189,17 @@ class Engine:
             },
             "symbols": {s: st.state() for s, st in self._sym.items()},
             "stats": self.stats.state(),
+            # the signal book as of now (None for a custom stream rule): a restart restores it
+            # instead of replaying every base candle since the run's start
+            "book": book_state(self.book),
         }
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` into this freshly built engine; then warm up and :meth:`prime` the book.
+    def restore(self, data: dict[str, Any]) -> bool:
+        """Load a :meth:`snapshot` into this freshly built engine.
+
+        Returns True when the snapshot carried the signal book, which is then restored too: the
+        engine is ready for the candles after the snapshot. False for a snapshot without one (older,
+        or a custom stream rule): then warm the book up and :meth:`prime` it as before.
 
         Raises
         ------
@@ -209,6 +217,11 @@ class Engine:
         for sym, state in data["symbols"].items():
             self._sym[sym].restore(state)
         self.stats.restore(data["stats"])
+        book = data.get("book")
+        if book is None:
+            return False
+        restore_book(self.book, book)
+        return True
 
     def prime(self, candles: Iterable[Candle]) -> None:
         """Feed base candles to the signal book and the marks only, deciding nothing.
