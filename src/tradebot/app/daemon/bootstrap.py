@@ -387,7 +387,9 @@ async def bootstrap(
         anchor = floor_time(options.anchor_ms, BASE)
     else:
         anchor = floor_time(await history.server_time_ms(), BASE)
-    startup: list[object] = await warm_up(engine, history, settings, anchor)
+    # A checkpoint with the signal book restores it below: no warm-up, no replay since the anchor.
+    saved_book = state is not None and state["engine"].get("book") is not None
+    startup: list[object] = [] if saved_book else await warm_up(engine, history, settings, anchor)
     if state is None:
         last_open = {s: anchor - BASE.ms for s in symbols}
         await store.start_run(
@@ -398,13 +400,15 @@ async def bootstrap(
             started_ms=anchor,
         )
     else:
-        engine.restore(state["engine"])
+        book_restored = engine.restore(state["engine"])
         last_open = {s: int(v["time"]) - BASE.ms for s, v in state["engine"]["symbols"].items()}
         last_open = {s: max(t, anchor - BASE.ms) for s, t in last_open.items()}
-        primed = await prime(engine, history, anchor, last_open)
+        # bounded restart: with the book in the checkpoint only the feed's catch-up after it is fetched
+        primed = 0 if book_restored else await prime(engine, history, anchor, last_open)
         store.bind_run(run_id)
         log.info(
             "engine_restored",
+            book_restored=book_restored,
             candles_primed=primed,
             last_time_ms=engine.last_time_ms,
             in_flight_orders=len(engine.in_flight),
