@@ -136,6 +136,13 @@ class EventStore(Protocol):
         StreamSignal) idempotently; duplicates by unique key are ignored."""
         ...
 
+    async def commit_step(
+        self, records: Sequence[object], *, run_id: str, state: dict[str, Any], updated_ms: int | None = None
+    ) -> None:
+        """Persist ``records`` and the engine state that covers them (strict JSON) in one transaction:
+        a crash keeps both or neither, so position events never outlive the state that numbered them."""
+        ...
+
     async def finish_run(
         self, *, run_id: str, status: str, summary: dict[str, Any], finished_ms: int
     ) -> None:

@@ -328,6 +328,25 @@ async def test_engine_state_saves_replaces_and_loads(store: SqlEventStore) -> No
         await store.save_engine_state(RUN, {"cash": Decimal("1")})
 
 
+async def test_commit_step_stores_the_records_and_the_state_in_one_transaction(store: SqlEventStore) -> None:
+    await store.commit_step([event(1), fill("c1"), event(2)], run_id=RUN, state={"seq": 2}, updated_ms=T0)
+    assert [e.seq for e in await store.position_events(RUN)] == [1, 2]
+    assert [f.trade_id for f in await store.fills(RUN)] == ["c1"]
+    assert await store.load_engine_state(RUN) == {"seq": 2}
+    await store.commit_step([], run_id=RUN, state={"seq": 2, "t": 1}, updated_ms=T0 + 1)  # the state alone
+    assert await store.load_engine_state(RUN) == {"seq": 2, "t": 1}
+
+    # a record the database refuses (written after the fill and the event): nothing is kept
+    with pytest.raises(Exception, match="holds magnitudes below 100000000000000000000"):
+        await store.commit_step([fill("c2"), event(3), snapshot(T0, "1E20")],
+                                run_id=RUN, state={"seq": 3}, updated_ms=T0 + 2)  # fmt: skip
+    with pytest.raises(ValueError, match="not strict JSON"):
+        await store.commit_step([event(3)], run_id=RUN, state={"seq": Decimal(3)}, updated_ms=T0 + 2)
+    assert [e.seq for e in await store.position_events(RUN)] == [1, 2]
+    assert [f.trade_id for f in await store.fills(RUN)] == ["c1"]
+    assert await store.load_engine_state(RUN) == {"seq": 2, "t": 1}
+
+
 # ---- batching writer --------------------------------------------------------------------------
 
 

@@ -171,8 +171,8 @@ async def test_unexplained_balance_difference_refuses_trading(rig: Rig) -> None:
         BTC,
         D(0),
     )
-    stored = await rig.store.position_events(RUN)
-    assert [e.event_type for e in stored] == [PositionEventType.RECONCILE_MISMATCH]
+    # not written here: the daemon stores them with the checkpoint of the sequence that numbered them
+    assert await rig.store.position_events(RUN) == []
 
 
 async def test_periodic_run_is_skipped_while_orders_are_in_flight(rig: Rig) -> None:

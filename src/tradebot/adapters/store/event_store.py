@@ -1,6 +1,7 @@
 """SQL implementation of :class:`tradebot.ports.EventStore` (SQLAlchemy Core on an async engine).
 
-Writes are idempotent batches, one transaction per :meth:`SqlEventStore.write` call:
+Writes are idempotent batches, one transaction per :meth:`SqlEventStore.write` call (and per
+:meth:`~SqlEventStore.commit_step`, which adds the engine state that covers the records):
 ``INSERT … ON CONFLICT DO NOTHING`` for the append-only tables (fills, position events, equity
 snapshots, stream signals, ML predictions) and upserts for orders (by client order id, never
 going back to an older ``updated_ms``) and trades (by position id). The dialect's own ``insert``
@@ -21,7 +22,7 @@ from typing import Any, Self
 
 from sqlalchemy import Select, Table, select, update
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tradebot.adapters.store import migrate
 from tradebot.adapters.store.engine import create_engine, parse_database_url
@@ -288,17 +289,53 @@ class SqlEventStore:
         run = run_id or self._run_id
         if run is None:
             raise RuntimeError("SqlEventStore.write: no run; call start_run()/bind_run() or pass run_id")
-        grouped: dict[Table, list[dict[str, Any]]] = {}
-        for record in records:
-            table, row = to_row(record, run)
-            grouped.setdefault(table, []).append(row)
+        grouped = _grouped(records, run)
         if not grouped:
             return
         async with self.engine.begin() as conn:
-            for table in WRITE_ORDER:
-                rows = grouped.get(table)
-                if rows:
-                    await conn.execute(self._statements[table], one_row_per_key(table, rows))
+            await self._insert(conn, grouped)
+
+    async def commit_step(
+        self,
+        records: Sequence[object],
+        *,
+        run_id: str,
+        state: dict[str, Any],
+        updated_ms: int | None = None,
+    ) -> None:
+        """Persist ``records`` and the engine state that covers them in one transaction.
+
+        The daemon's checkpoint: a crash leaves either both (the restart resumes after the step)
+        or neither (the restart replays the step and numbers its position events again from the
+        previous state's sequence), never records without the state that counted them.
+
+        Parameters
+        ----------
+        records
+            As :meth:`write`, attributed to ``run_id`` (may be empty: the state alone is saved).
+        run_id
+            The run of the records and of the state.
+        state, updated_ms
+            As :meth:`save_engine_state`.
+
+        Raises
+        ------
+        TypeError
+            If a record has another type (nothing is written).
+        ValueError
+            If ``state`` is not strict JSON data (nothing is written).
+        """
+        grouped = _grouped(records, run_id)
+        row = _state_row(run_id, state, updated_ms)
+        async with self.engine.begin() as conn:
+            await self._insert(conn, grouped)
+            await conn.execute(self._statements[ENGINE_STATE], row)
+
+    async def _insert(self, conn: AsyncConnection, grouped: dict[Table, list[dict[str, Any]]]) -> None:
+        for table in WRITE_ORDER:
+            rows = grouped.get(table)
+            if rows:
+                await conn.execute(self._statements[table], one_row_per_key(table, rows))
 
     async def save_engine_state(
         self, run_id: str, state: dict[str, Any], *, updated_ms: int | None = None
@@ -313,12 +350,7 @@ class SqlEventStore:
         ValueError
             If ``state`` is not JSON-serialisable (the message names the reason).
         """
-        try:
-            json.dumps(state, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"save_engine_state: state of run {run_id!r} is not strict JSON: {e}") from e
-        ms = _now_ms() if updated_ms is None else updated_ms
-        row = {"run_id": run_id, "updated_at": ms_to_utc(ms), "updated_ms": ms, "state": state}
+        row = _state_row(run_id, state, updated_ms)
         async with self.engine.begin() as conn:
             await conn.execute(self._statements[ENGINE_STATE], row)
 
@@ -397,6 +429,24 @@ class SqlEventStore:
         async with self.engine.connect() as conn:
             result = await conn.execute(stmt)
             return list(result.mappings())
+
+
+def _grouped(records: Iterable[object], run_id: str) -> dict[Table, list[dict[str, Any]]]:
+    # rows per table, in record order (raises TypeError before anything is written)
+    grouped: dict[Table, list[dict[str, Any]]] = {}
+    for record in records:
+        table, row = to_row(record, run_id)
+        grouped.setdefault(table, []).append(row)
+    return grouped
+
+
+def _state_row(run_id: str, state: dict[str, Any], updated_ms: int | None) -> dict[str, Any]:
+    try:
+        json.dumps(state, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"save_engine_state: state of run {run_id!r} is not strict JSON: {e}") from e
+    ms = _now_ms() if updated_ms is None else updated_ms
+    return {"run_id": run_id, "updated_at": ms_to_utc(ms), "updated_ms": ms, "state": state}
 
 
 def _run_info(m: Any) -> RunInfo:

@@ -48,6 +48,7 @@ from tradebot.app.daemon.clock import LiveClock
 from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.daemon.paper import PaperRouter
+from tradebot.app.daemon.reconcile import ReconciliationRefused
 from tradebot.app.daemon.venue_bans import ban_key, wait_out_ban
 from tradebot.app.daemon.venue_health import VenueHealth, VenueHealthConfig
 from tradebot.app.daemon.venue_router import VenueRouter, build_venue
@@ -413,7 +414,12 @@ async def bootstrap(
             last_time_ms=engine.last_time_ms,
             in_flight_orders=len(engine.in_flight),
         )
-    startup.extend(await _reconcile_at_start(router, engine, store, run_id, state, anchor))
+    try:
+        startup.extend(await _reconcile_at_start(router, engine, store, run_id, state, anchor))
+    except ReconciliationRefused as e:  # keep its events, with the state that numbered them, then stop
+        await store.commit_step([*startup, *e.records], run_id=run_id,
+                                state=_state(engine, anchor, router), updated_ms=clock.now_ms())  # fmt: skip
+        raise
     reconciled_ms = clock.now_ms()
     writer = await stack.enter_async_context(BatchingWriter(store))
     feed = feed_cls(
@@ -443,12 +449,16 @@ async def bootstrap(
 
 def checkpoint_state(c: Components) -> dict[str, Any]:
     """Return the state saved for a restart: the engine snapshot and the daemon's own part."""
+    return _state(c.engine, c.anchor_ms, c.router)
+
+
+def _state(engine: Engine, anchor_ms: int, router: PaperRouter | VenueRouter) -> dict[str, Any]:
     return {
         "version": STATE_VERSION,
-        "engine": c.engine.snapshot(),
+        "engine": engine.snapshot(),
         "daemon": {
-            "anchor_ms": c.anchor_ms,
-            ("paper" if isinstance(c.router, PaperRouter) else "venue"): c.router.state(),
+            "anchor_ms": anchor_ms,
+            ("paper" if isinstance(router, PaperRouter) else "venue"): router.state(),
         },
     }
 

@@ -14,20 +14,26 @@ task that touches the engine:
    ``market_data_suspect`` position event) before anything sees it;
 3. the execution side sees the candle first (paper fills at its open), then the engine; the
    engine's orders go to the venue and the venue's answers back to the engine, recursively, as in
-   the backtest's ``Dispatcher``; records go to the batched writer;
-4. the engine state is checkpointed (writer flushed, then state saved) after every step that
-   produced orders, fills or position events, at least every
-   ``TRADEBOT_DAEMON__CHECKPOINT_INTERVAL_S``, and — with a real venue — before any order not yet
-   covered by a checkpoint is sent. A restart therefore never decides a step with orders again: it
-   only recomputes candle steps that decided nothing (every record is written idempotently under
-   deterministic ids), looks up the orders that may have been sent and sends those that never were
+   the backtest's ``Dispatcher``; the records of a step that decided nothing (stream signals,
+   equity snapshots: keyed by time, so a replay rewrites them alike) go to the batched writer;
+4. the engine state is checkpointed after every step that produced orders, fills or position
+   events, at least every ``TRADEBOT_DAEMON__CHECKPOINT_INTERVAL_S``, and — with a real venue —
+   before any order not yet covered by a checkpoint is sent. A checkpoint flushes the writer, then
+   commits the records held since the last one *and* the state in one transaction
+   (:meth:`~tradebot.adapters.store.event_store.SqlEventStore.commit_step`). Position events —
+   the engine's decisions, the feeds' stale/recovered and reconciliation's events, all numbered in
+   the engine's one sequence — are therefore stored exactly once: a kill leaves a step's events
+   with the state that numbered them, or neither, and the restart numbers the replayed ones from
+   the state it resumes. A restart never decides a step with orders again: it only recomputes
+   candle steps that decided nothing (every record is written idempotently under deterministic
+   ids), looks up the orders that may have been sent and sends those that never were
    (:class:`~tradebot.app.daemon.venue_router.VenueRouter`);
 5. testnet/live: the executor's open orders are polled every ``TRADEBOT_DAEMON__POLL_INTERVAL_S``
    and the account reconciled every ``TRADEBOT_DAEMON__RECONCILE_INTERVAL_S`` (between candles).
 
 SIGTERM/SIGINT: stop taking candles (no new intents), keep in-flight orders in the checkpoint for the
-next start (paper re-queues them; a venue reconciles them), flush the writer, save the state, close
-connections, exit 0.
+next start (paper re-queues them; a venue reconciles them), flush the writer, commit the last records
+with the state, close connections, exit 0.
 """
 
 from __future__ import annotations
@@ -209,7 +215,7 @@ class Daemon:
                             await self._dispatch(out)
                         retry = c.router.retry_in_s()  # after a failed round: retry after the back-off
                         next_reconcile = now + min(ds.reconcile_interval_s, retry or ds.reconcile_interval_s)
-                if ready:
+                if ready and not self._changed:  # decided nothing: only records a replay rewrites alike
                     await c.writer.put(self._take_records())
                 if self._changed or time.monotonic() >= next_checkpoint:
                     await (
@@ -478,11 +484,14 @@ class Daemon:
 
     # -- checkpoints, status ----------------------------------------------------------------------
     async def _checkpoint(self) -> None:
+        # The records since the last checkpoint and the state that counted them, in one transaction:
+        # position events are numbered by the engine, so they must never outlive a lost checkpoint.
         c = self.c
         assert c is not None
-        await c.writer.put(self._take_records())
-        await c.writer.flush()
-        await c.store.save_engine_state(c.run_id, checkpoint_state(c), updated_ms=c.clock.now_ms())
+        await c.writer.flush()  # the earlier steps' records first (trades are upserted in order)
+        await c.store.commit_step(
+            self._take_records(), run_id=c.run_id, state=checkpoint_state(c), updated_ms=c.clock.now_ms()
+        )
         self._covered = set(c.engine.in_flight)
         self._changed = False
         log.debug("checkpoint_saved", last_time_ms=c.engine.last_time_ms)

@@ -43,6 +43,7 @@ from tradebot.core.domain import (
     Symbol,
     position_event_id,
 )
+from tradebot.errors import ConfigError
 from tradebot.ports import OrderReport
 
 log = structlog.get_logger("tradebot.reconcile")
@@ -67,6 +68,18 @@ class SequencedEvents:
         return PositionEvent(event_id=position_event_id(self.run_id, seq), seq=seq, position_id=None,
                              event_type=kind, symbol=symbol, event_time_ms=t, price=ZERO, size_before=before,
                              size_after=after, trigger_reason=reason, action_taken=action)  # fmt: skip
+
+
+class ReconciliationRefused(ConfigError):
+    """The start-up reconciliation refuses to trade (the message says why).
+
+    ``records`` is the engine's output of that reconciliation (its ``reconcile_mismatch`` events
+    first): the caller stores it with the engine state that numbered the events before stopping.
+    """
+
+    def __init__(self, message: str, records: Sequence[object]) -> None:
+        super().__init__(message)
+        self.records = list(records)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +143,8 @@ class ReconcileReport:
     events
         Fills and order updates for the engine, in order (apply before trading).
     position_events
-        ``reconcile_adjustment`` / ``reconcile_mismatch`` events (already written to the store).
+        ``reconcile_adjustment`` / ``reconcile_mismatch`` events, not written: the caller stores them
+        with the checkpoint of the sequence that numbered them (the daemon's ``commit_step``).
     checks
         The per-asset comparisons.
     adopted
@@ -304,8 +318,6 @@ async def _judge(report: ReconcileReport, executor: OrderExecutor, instruments: 
     unresolved = executor.unresolved()
     if unresolved:
         problems.append(f"orders still unresolved at the venue: {unresolved}")
-    if report.position_events:
-        await executor.store.write(report.position_events)
     if problems:
         report.ok = False
         report.message = "refusing to trade: " + "; ".join(problems)

@@ -40,7 +40,7 @@ from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_
 from tradebot.adapters.venues.gate import VenueGate
 from tradebot.app.daemon.execution import Event, OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints
-from tradebot.app.daemon.reconcile import ReconcileConfig, reconcile
+from tradebot.app.daemon.reconcile import ReconcileConfig, ReconciliationRefused, reconcile
 from tradebot.app.daemon.venue_bans import ban_key, record_ban
 from tradebot.app.daemon.venue_health import VenueHealth
 from tradebot.app.settings import Settings
@@ -179,7 +179,9 @@ class VenueRouter:
            (a row the venue refused definitively is answered from the row); the database's other
            open orders and unknown venue orders are adopted (:func:`~tradebot.app.daemon.reconcile.reconcile`);
            what the venue reports goes to the engine;
-        4. balances are compared (``ok`` False → :class:`ConfigError` with the report's message);
+        4. balances are compared (``ok`` False → :class:`~tradebot.app.daemon.reconcile.ReconciliationRefused`,
+           a :class:`ConfigError` with the report's message and the engine output so far, for the
+           caller to store with the engine state);
         5. in-flight orders without a database row were never sent: they are sent now.
 
         Raises
@@ -214,7 +216,10 @@ class VenueRouter:
                 if r.status.is_terminal:  # the engine has not seen its end: look it up again
                     r = dataclasses.replace(r, status=OrderStatus.ACCEPTED)
             rows.append(r)
-        out.extend(await self._reconcile(engine, rows, applied, startup=True))
+        try:
+            out.extend(await self._reconcile(engine, rows, applied, startup=True))
+        except ReconciliationRefused as e:
+            raise ReconciliationRefused(str(e), [*out, *e.records]) from None
         known = {r.client_order_id for r in db_orders}
         for cid in sorted(c for c in in_flight if c not in known and c in engine.in_flight):
             order = engine.orders[cid]
@@ -245,7 +250,7 @@ class VenueRouter:
                  checks={c.asset: c.verdict for c in report.checks})  # fmt: skip
         if not report.ok:
             if startup:
-                raise ConfigError(f"{self.name} reconciliation: {report.message}")
+                raise ReconciliationRefused(f"{self.name} reconciliation: {report.message}", out)
             self.refusing = report.message
             log.error("trading_refused", message=report.message)
         return out
