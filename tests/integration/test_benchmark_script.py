@@ -61,7 +61,9 @@ def test_bench_optimize_prints_throughput_ratio_and_memory_per_jobs() -> None:
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
     runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert [(r["jobs"], r["workers"], r["trials"]) for r in runs] == [(1, 1, 3), (2, 2, 3)]
+    assert [(r["jobs"], r["trials"]) for r in runs] == [(1, 3), (2, 3)]
+    # workers that ran a trial: with 3 short trials one of two spawned workers may take them all
+    assert [r["workers"] for r in runs][0] == 1 and 1 <= runs[1]["workers"] <= 2
     for r in runs:
         assert r["trials_per_min"] > r["end_to_end_trials_per_min"] > 0
         assert r["trial_over_engine"] > 1 and r["median_trial_s"] > r["median_engine_s"] > 0

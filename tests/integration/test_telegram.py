@@ -203,7 +203,8 @@ async def test_an_unreachable_bot_api_never_raises_and_the_outbox_drops_its_olde
     with pytest.raises(asyncio.CancelledError):
         await task
     assert obs.sent == 0 and obs.failed >= 5
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()  # stdout by default, stderr once configure_logging ran in this process
+    out = captured.out + captured.err
     assert out.count("telegram_send_failed") == 1  # rate-limited
     assert "telegram_poll_failed" in out
     structlog.reset_defaults()

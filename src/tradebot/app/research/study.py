@@ -374,8 +374,10 @@ def open_storage(url: str, *, lean: bool = False) -> RDBStorage:
             )
         except Exception as exc:  # sqlalchemy's errors: bad URL, missing driver, refused connection
             error = exc
-            # Workers starting together on a fresh database race to create the tables: retry.
-            if "duplicate key" not in str(exc) or attempt == 2:
+            # Workers starting together on a fresh database race to create the tables (a unique
+            # violation on the catalogue, or PostgreSQL's DuplicateTable "relation … already exists").
+            raced = "duplicate key" in str(exc) or "already exists" in str(exc)
+            if not raced or attempt == 2:
                 break
             time.sleep(0.5 + attempt)
     shown = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
