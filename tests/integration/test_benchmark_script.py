@@ -63,7 +63,7 @@ def test_bench_optimize_prints_throughput_ratio_and_memory_per_jobs() -> None:
     runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [(r["jobs"], r["trials"]) for r in runs] == [(1, 3), (2, 3)]
     # workers that ran a trial: with 3 short trials one of two spawned workers may take them all
-    assert [r["workers"] for r in runs][0] == 1 and 1 <= runs[1]["workers"] <= 2
+    assert runs[0]["workers"] == 1 and 1 <= runs[1]["workers"] <= 2
     for r in runs:
         assert r["trials_per_min"] > r["end_to_end_trials_per_min"] > 0
         assert r["trial_over_engine"] > 1 and r["median_trial_s"] > r["median_engine_s"] > 0
