@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from tradebot.core.engine import Engine
+from tradebot.core.portfolio.ledger import Ledger
 
 
 def status_fields(
@@ -42,3 +45,20 @@ def status_fields(
         "trading_state": str(engine.trading_state),
         "candles_processed": candles_processed,
     }
+
+
+def pnl_totals(ledger: Ledger, marks: Mapping[str, Decimal]) -> tuple[Decimal, Decimal, Decimal, bool]:
+    """Return the account's PnL over the ledger's symbols, quote currency.
+
+    Returns
+    -------
+    tuple
+        ``(realized, fees, unrealized, complete)``: realized PnL before fees, fees paid, unrealized
+        PnL of the held symbols that have a mark, and whether every held symbol had one.
+    """
+    symbols = ledger.symbols
+    held = [s for s in symbols if ledger.position(s) != 0]
+    realized = sum((ledger.realized(s) for s in symbols), Decimal(0))
+    fees = sum((ledger.fees(s) for s in symbols), Decimal(0))
+    unrealized = sum((ledger.unrealized(s, marks[s]) for s in held if s in marks), Decimal(0))
+    return realized, fees, unrealized, all(s in marks for s in held)

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from tradebot.adapters.store.engine import require_existing
 from tradebot.adapters.store.event_store import SqlEventStore
+from tradebot.app.daemon.status import pnl_totals
 from tradebot.core.domain import OrderStatus, ms_to_datetime
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.errors import DataError
@@ -157,18 +158,15 @@ async def read_status(
     if engine_state:
         ledger = Ledger.restore(engine_state["ledger"])
         positions, marks = _positions(engine_state, ledger)
-        held = [s for s, q in ledger.positions().items() if q != 0]
-        complete = all(s in marks for s in held)
+        realized, fees, unrealized, complete = pnl_totals(ledger, marks)
         risk = engine_state.get("overlay", {}).get("risk", {})
         report.update(
             checkpoint_ms=engine_state.get("counters", {}).get("last_time_ms"),
             equity_quote=_q(ledger.equity(marks)) if complete else None,
             cash_quote=_q(ledger.cash),
-            realized_pnl_quote=_q(sum((ledger.realized(s) for s in ledger.positions()), Decimal(0))),
-            unrealized_pnl_quote=_q(sum((ledger.unrealized(s, marks[s]) for s in held), Decimal(0)))
-            if complete
-            else None,
-            fees_quote=_q(sum((ledger.fees(s) for s in ledger.positions()), Decimal(0))),
+            realized_pnl_quote=_q(realized),
+            unrealized_pnl_quote=_q(unrealized) if complete else None,
+            fees_quote=_q(fees),
             positions=positions,
             streams=dict(engine_state.get("stats", {}).get("state", {})),
             trading_state=risk.get("state"),

@@ -34,6 +34,7 @@ from telegram.error import RetryAfter
 from telegram.request import HTTPXRequest
 
 from tradebot.app.daemon.observers import DaemonControl, DaemonObserver
+from tradebot.app.daemon.status import pnl_totals
 from tradebot.core.domain import (
     FeedStatus,
     Fill,
@@ -299,12 +300,7 @@ class TelegramObserver(DaemonObserver):
             return "Starting: no PnL yet."
         engine = d.c.engine
         ledger, marks = engine.ledger, engine.marks_decimal()
-        realized = sum((ledger.realized(s) for s in engine.symbols), Decimal(0))
-        fees = sum((ledger.fees(s) for s in engine.symbols), Decimal(0))
-        unrealized = sum(
-            (ledger.unrealized(s, marks[s]) for s in engine.symbols if s in marks and ledger.position(s)),
-            Decimal(0),
-        )
+        realized, fees, unrealized, _complete = pnl_totals(ledger, marks)
         quote = engine.config.quote
         lines = [
             f"PnL ({quote}): realized {_num(realized, 2)}, fees {_num(fees, 2)}, "
