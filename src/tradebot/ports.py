@@ -18,6 +18,7 @@ from tradebot.core.domain import (
     Instrument,
     OrderStatus,
     PlaceOrder,
+    Side,
     Symbol,
     Timeframe,
 )
@@ -45,6 +46,8 @@ class OrderReport:
         Executions reported with the answer (may be empty; fetch trades for the rest).
     ts_ms
         Venue time of the report, ms UTC.
+    side
+        Buy or sell, when the answer says (an adopted manual order keeps its true side).
     """
 
     client_order_id: ClientOrderId
@@ -57,6 +60,7 @@ class OrderReport:
     exchange_order_id: str | None = None
     reason: str = ""
     fills: tuple[Fill, ...] = ()
+    side: Side | None = None
 
 
 @runtime_checkable

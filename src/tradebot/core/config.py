@@ -18,6 +18,9 @@ from tradebot.core.portfolio.rebalancer import AllocationConfig
 from tradebot.core.signals.stream import StreamConfig
 from tradebot.errors import ConfigError
 
+#: What a manual trade does to its asset (:attr:`EngineConfig.manual_trades`).
+MANUAL_TRADE_POLICIES = ("respect", "rebalance")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
@@ -42,6 +45,11 @@ class EngineConfig:
         Clock of rebalance checks, equity snapshots, risk checks and period rules (default 1h).
     allocation, planner, management, risk
         Configs of the rebalancer, the planner, the overlay and the risk limits.
+    manual_trades
+        What a trade the bot did not place (a manual order at the venue) or a base-asset deposit /
+        withdrawal does to its asset: ``"respect"`` (default) keeps the new holding as the target until
+        one of the asset's streams changes state; ``"rebalance"`` plans the asset back to its target
+        at the next rebalance. Either way it is adopted into the ledger and recorded.
 
     Raises
     ------
@@ -63,8 +71,13 @@ class EngineConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     management: ManagementConfig = field(default_factory=ManagementConfig.disabled)
     risk: RiskLimits = field(default_factory=RiskLimits)
+    manual_trades: str = "respect"
 
     def __post_init__(self) -> None:
+        if self.manual_trades not in MANUAL_TRADE_POLICIES:
+            raise ValueError(
+                f"manual_trades must be one of {MANUAL_TRADE_POLICIES}, was {self.manual_trades!r}"
+            )
         if not self.assets:
             raise ValueError("assets must name at least one symbol, was {}")
         if not self.streams:

@@ -138,7 +138,7 @@ def test_a_pause_lets_the_stop_exit_sell_blocks_the_re_entry_and_a_resume_buys_a
     [paused] = events(out, ET.RISK_BLOCK)
     assert (paused.event_time_ms, paused.trigger_reason) == (T0 + 2 * HOUR, "/pause by chat 42")
     assert paused.action_taken == "paused: trading state active -> reducing: no entries or increases"
-    assert paused.indicators == {"rule": "pause"}
+    assert paused.indicators == {"rule": "pause", "source": "operator"}
     assert (engine.trading_state, engine.paused) == (TradingState.REDUCING, True)
     assert orders(out) == []
     assert market.control(PAUSE, T0 + 2 * HOUR) == []  # already paused: nothing new

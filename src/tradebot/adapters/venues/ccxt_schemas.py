@@ -140,6 +140,7 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
         exchange_order_id=oid,
         reason="",
         fills=fills,
+        side=side,
     )
 
 

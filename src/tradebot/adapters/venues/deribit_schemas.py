@@ -170,6 +170,7 @@ def deribit_order(raw: Mapping[str, Any], instrument: Instrument, *, inverse: bo
         fills=tuple(
             deribit_trade(t, instrument, inverse=inverse, client_order_id=cid, venue=venue) for t in trades
         ),
+        side=wire_side(raw["direction"], where=where) if "direction" in raw else None,
     )
 
 

@@ -235,6 +235,7 @@ class SimulatedExchange:
             avg_price=state.avg_fill_price if state.filled_qty > 0 else None,
             exchange_order_id=state.exchange_order_id,
             reason=self._reasons.get(cid, ""),
+            side=state.side,
         )
 
     # -- fills ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -57,14 +58,17 @@ def build_run_summary(
     stats = engine.stats
     curve = stats.equity_curve
     span = curve[-1][0] - curve[0][0] if curve else 0
+    # returns, drawdown and ratios are time-weighted: measured net of deposits and withdrawals
     metrics = compute_metrics(
-        equity_curve=curve,
+        equity_curve=stats.flow_adjusted_curve(),
         trades=all_trades,
         fees_paid=stats.fees_quote,
         traded_notional=stats.traded_notional,
         n_orders=n_orders,
         exposure_ms=min(stats.exposure_ms, span),
     )
+    if stats.unit_changes and curve:  # the equity figures stay the account's own
+        metrics = dataclasses.replace(metrics, final_equity=curve[-1][1])
     per_asset: dict[str, Any] = {}
     for sym, ts in group_metrics(all_trades).items():
         row = ts.to_dict()
@@ -111,6 +115,9 @@ def build_run_summary(
         "final_cash": engine.ledger.cash,
         "final_positions": {s: engine.ledger.position(s) for s in engine.symbols},
     }
+    if stats.unit_changes:
+        extras["net_cash_flows"] = stats.net_flows
+        extras["returns"] = "time-weighted, net of deposits and withdrawals"
     if scale_ins:
         extras["scale_in_success_rate"] = _scale_in_success(all_trades, stats.scaled_in_positions)
     extras["buy_and_hold"] = buy_and_hold_summary(engine, entry_prices=entry_prices, entry_ms=entry_ms)

@@ -19,6 +19,8 @@ from tradebot.core.domain.enums import (
     TradingState,
 )
 from tradebot.core.domain.events import (
+    PAUSE_SOURCES,
+    CashFlow,
     FeedStatus,
     OrderUpdate,
     PositionEvent,
@@ -48,10 +50,12 @@ from tradebot.core.domain.orders import Fill, Order, OrderIntent
 
 __all__ = [
     "ONE",
+    "PAUSE_SOURCES",
     "ZERO",
     "Asset",
     "CancelOrder",
     "Candle",
+    "CashFlow",
     "ClientOrderId",
     "EquitySnapshot",
     "ExchangeOrderId",

@@ -155,3 +155,8 @@ class PositionEventType(StrEnum):
     MARKET_DATA_SUSPECT = "market_data_suspect"
     #: A fill whose price is far from the reference price its order was sized on.
     FILL_FAR_FROM_REFERENCE = "fill_far_from_reference"
+    #: A deposit or withdrawal found by reconciliation: moves equity, never counted as PnL.
+    CASH_FLOW = "cash_flow"
+    #: A fill of an order the bot did not place (a manual trade at the venue), adopted into the
+    #: ledger with its true side; the asset is then left alone or rebalanced (``manual_trades``).
+    MANUAL_TRADE = "manual_trade"

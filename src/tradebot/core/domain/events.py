@@ -2,7 +2,8 @@
 
 Input events: :class:`~tradebot.core.domain.market.Candle` (a closed base candle),
 :class:`~tradebot.core.domain.orders.Fill`, :class:`OrderUpdate`, :class:`FeedStatus` and
-:class:`TradingControl` (an operator's pause or resume).
+:class:`TradingControl` (an operator's or the venue watchdog's pause or resume) and :class:`CashFlow`
+(a deposit or withdrawal).
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class TradingControl:
         Who asked and how, for the record (``"telegram /pause by chat 42"``).
     ts_ms
         When it was asked, ms UTC (the runtime's clock).
+    source
+        Whose pause it is: ``"operator"`` (default; Telegram, the CLI) or ``"venue"`` (the daemon's
+        venue watchdog after failed rounds). Each source's pause is its own flag: a resume lifts only
+        the pause of its own source, and new entries stay paused while any source pauses them.
 
     Raises
     ------
@@ -85,10 +90,66 @@ class TradingControl:
     state: TradingState
     reason: str
     ts_ms: int
+    source: str = "operator"
 
     def __post_init__(self) -> None:
         if self.state not in (TradingState.ACTIVE, TradingState.REDUCING):
             raise ValueError(f"a trading control pauses (reducing) or resumes (active), was {self.state!r}")
+        if self.source not in PAUSE_SOURCES:
+            raise ValueError(
+                f"a trading control's source must be one of {PAUSE_SOURCES}, was {self.source!r}"
+            )
+
+
+#: Who may pause new entries (:class:`TradingControl`).
+PAUSE_SOURCES = ("operator", "venue")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CashFlow:
+    """A deposit (``amount > 0``) or withdrawal (``< 0``) of one asset, found at the venue.
+
+    It moves cash (quote asset) or a position (base asset) and the equity, never the PnL: returns
+    and the daily-loss limit are measured net of it (time-weighted, like a fund's).
+
+    Attributes
+    ----------
+    flow_id
+        Deterministic id (the ledger applies each once), e.g. ``"flow:<run>:<asset>:<ms>"``.
+    asset
+        Asset code (``"USDT"``, ``"BTC"``).
+    symbol
+        The traded symbol of a base asset (``"BTC/USDT"``), ``None`` for the quote asset.
+    amount
+        Signed change, units of ``asset``.
+    price
+        Quote value of one unit at the time (the mark of a base asset, 1 for the quote asset).
+    ts_ms
+        When it was found, ms UTC.
+    reason
+        How it was found, for the record (the reconciliation's comparison line).
+    """
+
+    flow_id: str
+    asset: str
+    symbol: Symbol | None
+    amount: Decimal
+    price: Decimal
+    ts_ms: int
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.amount.is_finite() or self.amount == 0:
+            raise ValueError(
+                f"cash flow {self.flow_id}: amount must be finite and non-zero, was {self.amount!r}"
+            )
+        if not self.price.is_finite() or not self.price > 0:
+            raise ValueError(f"cash flow {self.flow_id}: price must be finite and > 0, was {self.price!r}")
+
+    @property
+    def value(self) -> Decimal:
+        """Signed quote-currency value ``amount × price``."""
+        return self.amount * self.price
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

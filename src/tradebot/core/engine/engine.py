@@ -37,6 +37,7 @@ from typing import Any
 from tradebot.core.config import EngineConfig
 from tradebot.core.domain import (
     Candle,
+    CashFlow,
     ClientOrderId,
     FeedStatus,
     Fill,
@@ -138,7 +139,7 @@ class Engine:
         ----------
         event
             A closed base :class:`Candle`, a :class:`Fill`, an :class:`OrderUpdate`, a
-            :class:`FeedStatus` or a :class:`TradingControl`.
+            :class:`FeedStatus`, a :class:`TradingControl` or a :class:`CashFlow`.
 
         Returns
         -------
@@ -161,6 +162,8 @@ class Engine:
             return self.on_feed_status(event)
         if isinstance(event, TradingControl):
             return self.on_trading_control(event)
+        if isinstance(event, CashFlow):
+            return self.on_cash_flow(event)
         raise TypeError(f"engine cannot handle event of type {type(event).__name__}: {event!r}")
 
     def warm_up(self, candles: Iterable[Candle]) -> list[StreamSignal]:
@@ -283,7 +286,13 @@ class Engine:
         return out
 
     def on_fill(self, fill: Fill) -> list[Output]:
-        """Apply one execution: order state, ledger (exactly once), trade lifecycle, overlay state."""
+        """Apply one execution: order state, ledger (exactly once), trade lifecycle, overlay state.
+
+        A fill of an order the engine did not place (a manual trade at the venue: no such order and
+        no client order id of this run) is adopted with its true side and recorded as a
+        ``MANUAL_TRADE`` position event; its asset is then left alone or rebalanced
+        (:attr:`EngineConfig.manual_trades`).
+        """
         order = self.orders.get(ClientOrderId(fill.client_order_id))
         out: list[Output] = []
         if order is not None:
@@ -299,10 +308,93 @@ class Engine:
             out.append(self.records.order_record(order, fill.ts_ms))
         sym = fill.symbol
         self.stats.on_fill(fill)
+        if order is None and not fill.client_order_id.startswith(f"{self.config.run_id}-"):
+            action = self._external_change(sym, f"manual {fill.side} {fill.qty} @ {fill.price}")
+            out.append(
+                self.records.event(
+                    PositionEventType.MANUAL_TRADE,
+                    sym,
+                    fill.ts_ms,
+                    f"fill {fill.trade_id} of order {fill.client_order_id!r} not placed by the bot: "
+                    f"{fill.side} {fill.qty} @ {fill.price}",
+                    f"adopted into the ledger; {action}",
+                    price=fill.price,
+                    size_before=result.position_before,
+                    size_after=result.position_after,
+                    client_order_ids=(fill.client_order_id,),
+                    indicators={
+                        "side": str(fill.side),
+                        "qty": str(fill.qty),
+                        "policy": self.config.manual_trades,
+                    },
+                )
+            )
         out.extend(self._on_position_change(sym, fill, result))
         if order is not None and order.status.is_terminal:
             out.extend(self._planning.order_done(order, fill.ts_ms))
         return out
+
+    def on_cash_flow(self, flow: CashFlow) -> list[Output]:
+        """Apply a deposit or withdrawal once: equity moves, PnL does not.
+
+        The ledger books it (:meth:`Ledger.apply_cash_flow`), the daily-loss rule's start-of-day
+        equity and the time-weighted return's units move by its value, a ``CASH_FLOW`` position event
+        records it, and the next clock tick plans with the new equity (a deposit gets invested, a
+        withdrawal is taken out of the targets). A base-asset flow changes its position like a
+        manual trade (:attr:`EngineConfig.manual_trades` applies).
+
+        Raises
+        ------
+        ValueError
+            If the flow's asset is not the quote or a traded base asset, or a withdrawal exceeds
+            what the ledger holds.
+        """
+        if self.ledger.has_flow(flow.flow_id):
+            return []
+        marks = self.marks_decimal()
+        held = {s: q for s, q in self.ledger.positions().items() if q}
+        equity_before = self.ledger.equity(marks) if all(s in marks for s in held) else self.ledger.cash
+        sym = Symbol(flow.symbol) if flow.symbol is not None else self.symbols[0]
+        if flow.symbol is not None:
+            flush_extremes(self._sym[sym], self.ledger)
+        result = self.ledger.apply_cash_flow(flow)
+        self.overlay.risk.on_cash_flow(flow.value)
+        self.stats.on_cash_flow(flow.ts_ms, flow.value, equity_before)
+        self._planning.dirty = True
+        kind = "deposit" if flow.amount > 0 else "withdrawal"
+        action = "equity moved, not PnL; targets re-planned at the next rebalance"
+        if result is not None:
+            action = f"position moved, not PnL; {self._external_change(sym, f'{kind} of {flow.asset}')}"
+        out: list[Output] = [
+            self.records.event(
+                PositionEventType.CASH_FLOW,
+                sym,
+                flow.ts_ms,
+                f"{kind} of {abs(flow.amount)} {flow.asset}: {flow.reason}"[:500],
+                action,
+                price=flow.price,
+                size_before=result.position_before if result is not None else None,
+                size_after=result.position_after if result is not None else None,
+                indicators={
+                    "asset": flow.asset,
+                    "amount": str(flow.amount),
+                    "value_quote": str(flow.value),
+                    "equity_before": str(equity_before),
+                    "net_flows": str(self.ledger.net_flows),
+                },
+            )
+        ]
+        if result is not None:
+            out.extend(self._on_position_change(sym, result.fill, result))
+        return out
+
+    def _external_change(self, sym: Symbol, what: str) -> str:
+        # The manual-trade policy for sym after a change the bot did not make; returns the action text.
+        self._planning.dirty = True
+        if self.config.manual_trades == "respect":
+            self._planning.respected[sym] = what
+            return f"{sym} left at its new holding until its streams change (manual_trades=respect)"
+        return f"{sym} re-planned to its target at the next rebalance (manual_trades=rebalance)"
 
     def on_order_update(self, update: OrderUpdate) -> list[Output]:
         """Apply a venue status report (accepted, rejected, canceled, expired)."""
@@ -346,7 +438,10 @@ class Engine:
         ``RISK_BLOCK`` / ``TRADING_RESUMED`` position event and the next clock tick plans again.
         """
         events = self.overlay.risk.set_paused(
-            control.state is TradingState.REDUCING, time_ms=control.ts_ms, reason=control.reason
+            control.state is TradingState.REDUCING,
+            time_ms=control.ts_ms,
+            reason=control.reason,
+            source=control.source,
         )
         if not events:
             return []
@@ -386,6 +481,7 @@ class Engine:
                 self.stats.on_flip(sig)
                 out.append(sig)
         if changed:
+            self._planning.respected.pop(sym, None)  # a manual change is respected until now
             self.stats.mark_streams_changed(Symbol(sym))
             out.extend(self._planning.on_actions(Symbol(sym), self.overlay.on_streams(sym, self.book)))
         return out
@@ -486,5 +582,10 @@ class Engine:
 
     @property
     def paused(self) -> bool:
-        """True while an operator's pause (:class:`TradingControl`) is in force."""
+        """True while a pause (:class:`TradingControl`, any source) is in force."""
         return self.overlay.risk.paused
+
+    @property
+    def pauses(self) -> tuple[str, ...]:
+        """Sources whose pause is in force (``"operator"``, ``"venue"``), sorted."""
+        return self.overlay.risk.pauses

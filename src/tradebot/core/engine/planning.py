@@ -19,6 +19,7 @@ from tradebot.core.domain import (
     Instrument,
     Order,
     PositionEventType,
+    TradingState,
 )
 from tradebot.core.engine.overlay import Overlay
 from tradebot.core.engine.records import Output, RecordBuilder, relabel_plan
@@ -64,6 +65,10 @@ class Planning:
         Symbols an urgent overlay decision makes trade at the next opportunity, inside the band too.
     orders, in_flight
         Orders by client order id, and the ids of those not yet terminal.
+    respected
+        Symbols a manual trade or a base-asset deposit/withdrawal left alone (``manual_trades =
+        "respect"``), with the reason: their holdings are the target until one of their streams
+        changes state. An urgent overlay exit and a daily-loss close-all still trade them.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class Planning:
         self.weights: dict[str, float] | None = None
         self.blackout = False
         self.stale: set[str] = set()
+        self.respected: dict[str, str] = {}
         self.intent_seq = 1
 
     # ------------------------------------------------------------------ triggers
@@ -209,6 +215,14 @@ class Planning:
             frozenset(st.symbol for st in self._states if st.open),
         )
         out: list[Output] = self.on_risk_events(risk_events, t)
+        if self.respected:
+            close_all = (
+                self.overlay.trading_state is TradingState.HALTED and not self.overlay.risk.blocks_only
+            )
+            targets = dict(targets)
+            for sym in self.respected:
+                if not close_all and sym not in self.force:
+                    targets[sym] = holdings[sym] * marks[sym]
         force = frozenset(self.force)
         self.force.clear()
         reasons, self.force_reason = self.force_reason, {}
@@ -303,6 +317,7 @@ class Planning:
             "stale": sorted(self.stale),
             "weights": self.weights,
             "due_ms": self.due_ms,
+            "respected": dict(sorted(self.respected.items())),
         }
 
     def orders_state(self) -> dict[str, Any]:
@@ -322,3 +337,4 @@ class Planning:
         self.stale = set(counters["stale"])
         self.weights = counters["weights"]
         self.due_ms = counters["due_ms"]
+        self.respected = dict(counters.get("respected", {}))

@@ -19,6 +19,12 @@ class EngineStats:
     All money in quote currency (``Decimal``); times in ms UTC. ``equity_curve`` holds the equity
     samples and ``mark_curve``, parallel to it, the marks each sample was valued at (``{symbol: price}``,
     quote currency; the buy-and-hold benchmark of the reports is marked with them).
+
+    Deposits and withdrawals (:meth:`on_cash_flow`) are accounted like a fund's subscriptions: the
+    portfolio holds ``units`` (1 at the start), a flow of value F at equity E buys or redeems
+    ``F / (E / units)`` of them, and :meth:`flow_adjusted_curve` (equity per unit, scaled to the
+    first sample) is the time-weighted curve the returns are measured on (GIPS time-weighted return
+    with revaluation at each flow).
     """
 
     def __init__(self, symbols: Iterable[str], streams: Iterable[str]) -> None:
@@ -40,6 +46,36 @@ class EngineStats:
         self._last_exposed = False
         self._changed: set[str] = set()
         self.scaled_in_positions: set[str] = set()
+        #: ``(time_ms, units)`` from which each unit count holds (the first: ``(t, 1)`` at the first flow).
+        self.unit_changes: list[tuple[int, Decimal]] = []
+        self.net_flows = ZERO
+
+    def on_cash_flow(self, t: int, value: Decimal, equity_before: Decimal) -> None:
+        """Account a deposit (``value > 0``) or withdrawal at ``t`` (ms UTC) made when equity was
+        ``equity_before`` (quote currency, > 0; a flow into an empty portfolio restarts the units)."""
+        units = self.unit_changes[-1][1] if self.unit_changes else Decimal(1)
+        if equity_before > 0:
+            units += value / (equity_before / units)
+        else:
+            units = Decimal(1)
+        if units <= 0:
+            units = Decimal("1e-18")  # everything withdrawn: later equity is a new portfolio's
+        self.unit_changes.append((t, units))
+        self.net_flows += value
+
+    def flow_adjusted_curve(self) -> list[tuple[int, Decimal]]:
+        """The equity curve net of cash flows: ``equity / units`` per sample, equal to ``equity_curve``
+        while no flow happened. A sample at a flow's time is valued before the flow."""
+        if not self.unit_changes:
+            return self.equity_curve
+        out: list[tuple[int, Decimal]] = []
+        changes, i, units = self.unit_changes, 0, Decimal(1)
+        for t, equity in self.equity_curve:
+            while i < len(changes) and changes[i][0] < t:
+                units = changes[i][1]
+                i += 1
+            out.append((t, equity / units))
+        return out
 
     def on_fill(self, fill: Fill) -> None:
         """Count one applied fill."""
@@ -134,6 +170,8 @@ class EngineStats:
             "last_equity_ms": self._last_equity_ms,
             "last_exposed": self._last_exposed,
             "scaled_in_positions": sorted(self.scaled_in_positions),
+            "unit_changes": [[t, str(u)] for t, u in self.unit_changes],
+            "net_flows": str(self.net_flows),
         }
 
     def restore(self, s: dict[str, Any]) -> None:
@@ -162,3 +200,5 @@ class EngineStats:
         self._last_equity_ms = s["last_equity_ms"]
         self._last_exposed = s["last_exposed"]
         self.scaled_in_positions = set(s["scaled_in_positions"])
+        self.unit_changes = [(int(t), Decimal(u)) for t, u in s.get("unit_changes", ())]
+        self.net_flows = Decimal(s.get("net_flows", "0"))

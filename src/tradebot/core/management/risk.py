@@ -15,9 +15,14 @@ A daily-loss halt with ``RiskLimits.daily_loss_action = "block_entries"`` instea
 entries and increases: targets are clipped to the holdings, as in REDUCING.
 REDUCING: targets may only go down (no increase above the current holding).
 
-An operator's pause (:meth:`RiskManager.set_paused`, Telegram ``/pause``) is REDUCING: no entries or
-increases, while exits, stops and reductions go on. Its resume lifts only that pause, never a
-daily-loss halt; a pause given during a halt takes over when the halt ends at the next UTC day.
+A pause (:meth:`RiskManager.set_paused`: the operator's Telegram ``/pause``, or the daemon's venue
+watchdog) is REDUCING: no entries or increases, while exits, stops and reductions go on. Each source
+(``"operator"``, ``"venue"``) holds its own flag: a resume lifts only its own source's pause, the
+state returns to ACTIVE when no source pauses, and never from a daily-loss halt; a pause given
+during a halt takes over when the halt ends at the next UTC day.
+
+Deposits and withdrawals (:meth:`RiskManager.on_cash_flow`) move the start-of-day equity by their
+value, so the daily-loss rule measures the day's result net of them.
 """
 
 from __future__ import annotations
@@ -62,12 +67,21 @@ class RiskManager:
         self._halt_reason = ""
         self._day: int | None = None
         self._start_equity: Decimal | None = None
-        self._paused = False
+        self._pauses: set[str] = set()
+
+    @property
+    def _paused(self) -> bool:
+        return bool(self._pauses)
 
     @property
     def paused(self) -> bool:
-        """True while an operator's pause (:meth:`set_paused`) is in force."""
-        return self._paused
+        """True while a pause (:meth:`set_paused`, any source) is in force."""
+        return bool(self._pauses)
+
+    @property
+    def pauses(self) -> tuple[str, ...]:
+        """The sources whose pause is in force (sorted; empty when none)."""
+        return tuple(sorted(self._pauses))
 
     @property
     def trading_state(self) -> TradingState:
@@ -124,31 +138,43 @@ class RiskManager:
             )
         ]
 
-    def set_paused(self, paused: bool, *, time_ms: int, reason: str) -> list[RiskEvent]:
-        """Pause new entries and increases (``paused=True``) or lift that pause (``False``).
+    def set_paused(
+        self, paused: bool, *, time_ms: int, reason: str, source: str = "operator"
+    ) -> list[RiskEvent]:
+        """Pause new entries and increases (``paused=True``) or lift ``source``'s pause (``False``).
 
         A pause turns ACTIVE into REDUCING; a state already more restrictive (a daily-loss or manual
         halt, another REDUCING) is kept, and the pause then applies when that state ends. A resume
-        returns to ACTIVE only from the pause's own REDUCING: it never lifts a halt. Returns one
-        ``RISK_BLOCK`` (pause, or a resume that leaves a halt in force) or ``TRADING_RESUMED`` event,
-        or nothing when the pause already was as asked.
+        lifts only ``source``'s own pause and returns to ACTIVE only from the pauses' own REDUCING
+        once no other source pauses: it never lifts a halt, nor the operator's pause on the venue's
+        behalf. Returns one ``RISK_BLOCK`` (pause, or a resume that leaves a halt or another pause
+        in force) or ``TRADING_RESUMED`` event, or nothing when ``source``'s pause already was as asked.
         """
-        if paused == self._paused:
+        if paused == (source in self._pauses):
             return []
-        self._paused = paused
+        if paused:
+            self._pauses.add(source)
+        else:
+            self._pauses.discard(source)
         before = self._state
         if paused and before is TradingState.ACTIVE:
             self._state, self._halt_reason = TradingState.REDUCING, "paused"
-        elif not paused and before is TradingState.REDUCING and self._halt_reason == "paused":
+        elif not self._paused and before is TradingState.REDUCING and self._halt_reason == "paused":
             self._state, self._halt_reason = TradingState.ACTIVE, ""
         change = f"trading state {before.value} -> {self._state.value}"
+        who = "" if source == "operator" else f" ({source})"
         if paused:
-            kind, action = PositionEventType.RISK_BLOCK, f"paused: {change}: no entries or increases"
+            kind, action = PositionEventType.RISK_BLOCK, f"paused{who}: {change}: no entries or increases"
         elif self._state is TradingState.ACTIVE:
-            kind, action = PositionEventType.TRADING_RESUMED, f"pause lifted: {change}"
+            kind, action = PositionEventType.TRADING_RESUMED, f"pause lifted{who}: {change}"
         else:
             kind = PositionEventType.RISK_BLOCK
-            action = f"pause lifted: {change} kept ({self._halt_reason or self._state.value})"
+            kept = (
+                f"paused by {', '.join(self.pauses)}"
+                if self._paused and self._halt_reason == "paused"
+                else self._halt_reason or self._state.value
+            )
+            action = f"pause lifted{who}: {change} kept ({kept})"
         return [
             RiskEvent(
                 event_type=kind,
@@ -156,9 +182,15 @@ class RiskManager:
                 symbol=None,
                 trigger_reason=reason,
                 action_taken=action,
-                indicators={"rule": "pause" if paused else "resume"},
+                indicators={"rule": "pause" if paused else "resume", "source": source},
             )
         ]
+
+    def on_cash_flow(self, value: Decimal) -> None:
+        """Move the start-of-day equity by a deposit's (``value > 0``) or withdrawal's quote value, so
+        the daily-loss rule compares the day's equity net of it."""
+        if self._start_equity is not None:
+            self._start_equity += value
 
     def on_equity(self, time_ms: int, equity: float | Decimal) -> list[RiskEvent]:
         """Apply the daily-loss rule to an equity observation (quote currency, ms UTC).
@@ -322,6 +354,7 @@ class RiskManager:
             "day": self._day,
             "start_equity": None if self._start_equity is None else str(self._start_equity),
             "paused": self._paused,
+            "pauses": sorted(self._pauses),
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -339,7 +372,10 @@ class RiskManager:
             self._day = None if data["day"] is None else int(data["day"])
             se = data["start_equity"]
             self._start_equity = None if se is None else to_decimal(se, field="start_equity")
-            self._paused = bool(data.get("paused", False))
+            pauses = data.get("pauses")
+            if pauses is None:  # a snapshot from before pause sources: the operator's pause
+                pauses = ["operator"] if data.get("paused", False) else []
+            self._pauses = {str(p) for p in pauses}
         except KeyError as e:
             raise ValueError(f"risk state misses field {e.args[0]!r}") from None
 

@@ -9,10 +9,13 @@ Accounting per asset (average cost, sign-aware, long → flat → short supporte
 * ``cash −= side × qty × price + fee_quote`` for every fill;
 * realized PnL on the reducing part: ``(price − avg_entry) × qty`` (``(avg − price) × qty`` short);
 * unrealized ``(mark − avg_entry) × qty``; net profit = realized − fees;
-* ``equity(marks) = cash + Σ qty × mark``.
+* ``equity(marks) = cash + Σ qty × mark``;
+* a deposit or withdrawal (:meth:`Ledger.apply_cash_flow`) moves cash (quote asset) or the position
+  (base asset, at the flow's price, like a fee-free fill with no cash leg) and ``net_flows`` by its
+  quote value: equity moves, PnL does not.
 
 Exact invariants (no rounding tolerance), with ``cost_basis = avg_entry × qty`` (signed):
-``realized − fees − cost_basis == cash − initial_cash`` summed over the assets, i.e. realized PnL
+``realized − fees − cost_basis == cash − initial_cash − net_flows`` summed over the assets, i.e. realized PnL
 plus the cost of the open position (``−cost_basis`` of cash still tied up) equals the net cash flow
 minus fees; ``Σ stream units == asset qty``; ``Σ stream total PnL == asset total PnL`` at any mark.
 
@@ -49,7 +52,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
 
-from tradebot.core.domain import ZERO, Fill, TradeRecord
+from tradebot.core.domain import ZERO, CashFlow, ClientOrderId, Fill, Side, Symbol, TradeId, TradeRecord
 from tradebot.core.portfolio.attribution import UNASSIGNED_SUFFIX, AssetBooks
 from tradebot.core.portfolio.book import LEDGER_CONTEXT, QUANTUM, PositionBook
 from tradebot.core.portfolio.trades import TradeTracker
@@ -178,6 +181,8 @@ class Ledger:
                 self._stream_symbol[sid] = symbol
             self._assets[symbol] = state
         self._seen: set[tuple[str, str, str]] = set()
+        self._flows = ZERO
+        self._flow_ids: set[str] = set()
         self.trades = TradeTracker(run_id)
 
     # ----------------------------------------------------------------- queries
@@ -185,6 +190,20 @@ class Ledger:
     def cash(self) -> Decimal:
         """Quote-currency balance."""
         return self._cash
+
+    @property
+    def net_flows(self) -> Decimal:
+        """Net deposits minus withdrawals so far, quote currency (each at its price when applied)."""
+        return self._flows
+
+    @property
+    def flow_count(self) -> int:
+        """Cash flows applied so far."""
+        return len(self._flow_ids)
+
+    def has_flow(self, flow_id: str) -> bool:
+        """True when the cash flow ``flow_id`` was applied already."""
+        return flow_id in self._flow_ids
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -357,6 +376,59 @@ class Ledger:
             closed=closed,
         )
 
+    def apply_cash_flow(self, flow: CashFlow) -> ApplyResult | None:
+        """Apply a deposit or withdrawal once (by ``flow.flow_id``); it moves equity, not PnL.
+
+        The quote asset moves cash by ``amount``. A base asset moves the position of ``flow.symbol``
+        by ``amount`` at ``flow.price`` exactly like a fee-free fill without its cash leg: a deposit
+        enters at that price (it goes to the asset's bucket stream, crossed or sold by the next
+        rebalance), a withdrawal leaves the streams pro rata and realizes ``(price − avg_entry) ×
+        qty`` like a sale (the gain or loss the bot held it for). ``net_flows`` moves by the flow's
+        quote value, which keeps ``realized − fees − cost_basis == cash − initial_cash − net_flows``.
+
+        Returns
+        -------
+        ApplyResult | None
+            For a base-asset flow, the position change (its ``fill`` is synthetic, trade id
+            ``flow_id``: never a venue fill); ``None`` for a quote flow or a flow applied before.
+
+        Raises
+        ------
+        ValueError
+            If the asset is neither the quote nor a traded base asset, ``symbol`` does not match
+            it, or a withdrawal exceeds the position or the cash.
+        """
+        if flow.flow_id in self._flow_ids:
+            return None
+        result = None
+        with localcontext(LEDGER_CONTEXT):
+            if flow.asset == self.quote:
+                if self._cash + flow.amount < 0:
+                    raise ValueError(
+                        f"cash flow {flow.flow_id}: withdrawal {flow.amount} exceeds cash {self._cash}"
+                    )
+                self._cash += flow.amount
+            else:
+                symbol = flow.symbol
+                if symbol is None or symbol not in self._assets or self._assets[symbol].asset != flow.asset:
+                    raise ValueError(
+                        f"cash flow {flow.flow_id}: asset {flow.asset!r} is not traded as {symbol!r}"
+                    )
+                held = self._assets[symbol].book.qty
+                if flow.amount < 0 and -flow.amount > held:
+                    raise ValueError(
+                        f"cash flow {flow.flow_id}: withdrawal {flow.amount} exceeds the position {held}"
+                    )
+                side = Side.BUY if flow.amount > 0 else Side.SELL
+                fill = Fill(venue="external", symbol=Symbol(symbol), trade_id=TradeId(flow.flow_id),
+                            client_order_id=ClientOrderId(flow.flow_id), side=side, qty=abs(flow.amount),
+                            price=flow.price, fee_quote=ZERO, ts_ms=flow.ts_ms)  # fmt: skip
+                result = self.apply(fill)
+                self._cash += flow.amount * flow.price  # no cash leg: undo the fill's
+            self._flows += flow.amount * flow.price
+        self._flow_ids.add(flow.flow_id)
+        return result
+
     def on_bar(self, symbol: str, high: float, low: float) -> None:
         """Feed a base candle's high/low to the open lifecycle of ``symbol`` (MAE/MFE); cheap."""
         self.trades.on_bar(symbol, high, low)
@@ -386,6 +458,8 @@ class Ledger:
             "assets": {symbol: state.to_dict() for symbol, state in self._assets.items()},
             "seen": sorted([list(k) for k in self._seen]),
             "trades": self.trades.snapshot(),
+            "net_flows": str(self._flows),
+            "flow_ids": sorted(self._flow_ids),
         }
 
     @classmethod
@@ -412,6 +486,8 @@ class Ledger:
         for symbol, saved in assets.items():
             ledger._assets[symbol].load(saved)
         ledger._seen = {(v, s, t) for v, s, t in data["seen"]}
+        ledger._flows = Decimal(data.get("net_flows", "0"))  # older snapshots had no cash flows
+        ledger._flow_ids = set(data.get("flow_ids", ()))
         ledger.trades = TradeTracker.restore(data["run_id"], data["trades"])
         return ledger
 
