@@ -117,9 +117,11 @@ async def test_testnet_daemon_trades_against_the_simulator(tmp_path: Path) -> No
 
 @pytest.mark.timeout(90)
 async def test_testnet_daemon_refuses_to_trade_when_the_account_does_not_match(tmp_path: Path) -> None:
-    """A balance the ledger cannot explain (here: 0.5 BTC appearing at the venue while the daemon was
-    down) makes the start-up reconciliation refuse: exit code 2 with the message naming the asset and
-    amounts, a ``reconcile_mismatch`` position event, and no order sent."""
+    """With ``TRADEBOT_DAEMON__BALANCE_CHANGES=refuse``, a balance the ledger cannot explain (here: 0.5
+    BTC appearing at the venue while the daemon was down) makes the start-up reconciliation refuse:
+    exit code 2 with the message naming the asset and amounts and how to accept it, a
+    ``reconcile_mismatch`` position event, and no order sent. (By default it is a deposit:
+    ``test_daemon_external_activity.py``.)"""
     config = SimConfig(data_dir=FIXTURE, start_ms=1679529600000 + 3600_000, minute_wall_s=0.02)
     async with ExchangeSim(config) as sim:
         sim.binance_private.credentials[KEY] = SECRET
@@ -133,6 +135,7 @@ async def test_testnet_daemon_refuses_to_trade_when_the_account_does_not_match(t
             "TRADEBOT_EXCHANGE__BINANCE__REST_URL": sim.binance_rest_url,
             "TRADEBOT_FEEDS__BINANCE__MAX_LAG_MS": str(10**13),
             "TRADEBOT_STREAMS": '[{"timeframe": "1h", "fast": 2, "slow": 3, "atr_period": 2}]',
+            "TRADEBOT_DAEMON__BALANCE_CHANGES": "refuse",
         }
         code, _ = await _run(env, tmp_path, stop_when="order_filled", count=1)
         assert code == 0
@@ -145,6 +148,7 @@ async def test_testnet_daemon_refuses_to_trade_when_the_account_does_not_match(t
     text = "".join(raw)
     assert code == 2, text[-3000:]
     assert "refusing to trade" in text and "BTC: ledger" in text and "difference 0.5" in text, text[-3000:]
+    assert "TRADEBOT_DAEMON__BALANCE_CHANGES=cash_flow" in text
     assert '"event": "trading_started"' not in text
     async with SqlEventStore(env["TRADEBOT_DATABASE_URL"]) as store:
         kinds = [e.event_type for e in await store.position_events("testnet-binance")]

@@ -28,6 +28,7 @@ from tradebot.core.domain import (
     PositionEventType,
     Side,
     Symbol,
+    TradeId,
 )
 from tradebot.core.portfolio.ledger import Ledger
 from tradebot.exchange_sim import ExchangeSim, SimConfig
@@ -54,13 +55,14 @@ class Rig:
     executor: OrderExecutor
     ledger: Ledger
 
-    async def reconcile(self, *, startup: bool = True, applied: list[Fill] | None = None):  # type: ignore[no-untyped-def]
+    async def reconcile(self, *, startup: bool = True, applied: list[Fill] | None = None,  # type: ignore[no-untyped-def]
+                        balance_changes: str = "cash_flow"):  # fmt: skip
         report = await reconcile(
             self.executor, db_orders=await self.store.orders(RUN),
             applied=await self.store.fills(RUN) if applied is None else applied,
             ledger_positions=self.ledger.positions(), ledger_cash=self.ledger.cash, quote="USDT",
             since_ms=START_MS, now_ms=self.sim.market.now_ms, events=SequencedEvents(RUN, 1_000_001),
-            config=ReconcileConfig(resolve_timeout_s=3.0), startup=startup,
+            config=ReconcileConfig(resolve_timeout_s=3.0, balance_changes=balance_changes), startup=startup,
         )  # fmt: skip
         for ev in report.events:
             if isinstance(ev, Fill):
@@ -158,9 +160,9 @@ async def test_missing_fills_are_applied_once_as_an_adjustment(rig: Rig) -> None
     assert (again.ok, again.events, again.position_events) == (True, [], [])
 
 
-async def test_unexplained_balance_difference_refuses_trading(rig: Rig) -> None:
+async def test_unexplained_balance_difference_refuses_new_entries_when_so_configured(rig: Rig) -> None:
     rig.sim.binance_orders.free["BTC"] = D("0.5")  # a deposit or a manual trade the bot cannot explain
-    report = await rig.reconcile()
+    report = await rig.reconcile(balance_changes="refuse")
     assert not report.ok
     assert report.message == (
         "refusing to trade: BTC: ledger 0 + missing fills 0 vs venue 0.50000000 (difference 0.50000000, dust 0.00001)"
@@ -171,14 +173,35 @@ async def test_unexplained_balance_difference_refuses_trading(rig: Rig) -> None:
         BTC,
         D(0),
     )
+    assert "exits and reductions go on" in event.action_taken
     # not written here: the daemon stores them with the checkpoint of the sequence that numbered them
     assert await rig.store.position_events(RUN) == []
 
 
-async def test_periodic_run_is_skipped_while_orders_are_in_flight(rig: Rig) -> None:
-    rig.sim.binance_orders.place(symbol="BTCUSDT", side="BUY", type="LIMIT", qty=D("0.01"), price=D("20000.00"),
+async def test_unexplained_balance_differences_are_cash_flows_by_default(rig: Rig) -> None:
+    rig.sim.binance_orders.free["BTC"] = D("0.5")  # a BTC deposit
+    rig.sim.binance_orders.free["USDT"] -= D("250")  # a USDT withdrawal
+    report = await rig.reconcile()
+    assert (report.ok, report.position_events) == (True, [])  # the engine records them as cash_flow
+    assert [(c.asset, c.gap - c.missing_fills) for c in report.flows] == [
+        ("BTC", D("0.5")),
+        ("USDT", D("-250")),
+    ]
+
+
+async def test_periodic_run_goes_on_with_a_manual_order_resting_and_adopts_its_true_side(rig: Rig) -> None:
+    # before, any open order switched periodic reconciliation off, and an adopted SELL was stored as a buy
+    rig.sim.binance_orders.free["BTC"] = D("0.02")
+    rig.ledger.apply(Fill(venue="binance", symbol=BTC, trade_id=TradeId("dep"), client_order_id=ClientOrderId("dep"),
+                          side=Side.BUY, qty=D("0.02"), price=D(1), fee_quote=D(0), ts_ms=START_MS))  # fmt: skip
+    rig.ledger._cash = rig.sim.binance_orders.free["USDT"]
+    rig.sim.binance_orders.place(symbol="BTCUSDT", side="SELL", type="LIMIT", qty=D("0.01"), price=D("90000.00"),
                                  client_order_id="manual-2")  # fmt: skip
-    await rig.reconcile()
-    rig.sim.binance_orders.free["BTC"] = D("1")
+    first = await rig.reconcile(startup=False)
+    assert first.adopted == ["manual-2"] and first.ok, first.message
+    rows = {r.client_order_id: r for r in await rig.store.orders(RUN)}
+    assert rows["manual-2"].side is Side.SELL
+    rig.sim.binance_orders.free["USDT"] -= D("100")  # a withdrawal while the manual order rests
     report = await rig.reconcile(startup=False)
-    assert (report.ok, report.message) == (True, "skipped: 1 order(s) in flight")
+    assert report.ok and rig.executor.open_orders() == 1
+    assert [(c.asset, c.gap - c.missing_fills) for c in report.flows] == [("USDT", D("-100"))]

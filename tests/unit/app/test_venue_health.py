@@ -26,7 +26,7 @@ def test_failed_rounds_back_off_doubling_then_pause_once_and_resume_on_success()
     skew = VenueUnavailable("binance: HTTP 400 -1021 Timestamp outside of the recvWindow")
     waits, controls = [], []
     for _ in range(5):
-        controls.append(h.failed("reconcile", skew, gate_pause_s=0.0, engine_paused=False, ts_ms=7))
+        controls.append(h.failed("reconcile", skew, gate_pause_s=0.0, ts_ms=7))
         waits.append(h.wait_s())
     assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
     pause = controls[2]
@@ -43,18 +43,19 @@ def test_failed_rounds_back_off_doubling_then_pause_once_and_resume_on_success()
 def test_the_venue_s_own_pause_and_retry_after_are_floors() -> None:
     clock = Clock()
     h = VenueHealth("binance", VenueHealthConfig(retry_initial_s=1.0), monotonic=clock)
-    h.failed(
-        "reconcile", RateLimited("429", retry_after_s=30), gate_pause_s=0.0, engine_paused=False, ts_ms=0
-    )
+    h.failed("reconcile", RateLimited("429", retry_after_s=30), gate_pause_s=0.0, ts_ms=0)
     assert h.wait_s() == 30.0
     clock.t = 10.0
     assert h.wait_s(gate_pause_s=45.0) == 45.0
 
 
-def test_an_operator_pause_is_neither_doubled_nor_lifted() -> None:
+def test_the_venue_pauses_and_resumes_under_its_own_source() -> None:
     h = VenueHealth("binance", VenueHealthConfig(pause_after=1), monotonic=Clock())
-    assert h.failed("reconcile", VenueUnavailable("x"), gate_pause_s=0, engine_paused=True, ts_ms=0) is None
-    assert h.succeeded(ts_ms=1) is None
+    pause = h.failed("reconcile", VenueUnavailable("x"), gate_pause_s=0, ts_ms=0)
+    assert pause is not None and (pause.state, pause.source) == (TradingState.REDUCING, "venue")
+    assert h.failed("reconcile", VenueUnavailable("x"), gate_pause_s=0, ts_ms=0) is None  # not doubled
+    resume = h.succeeded(ts_ms=1)
+    assert resume is not None and (resume.state, resume.source) == (TradingState.ACTIVE, "venue")
 
 
 async def test_a_recorded_ban_is_waited_out_without_requests(tmp_path: Path) -> None:

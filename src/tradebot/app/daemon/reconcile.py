@@ -11,11 +11,15 @@
 3. **Balances.** :func:`compare_balances` (pure) checks, per traded base asset and the quote asset,
    ``venue balance − ledger`` against the net of the missing fills: within dust → fine; equal to
    the missing fills → a ``reconcile_adjustment`` position event (the fills are the adjustment);
-   otherwise a ``reconcile_mismatch`` event and trading is refused with a message naming the asset,
-   both amounts and the difference.
+   otherwise the rest is external activity: with ``balance_changes="cash_flow"`` (default) a
+   deposit or withdrawal for the engine (:attr:`ReconcileReport.flows`: it moves equity, not PnL, and
+   becomes a ``cash_flow`` position event), with ``"refuse"`` a ``reconcile_mismatch`` event and new
+   entries are refused with a message naming the asset, both amounts and the difference.
 
-The periodic run is skipped while the executor has orders in flight (their fills move balances
-between the requests, which would look like a mismatch).
+Periodic runs go on while orders are in flight: their fills can move balances between the requests,
+so after the balances the trades are listed again, and while new ones appear the balances are
+fetched again (up to ``settle_attempts`` times); a comparison that never settles is skipped for
+that round, never judged.
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from tradebot.core.domain import (
     PositionEventType,
     Side,
     Symbol,
+    TradeId,
     position_event_id,
 )
 from tradebot.errors import ConfigError
-from tradebot.ports import OrderReport
+from tradebot.ports import OrderReport, Venue
 
 log = structlog.get_logger("tradebot.reconcile")
 
@@ -96,12 +101,19 @@ class ReconcileConfig:
         How long the start-up run waits for open / unknown orders to resolve (default 60 s).
     trades_lookback_ms
         Trades are listed from ``since_ms − lookback`` (default 1 h).
+    balance_changes
+        ``"cash_flow"`` (default): an unexplained difference is a deposit or withdrawal;
+        ``"refuse"``: it is a mismatch that refuses new entries (module docstring).
+    settle_attempts
+        How many times the balances are fetched again while fills keep arriving (default 3).
     """
 
     quote_dust: Decimal = Decimal("0.01")
     base_dust_steps: Decimal = Decimal(1)
     resolve_timeout_s: float = 60.0
     trades_lookback_ms: int = 3_600_000
+    balance_changes: str = "cash_flow"
+    settle_attempts: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +161,9 @@ class ReconcileReport:
         The per-asset comparisons.
     adopted
         Client order ids of venue orders the database did not know.
+    flows
+        Asset checks whose rest (``gap − missing_fills``) is a deposit (> 0) or withdrawal (< 0),
+        for the caller to book as cash flows (``balance_changes="cash_flow"``).
     ok
         False when trading must be refused; ``message`` says why.
     """
@@ -157,6 +172,7 @@ class ReconcileReport:
     position_events: list[PositionEvent] = field(default_factory=list)
     checks: list[AssetCheck] = field(default_factory=list)
     adopted: list[ClientOrderId] = field(default_factory=list)
+    flows: list[AssetCheck] = field(default_factory=list)
     ok: bool = True
     message: str = "reconciled"
 
@@ -197,9 +213,8 @@ def order_from_record(r: OrderRecord) -> PlaceOrder:
 
 
 def _adopted(report: OrderReport, now_ms: int) -> PlaceOrder:
-    side = Side.BUY
-    for f in report.fills:
-        side = f.side
+    # the venue's side (a manual SELL stays a sell), else its fills'; BUY only when nothing says
+    side = report.side or next((f.side for f in report.fills), Side.BUY)
     return PlaceOrder(client_order_id=report.client_order_id, symbol=report.symbol, side=side, qty=report.qty,
                       ref_price=report.avg_price or ZERO, reason="adopted at reconciliation", intent_id="adopted",
                       created_ms=min(report.ts_ms, now_ms))  # fmt: skip
@@ -230,7 +245,7 @@ async def reconcile(executor: OrderExecutor, *, db_orders: Sequence[OrderRecord]
     events
         Builds the position events (the engine's sequence).
     startup
-        At start: wait for open / unknown orders to resolve. Periodic: skip while orders are in flight.
+        At start: wait for open / unknown orders to resolve. Periodic: look the orders up once.
 
     Returns
     -------
@@ -239,9 +254,6 @@ async def reconcile(executor: OrderExecutor, *, db_orders: Sequence[OrderRecord]
     """
     cfg = config or ReconcileConfig()
     report = ReconcileReport()
-    if not startup and executor.open_orders():
-        report.message = f"skipped: {executor.open_orders()} order(s) in flight"
-        return report
     venue, instruments = executor.venue, executor.instruments
     applied = list(applied)
     executor.mark_seen(applied)
@@ -260,22 +272,42 @@ async def reconcile(executor: OrderExecutor, *, db_orders: Sequence[OrderRecord]
     report.events.extend(await _settle(executor, cfg.resolve_timeout_s if startup else 0.0))
     seen = {(f.symbol, f.trade_id) for f in applied}
     seen.update((e.symbol, e.trade_id) for e in report.events if isinstance(e, Fill))
-    missing: list[Fill] = []
-    for sym in instruments:
-        for f in await venue.fetch_my_trades(sym, since_ms - cfg.trades_lookback_ms):
-            if (f.symbol, f.trade_id) not in seen:
-                seen.add((f.symbol, f.trade_id))
-                missing.append(f)
+    window_ms = since_ms - cfg.trades_lookback_ms
+    missing = await _new_trades(venue, instruments, window_ms, seen)
+    balances = await venue.fetch_balances()
+    settled = False
+    for _ in range(max(1, cfg.settle_attempts)):  # fills that landed while the balances were read
+        later = await _new_trades(venue, instruments, window_ms, seen)
+        if not later:
+            settled = True
+            break
+        missing.extend(later)
+        balances = await venue.fetch_balances()
     executor.mark_seen(missing)
     if missing:
         await executor.store.write(missing)
     report.events.extend(missing)
     from_executor = [e for e in report.events if isinstance(e, Fill) and e not in missing]
-    balances = await venue.fetch_balances()
     report.checks = compare_balances(instruments, quote, ledger_positions, ledger_cash, balances,
                                      [*from_executor, *missing], cfg)  # fmt: skip
-    await _judge(report, executor, instruments, events, now_ms)
+    if not settled and any(c.verdict == "mismatch" for c in report.checks):
+        report.checks = [c for c in report.checks if c.verdict != "mismatch"]
+        report.message = "balances not compared: fills kept arriving while they were read"
+        log.warning("reconcile_unsettled", attempts=cfg.settle_attempts)
+    await _judge(report, executor, instruments, events, now_ms, cfg.balance_changes)
     return report
+
+
+async def _new_trades(venue: Venue, instruments: Mapping[Symbol, Instrument], since_ms: int,
+                      seen: set[tuple[Symbol, TradeId]]) -> list[Fill]:  # fmt: skip
+    # the venue's trades since since_ms not in seen (added to it), per symbol in order
+    out: list[Fill] = []
+    for sym in instruments:
+        for f in await venue.fetch_my_trades(sym, since_ms):
+            if (f.symbol, f.trade_id) not in seen:
+                seen.add((f.symbol, f.trade_id))
+                out.append(f)
+    return out
 
 
 async def _settle(executor: OrderExecutor, timeout_s: float) -> list[Event]:
@@ -289,7 +321,7 @@ async def _settle(executor: OrderExecutor, timeout_s: float) -> list[Event]:
 
 
 async def _judge(report: ReconcileReport, executor: OrderExecutor, instruments: Mapping[Symbol, Instrument],
-                 events: EventFactory, now_ms: int) -> None:  # fmt: skip
+                 events: EventFactory, now_ms: int, balance_changes: str) -> None:  # fmt: skip
     by_asset: dict[str, Symbol] = {inst.base: sym for sym, inst in instruments.items()}
     anchor = next(iter(instruments))
     problems = []
@@ -297,20 +329,26 @@ async def _judge(report: ReconcileReport, executor: OrderExecutor, instruments: 
         if check.verdict == "ok":
             continue
         sym = by_asset.get(check.asset, anchor)
-        if check.verdict == "adjusted":
+        if check.verdict == "mismatch" and balance_changes == "cash_flow":
+            report.flows.append(check)  # booked by the caller as a deposit / withdrawal
+            log.warning("cash_flow_found", asset=check.asset, amount=str(check.gap - check.missing_fills),
+                        detail=check.describe())  # fmt: skip
+            if check.missing_fills == 0:
+                continue
+        if check.verdict == "adjusted" or (check.verdict == "mismatch" and balance_changes == "cash_flow"):
             kind, action = (
                 PositionEventType.RECONCILE_ADJUSTMENT,
                 f"applied missing fills: {check.missing_fills:+f}",
             )
+            after = check.ledger + check.missing_fills
         else:
             kind, action = (
                 PositionEventType.RECONCILE_MISMATCH,
-                "trading refused until the account is checked",
+                "new entries refused until the account is checked (exits and reductions go on)",
             )
+            after = check.ledger + check.missing_fills
             problems.append(check.describe())
-        event = events(
-            kind, sym, now_ms, check.describe(), action, check.ledger, check.ledger + check.missing_fills
-        )
+        event = events(kind, sym, now_ms, check.describe(), action, check.ledger, after)
         report.position_events.append(event)
         (log.error if kind is PositionEventType.RECONCILE_MISMATCH else log.warning)(
             str(kind), detail=check.describe()

@@ -26,7 +26,8 @@ def status_fields(
         every symbol has a mark), ``exposure_quote`` (asset → position × mark, quote currency),
         ``exposure_fraction`` (asset → fraction of equity), ``streams`` (stream id → ``in``/``out``),
         ``open_orders`` (count), ``feed_lag_ms`` (now − last candle close, ms; ``None`` before the
-        first candle), ``trading_state`` and ``candles_processed``.
+        first candle), ``trading_state``, ``paused_by`` (sources of a pause in force), ``candles_processed``
+        and ``net_cash_flows_quote`` (deposits minus withdrawals so far: equity moved by them, not PnL).
     """
     marks = engine.marks_decimal()
     ledger = engine.ledger
@@ -43,7 +44,9 @@ def status_fields(
         "open_orders": open_orders,
         "feed_lag_ms": feed_lag_ms,
         "trading_state": str(engine.trading_state),
+        "paused_by": list(engine.pauses),
         "candles_processed": candles_processed,
+        "net_cash_flows_quote": f"{ledger.net_flows:.2f}",
     }
 
 

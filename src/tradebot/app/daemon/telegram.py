@@ -317,7 +317,7 @@ class TelegramObserver(DaemonObserver):
         d = self._daemon
         if d is None or d.c is None:
             return "Starting: try again in a moment."
-        if d.c.engine.paused:
+        if "operator" in d.c.engine.pauses:
             return "Already paused. /resume lifts the pause."
         control.submit(
             TradingControl(
@@ -338,7 +338,9 @@ class TelegramObserver(DaemonObserver):
         engine = d.c.engine
         halted = engine.trading_state is TradingState.HALTED
         note = " A halt stays in force (a daily-loss halt ends at the next UTC day)." if halted else ""
-        if not engine.paused:
+        if "venue" in engine.pauses:
+            note += " New entries stay paused while the venue is unavailable (resumed when it answers)."
+        if "operator" not in engine.pauses:
             return f"Not paused; trading {engine.trading_state}.{note}"
         control.submit(
             TradingControl(

@@ -5,9 +5,10 @@ A round the venue refuses with a transient error (:class:`~tradebot.errors.Venue
 never fatal: the next round waits ``min(retry_max_s, retry_initial_s · 2**(n−1))`` after the n-th
 failure in a row, and at least as long as the venue's own back-off or ban (the gate's pause). After
 ``pause_after`` failures in a row new entries are paused (a :class:`TradingControl` to
-``REDUCING``, recorded by the engine as a ``risk_block`` position event); the first round that
-succeeds again resumes them (``trading_resumed``). A pause the operator set before is left alone:
-it is neither doubled nor lifted here.
+``REDUCING`` with ``source="venue"``, recorded by the engine as a ``risk_block`` position event); the
+first round that succeeds again lifts that pause (``trading_resumed``). The venue's pause is its own
+flag in the risk manager: an operator's ``/pause`` given before or during it stays in force when the
+venue recovers, and an operator's ``/resume`` does not lift the venue's pause.
 
 The state is runtime-only and uses the monotonic clock; the core sees only the controls.
 """
@@ -70,12 +71,8 @@ class VenueHealth:
         """Seconds until the next round may run (0: now); ``gate_pause_s`` is the venue's own pause."""
         return max(0.0, self.next_attempt_s - self._now(), gate_pause_s)
 
-    def failed(self, what: str, exc: VenueError, *, gate_pause_s: float, engine_paused: bool,
-               ts_ms: int) -> TradingControl | None:  # fmt: skip
-        """Note a failed round of ``what``; return the pause to apply, if this failure starts one.
-
-        ``engine_paused`` says whether new entries are paused already (then nothing is returned).
-        """
+    def failed(self, what: str, exc: VenueError, *, gate_pause_s: float, ts_ms: int) -> TradingControl | None:
+        """Note a failed round of ``what``; return the venue's pause to apply, if this failure starts one."""
         cfg = self.config
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -93,7 +90,7 @@ class VenueHealth:
             rate_limited=isinstance(exc, RateLimited),
             error=self.last_error[:200],
         )
-        if self.failures < cfg.pause_after or self.paused or engine_paused:
+        if self.failures < cfg.pause_after or self.paused:
             return None
         self.paused = True
         log.error(
@@ -102,7 +99,7 @@ class VenueHealth:
         reason = (
             f"venue {self.venue} unavailable: {self.failures} failed rounds in a row, last {self.last_error}"
         )
-        return TradingControl(state=TradingState.REDUCING, reason=reason[:300], ts_ms=ts_ms)
+        return TradingControl(state=TradingState.REDUCING, reason=reason[:300], ts_ms=ts_ms, source="venue")
 
     def succeeded(self, *, ts_ms: int) -> TradingControl | None:
         """Note a round the venue answered; return the resume, when this class had paused entries."""
@@ -117,6 +114,7 @@ class VenueHealth:
             state=TradingState.ACTIVE,
             reason=f"venue {self.venue} answering again after {was} failed rounds",
             ts_ms=ts_ms,
+            source="venue",
         )
 
 

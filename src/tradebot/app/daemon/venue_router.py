@@ -14,7 +14,12 @@ engine's own order rows in this mode), so it is sent now.
 
 **Balances.** The ledger covers the bot's own money: a fresh run records the venue's balances as
 its baseline (kept in the daemon's checkpoint), and reconciliation compares ``venue − baseline``
-with ``ledger − initial cash``.
+with ``ledger − initial cash``. A difference no fill explains is external activity: a deposit goes
+to the bot (a :class:`~tradebot.core.domain.CashFlow` for the engine: equity moves, PnL does not);
+a withdrawal comes out of the ledger up to what it holds of the asset, and the rest out of the
+baseline (money outside the bot's capital). With ``TRADEBOT_DAEMON__BALANCE_CHANGES=refuse`` it is a
+mismatch instead, which refuses *new entries and increases* only: exits, stops and reductions are
+still sent, and the refusal lifts at the first periodic reconciliation that agrees again.
 
 **Rate limits and outages.** Polling and periodic reconciliation run inside
 :meth:`VenueGate.background <tradebot.adapters.venues.gate.VenueGate.background>`: a request that
@@ -40,7 +45,7 @@ from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_
 from tradebot.adapters.venues.gate import VenueGate
 from tradebot.app.daemon.execution import Event, OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints
-from tradebot.app.daemon.reconcile import ReconcileConfig, ReconciliationRefused, reconcile
+from tradebot.app.daemon.reconcile import AssetCheck, ReconcileConfig, ReconciliationRefused, reconcile
 from tradebot.app.daemon.venue_bans import ban_key, record_ban
 from tradebot.app.daemon.venue_health import VenueHealth
 from tradebot.app.settings import Settings
@@ -48,6 +53,7 @@ from tradebot.core.domain import (
     ZERO,
     CancelOrder,
     Candle,
+    CashFlow,
     ClientOrderId,
     Fill,
     OrderRecord,
@@ -56,6 +62,7 @@ from tradebot.core.domain import (
     PlaceOrder,
     PositionEvent,
     PositionEventType,
+    Side,
     Symbol,
     TradingControl,
     to_decimal,
@@ -101,9 +108,10 @@ class VenueRouter:
     async def submit(self, cmd: PlaceOrder) -> list[Event]:
         """Send ``cmd`` through the executor; return its status update(s) and fills for the engine.
 
-        While a reconciliation refuses trading nothing is sent: the answer is a REJECTED update.
+        While a reconciliation refuses trading, an order that would open or increase a position is
+        not sent (the answer is a REJECTED update); exits and reductions are.
         """
-        if self.refusing is not None:
+        if self.refusing is not None and self._increases(cmd):
             reason = f"not sent: {self.refusing}"[:300]
             return [_update(cmd.client_order_id, cmd.symbol, OrderStatus.REJECTED, cmd.created_ms, reason)]
         return self._stamp(await self.executor.submit(cmd), cmd.created_ms)
@@ -123,6 +131,11 @@ class VenueRouter:
         now = self._engine.last_time_ms if self._engine is not None else 0
         with VenueGate.background():
             return self._stamp(await self.executor.poll(), now)
+
+    def _increases(self, cmd: PlaceOrder) -> bool:
+        # True when cmd opens or adds to a position (a reduction or an exit is never refused)
+        held = self._engine.ledger.position(cmd.symbol) if self._engine is not None else ZERO
+        return held == 0 or (held > 0) == (cmd.side is Side.BUY)
 
     def on_candle(self, candle: Candle) -> list[Event]:
         """Nothing: a real venue's answers come with the requests (the paper router's shape)."""
@@ -244,27 +257,68 @@ class VenueRouter:
         out: list[object] = list(report.position_events)
         for ev in self._stamp(report.events, now):
             out.extend(engine.handle(ev))
+        for flow in self._cash_flows(engine, report.flows, now):
+            out.extend(engine.handle(flow))
         self._since_ms = max(self._since_ms, now)
         log.info("reconciled", execution=self.name, startup=startup, ok=report.ok, message=report.message,
                  adopted=list(report.adopted), events=len(report.events), open_orders=self.open_orders(),
                  checks={c.asset: c.verdict for c in report.checks})  # fmt: skip
         if not report.ok:
             if startup:
-                raise ReconciliationRefused(f"{self.name} reconciliation: {report.message}", out)
+                hint = ""
+                if any(c.verdict == "mismatch" for c in report.checks):
+                    hint = ("; if it is a deposit, a withdrawal or a manual trade, "
+                            "TRADEBOT_DAEMON__BALANCE_CHANGES=cash_flow books it as a cash flow")  # fmt: skip
+                raise ReconciliationRefused(f"{self.name} reconciliation: {report.message}{hint}", out)
             self.refusing = report.message
-            log.error("trading_refused", message=report.message)
+            log.error("trading_refused", message=report.message, refused="new entries and increases")
+        elif self.refusing is not None and not startup:
+            log.warning("trading_unrefused", previous=self.refusing)
+            self.refusing = None
         return out
 
+    def _cash_flows(self, engine: Engine, checks: Sequence[AssetCheck], now: int) -> list[CashFlow]:
+        """The deposits and withdrawals of ``checks`` as the engine's cash flows (module docstring):
+        a withdrawal beyond what the ledger holds of the asset comes out of the baseline."""
+        flows: list[CashFlow] = []
+        symbol_of: dict[str, Symbol] = {str(engine.instruments[s].base): s for s in engine.symbols}
+        for check in checks:
+            amount = check.gap - check.missing_fills
+            sym = symbol_of.get(check.asset)
+            if sym is None:
+                held, price = engine.ledger.cash, Decimal(1)
+            else:
+                held, price = engine.ledger.position(sym), to_decimal(engine.mark(sym))
+            if not price > 0:
+                log.error("cash_flow_unpriced", asset=check.asset, amount=str(amount))
+                continue
+            booked = amount if amount > 0 else max(amount, -max(held, ZERO))
+            outside = amount - booked
+            if outside:
+                self.baseline[check.asset] = self.baseline.get(check.asset, ZERO) + outside
+                log.warning("cash_flow_outside_bot", asset=check.asset, amount=str(outside),
+                            baseline=str(self.baseline[check.asset]))  # fmt: skip
+            if booked:
+                n = engine.ledger.flow_count
+                flows.append(CashFlow(flow_id=f"flow:{check.asset}:{now}:{n + len(flows)}", asset=check.asset,
+                                      symbol=sym, amount=booked, price=price, ts_ms=now,
+                                      reason=check.describe()))  # fmt: skip
+                log.warning(
+                    "cash_flow", asset=check.asset, amount=str(booked), value_quote=str(booked * price)
+                )
+        return flows
+
     async def reconcile_periodic(self) -> list[object] | None:
-        """Run a periodic reconciliation; return the engine's output, ``None`` when skipped (orders in
-        flight, trading already refused, the venue backing off) or refused by the venue.
+        """Run a periodic reconciliation; return the engine's output, ``None`` when skipped (the venue
+        backing off) or refused by the venue. It runs with orders in flight too (a manual order
+        resting at the venue never switches it off), and while trading is refused (to lift it).
 
         A venue refusal (:class:`VenueUnavailable`, :class:`VenueBanned`) never propagates: it is
         counted by :attr:`health`, which may pause new entries (``on_control``); the first round that
         succeeds again resumes them.
         """
         engine = self._engine
-        if engine is None or self.refusing is not None or self.executor.open_orders():
+        if engine is None:
             return None
         if self.retry_in_s():
             return None
@@ -274,7 +328,7 @@ class VenueRouter:
         except (VenueUnavailable, VenueBanned) as e:
             gate = self._gate()
             self._control(self.health.failed("reconcile", e, gate_pause_s=gate.pause_left_s() if gate else 0.0,
-                                             engine_paused=engine.paused, ts_ms=engine.last_time_ms))  # fmt: skip
+                                             ts_ms=engine.last_time_ms))  # fmt: skip
             return None
         self._control(self.health.succeeded(ts_ms=engine.last_time_ms))
         return out
