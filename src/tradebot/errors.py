@@ -12,6 +12,7 @@
     │   ├── InsufficientFunds  do not retry; risk block
     │   └── OrderStateUnknown  look the order up by client order id before anything else
     ├── DataError              log the raw payload, skip the message
+    ├── StoreUnavailable       the database stayed unreachable past the grace period: exit 1
     └── InvariantViolation     a bug: stop trading, keep the evidence
 
 Errors are mapped once, at the adapter that sees the foreign exception, with ``raise ... from e``.
@@ -41,6 +42,12 @@ class DataError(TradebotError):
 
 class InvariantViolation(TradebotError):
     """An internal invariant broke (a bug). Trading must stop with the evidence kept."""
+
+
+class StoreUnavailable(TradebotError):
+    """The event store stayed unreachable (connection lost, disk full) longer than the daemon's
+    grace period, or a stop was requested during an outage. The daemon exits 1; what it had not
+    stored is replayed from the last checkpoint at the next start."""
 
 
 class VenueError(TradebotError):
