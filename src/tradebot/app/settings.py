@@ -314,6 +314,13 @@ class DaemonSettings(_Section):
         description="testnet/live: end of a venue's HTTP 418 ban, kept across restarts; "
         "default <data home>/venue_bans.json",
     )
+    store_outage_grace_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="database unreachable or full: pause trading and retry (0.5 s doubling to 10 s) "
+        "this long, seconds, then exit 1",
+    )
     sanity: SanitySettings = SanitySettings()
 
 

@@ -12,6 +12,10 @@ venue of ``TRADEBOT_VENUE`` (:class:`~tradebot.adapters.venues.ccxt_venue.CcxtVe
 the mode's own keys, the instruments come from the venue (``load_markets``), and orders go through
 :class:`~tradebot.app.daemon.venue_router.VenueRouter` (the order executor plus reconciliation). The
 start-up reconciliation runs before any order; a refusal stops the start with its message.
+
+The daemon's store is a :class:`~tradebot.adapters.store.resilient.ResilientStore` once the database
+is open (an unusable database at start is still a refused start): a later outage pauses trading and
+is retried for ``TRADEBOT_DAEMON__STORE_OUTAGE_GRACE_S``. Backtests use the plain store.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.feeds.ws_base import LiveCandleFeed
 from tradebot.adapters.store import BatchingWriter, SqlEventStore
 from tradebot.adapters.store.migrate import check_current, ensure_schema
+from tradebot.adapters.store.resilient import ResilientStore
 from tradebot.app.daemon.clock import LiveClock
 from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints, check_interlock
@@ -111,7 +116,7 @@ class Components:
     router: PaperRouter | VenueRouter
     feed: LiveCandleFeed
     queue: Any
-    store: SqlEventStore
+    store: ResilientStore
     writer: BatchingWriter
     history: CcxtHistory
     clock: LiveClock
@@ -198,7 +203,10 @@ async def open_database(settings: Settings, options: DaemonOptions, stack: Async
             "the database schema is not at the newest revision: run `tradebot db upgrade` "
             "(or the compose service `migrate`) first"
         )
-    store = SqlEventStore(url)
+    # PostgreSQL: a pooled connection is pinged before use, so one left dead by a server restart is
+    # replaced instead of failing the next write (a disconnect also invalidates the whole pool).
+    pre_ping = {"pool_pre_ping": True} if make_url(url).get_backend_name() == "postgresql" else {}
+    store = SqlEventStore(url, **pre_ping)
     await store.open()
     stack.push_async_callback(store.close)
     return store
@@ -304,7 +312,7 @@ async def prime(engine: Engine, history: CcxtHistory, since_ms: int, last_open: 
 
 
 async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack,
-                             store: SqlEventStore, clock: LiveClock, state: dict[str, Any] | None,
+                             store: ResilientStore, clock: LiveClock, state: dict[str, Any] | None,
                              history: CcxtHistory, run_id: str) -> tuple[Engine, PaperRouter | VenueRouter]:  # fmt: skip
     """Instruments (defaults for paper, the venue's own otherwise), the engine and the execution side."""
     symbols = tuple(settings.symbols)
@@ -331,7 +339,7 @@ async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, s
     return engine, VenueRouter(executor, quote=settings.quote, health=health)
 
 
-async def _reconcile_at_start(router: PaperRouter | VenueRouter, engine: Engine, store: SqlEventStore, run_id: str,
+async def _reconcile_at_start(router: PaperRouter | VenueRouter, engine: Engine, store: ResilientStore, run_id: str,
                               state: dict[str, Any] | None, anchor: int) -> list[object]:  # fmt: skip
     """Paper: re-queue the engine's in-flight orders. Venue: :meth:`VenueRouter.start`. Returns engine output."""
     if isinstance(router, VenueRouter):
@@ -369,7 +377,10 @@ async def bootstrap(
     bind_run(run_id=run_id, mode=settings.mode, venue=settings.venue)
     log.info("daemon_starting", version=__version__, **endpoints.log_fields())
     clock = options.clock or LiveClock()
-    store = await open_database(settings, options, stack)
+    # From here on a database outage pauses the daemon instead of stopping it (resilient.py)
+    store = ResilientStore(
+        await open_database(settings, options, stack), grace_s=settings.daemon.store_outage_grace_s
+    )
     log.info("database_ready", dialect=store.dialect)
     if settings.mode != "paper":  # a ban recorded before this start: send nothing until it ends
         await wait_out_ban(settings.daemon.ban_file, ban_key(settings.venue, endpoints.exchange_rest.url),

@@ -31,6 +31,13 @@ task that touches the engine:
 5. testnet/live: the executor's open orders are polled every ``TRADEBOT_DAEMON__POLL_INTERVAL_S``
    and the account reconciled every ``TRADEBOT_DAEMON__RECONCILE_INTERVAL_S`` (between candles).
 
+Database outages (connection lost, disk full): the store's calls wait and retry with back-off
+(:mod:`tradebot.adapters.store.resilient`), so the engine task — and with it every order, each
+preceded by its ``PENDING_SUBMIT`` row or checkpoint — pauses until the store is back, then goes on
+with nothing lost; the status task keeps writing the health file (``store_unavailable_since_ms``,
+``store_error``). An outage longer than ``TRADEBOT_DAEMON__STORE_OUTAGE_GRACE_S`` (or a signal
+during one) ends the run with :class:`~tradebot.errors.StoreUnavailable`: exit 1.
+
 SIGTERM/SIGINT: stop taking candles (no new intents), keep in-flight orders in the checkpoint for the
 next start (paper re-queues them; a venue reconciles them), flush the writer, commit the last records
 with the state, close connections, exit 0.
@@ -129,6 +136,8 @@ class Daemon:
             self.stopped_by = why
             log.info("shutdown_requested", reason=why)
             self._stop.set()
+            if self.c is not None and why != "end_of_data":  # a signal: do not wait out a store outage
+                self.c.store.interrupt(why)
 
     async def run(self) -> int:
         """Start, trade until stopped, shut down; return 0 on a clean stop."""
@@ -554,20 +563,26 @@ class Daemon:
             "reconciliation_age_s": None if recon is None else round((now - recon) / 1000, 1),
             "reconcile_max_age_s": ds.health_max_reconcile_age_s or 2 * ds.reconcile_interval_s + 60,
             "equity_quote": fields["equity_quote"],
+            **c.store.health.report(),
         }
 
     async def _status_loop(self) -> None:
         c = self.c
         assert c is not None
         interval = c.settings.daemon.status_interval_s
+        store = c.store.health
         while True:
+            store.changed.clear()
             fields = self.status()
-            log.info("status", **fields)
+            outage = store.report() if store.down else {}
+            log.info("status", **fields, **outage)
             if self.observers:
                 notify(self.observers, "on_status", {"run_id": c.run_id, **fields})
             with suppress(OSError):
                 write_health(c.settings.daemon.health_file, self.health_report(fields))
-            await asyncio.sleep(interval)
+            # a store outage beginning or ending is reported at once (this task never waits on the store)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(store.changed.wait(), timeout=interval)
 
 
 async def run_daemon(settings: Settings, options: DaemonOptions | None = None) -> int:

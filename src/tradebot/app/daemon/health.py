@@ -4,16 +4,21 @@ The daemon writes, every ``TRADEBOT_DAEMON__STATUS_INTERVAL_S``::
 
     {"written_wall_ms", "run_id", "mode", "venue", "pid", "last_candle_close_ms", "feed_lag_ms",
      "trading_state", "halt_reason", "trading_blocked", "last_error", "last_reconciliation_ms",
-     "reconciliation_age_s", "reconcile_max_age_s", "equity_quote"}
+     "reconciliation_age_s", "reconcile_max_age_s", "equity_quote", "store_unavailable_since_ms",
+     "store_error", "store_outages"}
 
 Times are ms UTC by the daemon's clock, ``written_wall_ms`` by the wall clock; ages in seconds, lag
-in ms. The file lives in the daemon's state directory (``TRADEBOT_DAEMON__HEALTH_FILE``, default
-``<data home>/health.json``) and is replaced atomically: written to a fresh temporary file created
-exclusively next to it (never an existing path, so a planted symlink is not followed), then renamed
-over it (a rename replaces a symlink, it does not write through it).
+in ms. ``store_unavailable_since_ms`` (wall clock) is set while the database cannot be written
+(trading is paused, see :mod:`tradebot.adapters.store.resilient`), with the last ``store_error``;
+the daemon rewrites the file at once when an outage begins or ends. The file lives in the daemon's
+state directory (``TRADEBOT_DAEMON__HEALTH_FILE``, default ``<data home>/health.json``) and is
+replaced atomically: written to a fresh temporary file created exclusively next to it (never an
+existing path, so a planted symlink is not followed), then renamed over it (a rename replaces a
+symlink, it does not write through it).
 
 ``tradebot healthcheck`` (the Docker ``HEALTHCHECK``) prints the report and exits 0 only when the file
-is fresh, the feed lag is within bounds, trading is neither halted nor blocked, and — with a venue
+is fresh, the feed lag is within bounds, trading is neither halted nor blocked, the database is
+reachable (any outage fails it, however short: trading is paused while it lasts), and — with a venue
 (testnet, live) — the last reconciliation is younger than its limit.
 """
 
@@ -59,8 +64,10 @@ def check_health(
     Unhealthy when the file is missing or unreadable; older than ``max_age_s`` seconds (by its
     ``written_wall_ms``, wall clock); its ``feed_lag_ms`` exceeds ``max_feed_lag_s`` seconds; trading
     is ``halted`` or blocked (``trading_blocked``: orders refused, e.g. by a reconciliation
-    mismatch); or, in testnet/live mode, the last reconciliation is older than ``max_reconcile_age_s``
-    (default: the file's ``reconcile_max_age_s``) — its age as the daemon wrote it plus the file's age.
+    mismatch); the store is unavailable (``store_unavailable_since_ms`` set: trading paused until the
+    database is back); or, in testnet/live mode, the last reconciliation is older than
+    ``max_reconcile_age_s`` (default: the file's ``reconcile_max_age_s``) — its age as the daemon
+    wrote it plus the file's age.
     """
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -87,6 +94,13 @@ def check_health(
         return False, f"unhealthy: feed lag above {max_feed_lag_s} s; {line}"
     if state == "halted":
         return False, f"unhealthy: trading halted ({report.get('halt_reason') or 'risk limit'}); {line}"
+    down_since = report.get("store_unavailable_since_ms")
+    if down_since is not None:
+        down_s = (now - int(down_since)) / 1000
+        return False, (
+            f"unhealthy: database unavailable for {down_s:.0f} s, trading paused "
+            f"({report.get('store_error') or 'unknown error'}); {line}"
+        )
     if report.get("trading_blocked"):
         return False, f"unhealthy: trading blocked ({report['trading_blocked']}); {line}"
     limit = max_reconcile_age_s if max_reconcile_age_s is not None else report.get("reconcile_max_age_s")
