@@ -297,6 +297,11 @@ class DaemonSettings(_Section):
     reconcile_interval_s: float = Field(
         300.0, gt=0, description="testnet/live: reconcile with the venue every, seconds"
     )
+    balance_changes: Literal["cash_flow", "refuse"] = Field(
+        "cash_flow",
+        description="testnet/live: a balance change no fill explains is a deposit/withdrawal (cash_flow: "
+        "moves equity, not PnL) or a mismatch that refuses new entries (refuse)",
+    )
     venue_pause_after: int = Field(
         3,
         ge=1,
@@ -389,6 +394,9 @@ class Settings(BaseSettings):
     quote: str = "USDT"
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     rebalance_timeframe: Literal["1h", "4h", "1d"] = "1h"
+    #: A manual trade at the venue (or a base-asset deposit/withdrawal): keep the new holding until the
+    #: asset's streams change (respect) or plan it back to target at the next rebalance (rebalance).
+    manual_trades: Literal["respect", "rebalance"] = "respect"
     streams: tuple[StreamSettings, ...] = (
         StreamSettings(timeframe="1h"),
         StreamSettings(timeframe="4h"),
@@ -637,6 +645,7 @@ def build_engine_config(settings: Settings, *, run_id: str, base_timeframe: Time
             ),
             management=ManagementConfig.from_dict(dict(settings.management)),
             risk=RiskLimits.from_dict(dict(settings.risk)),
+            manual_trades=settings.manual_trades,
         )
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None

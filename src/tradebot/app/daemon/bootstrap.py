@@ -53,7 +53,7 @@ from tradebot.app.daemon.clock import LiveClock
 from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.daemon.paper import PaperRouter
-from tradebot.app.daemon.reconcile import ReconciliationRefused
+from tradebot.app.daemon.reconcile import ReconcileConfig, ReconciliationRefused
 from tradebot.app.daemon.venue_bans import ban_key, wait_out_ban
 from tradebot.app.daemon.venue_health import VenueHealth, VenueHealthConfig
 from tradebot.app.daemon.venue_router import VenueRouter, build_venue
@@ -336,7 +336,8 @@ async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, s
     health = VenueHealth(venue.name, VenueHealthConfig(pause_after=ds.venue_pause_after,
                                                        retry_initial_s=ds.venue_retry_initial_s,
                                                        retry_max_s=ds.venue_retry_max_s))  # fmt: skip
-    return engine, VenueRouter(executor, quote=settings.quote, health=health)
+    recon = ReconcileConfig(balance_changes=ds.balance_changes)
+    return engine, VenueRouter(executor, quote=settings.quote, health=health, reconcile_config=recon)
 
 
 async def _reconcile_at_start(router: PaperRouter | VenueRouter, engine: Engine, store: ResilientStore, run_id: str,
