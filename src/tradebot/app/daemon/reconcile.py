@@ -329,25 +329,21 @@ async def _judge(report: ReconcileReport, executor: OrderExecutor, instruments: 
         if check.verdict == "ok":
             continue
         sym = by_asset.get(check.asset, anchor)
-        if check.verdict == "mismatch" and balance_changes == "cash_flow":
+        cash_flow = check.verdict == "mismatch" and balance_changes == "cash_flow"
+        if cash_flow:
             report.flows.append(check)  # booked by the caller as a deposit / withdrawal
             log.warning("cash_flow_found", asset=check.asset, amount=str(check.gap - check.missing_fills),
                         detail=check.describe())  # fmt: skip
             if check.missing_fills == 0:
                 continue
-        if check.verdict == "adjusted" or (check.verdict == "mismatch" and balance_changes == "cash_flow"):
-            kind, action = (
-                PositionEventType.RECONCILE_ADJUSTMENT,
-                f"applied missing fills: {check.missing_fills:+f}",
-            )
-            after = check.ledger + check.missing_fills
+        if check.verdict == "adjusted" or cash_flow:
+            kind = PositionEventType.RECONCILE_ADJUSTMENT
+            action = f"applied missing fills: {check.missing_fills:+f}"
         else:
-            kind, action = (
-                PositionEventType.RECONCILE_MISMATCH,
-                "new entries refused until the account is checked (exits and reductions go on)",
-            )
-            after = check.ledger + check.missing_fills
+            kind = PositionEventType.RECONCILE_MISMATCH
+            action = "new entries refused until the account is checked (exits and reductions go on)"
             problems.append(check.describe())
+        after = check.ledger + check.missing_fills
         event = events(kind, sym, now_ms, check.describe(), action, check.ledger, after)
         report.position_events.append(event)
         (log.error if kind is PositionEventType.RECONCILE_MISMATCH else log.warning)(

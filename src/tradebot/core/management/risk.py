@@ -70,10 +70,6 @@ class RiskManager:
         self._pauses: set[str] = set()
 
     @property
-    def _paused(self) -> bool:
-        return bool(self._pauses)
-
-    @property
     def paused(self) -> bool:
         """True while a pause (:meth:`set_paused`, any source) is in force."""
         return bool(self._pauses)
@@ -159,7 +155,7 @@ class RiskManager:
         before = self._state
         if paused and before is TradingState.ACTIVE:
             self._state, self._halt_reason = TradingState.REDUCING, "paused"
-        elif not self._paused and before is TradingState.REDUCING and self._halt_reason == "paused":
+        elif not self.paused and before is TradingState.REDUCING and self._halt_reason == "paused":
             self._state, self._halt_reason = TradingState.ACTIVE, ""
         change = f"trading state {before.value} -> {self._state.value}"
         who = "" if source == "operator" else f" ({source})"
@@ -171,7 +167,7 @@ class RiskManager:
             kind = PositionEventType.RISK_BLOCK
             kept = (
                 f"paused by {', '.join(self.pauses)}"
-                if self._paused and self._halt_reason == "paused"
+                if self.paused and self._halt_reason == "paused"
                 else self._halt_reason or self._state.value
             )
             action = f"pause lifted{who}: {change} kept ({kept})"
@@ -206,7 +202,7 @@ class RiskManager:
         if self._day is None or day > self._day:
             self._day, self._start_equity = day, eq
             if self._state is TradingState.HALTED and self._halt_reason == "daily_loss":
-                if self._paused:
+                if self.paused:
                     self._state, self._halt_reason = TradingState.REDUCING, "paused"
                 else:
                     self._state, self._halt_reason = TradingState.ACTIVE, ""
@@ -217,7 +213,7 @@ class RiskManager:
                         symbol=None,
                         trigger_reason=f"new UTC day {day}: start-of-day equity {eq}",
                         action_taken=f"trading state halted -> {self._state.value}"
-                        + (" (paused)" if self._paused else ""),
+                        + (" (paused)" if self.paused else ""),
                     )
                 )
         limit = self.limits.daily_loss_limit_fraction
@@ -353,7 +349,7 @@ class RiskManager:
             "halt_reason": self._halt_reason,
             "day": self._day,
             "start_equity": None if self._start_equity is None else str(self._start_equity),
-            "paused": self._paused,
+            "paused": self.paused,
             "pauses": sorted(self._pauses),
         }
 
