@@ -19,6 +19,7 @@ from test_trading_control import (
     PAUSE,
     QTY,
     RESUME,
+    RULES_OFF,
     T0,
     Market,
     _entered,
@@ -28,6 +29,7 @@ from test_trading_control import (
     orders,
 )  # fmt: skip
 
+from tradebot.app.reports.summary import build_run_summary
 from tradebot.core.domain import (
     CashFlow,
     ClientOrderId,
@@ -35,6 +37,7 @@ from tradebot.core.domain import (
     PositionEventType,
     Side,
     Symbol,
+    Timeframe,
     TradeId,
     TradingControl,
     TradingState,
@@ -205,6 +208,24 @@ def test_with_rebalance_a_manual_sale_is_bought_back() -> None:
     assert "re-planned to its target" in ev.action_taken
     later = market.step(bar(BTC, T0 + 2 * HOUR, 103, 104, 102, 103.5))
     assert [(s, side) for s, side, _ in orders(later)] == [(BTC, Side.BUY)]
+
+
+def test_a_run_whose_net_fees_are_a_rebate_has_a_summary() -> None:
+    # an adopted manual maker buy paid a rebate (a negative fee) and the engine has not traded yet:
+    # the run's net fees are negative, which the end-of-run summary must accept
+    mgmt = ManagementConfig.from_dict({name: {"enabled": False} for name in RULES_OFF})
+    engine = make_engine([BTC], mgmt)
+    engine.handle(bar(BTC, T0, 100, 101, 99, 100))
+    rebate = Fill(venue="deribit", symbol=Symbol(BTC), trade_id=TradeId("m-1"), client_order_id=ClientOrderId("web_1"),
+                  side=Side.BUY, qty=D("1"), price=D("100"), fee_quote=D("-0.02"), ts_ms=T0 + HOUR - 1)  # fmt: skip
+    (ev,) = events(list(engine.handle(rebate)), ET.MANUAL_TRADE)
+    assert ev.indicators["side"] == "buy"
+    engine.handle(bar(BTC, T0 + HOUR, 100, 101, 99, 100))
+    engine.finish()
+    assert (engine.ledger.fees(BTC), engine.stats.fees_quote) == (D("-0.02"), D("-0.02"))
+    summary = build_run_summary(engine=engine, trades=[], n_orders=0, run_id="t", base=Timeframe.H1, n_candles=2,
+                                gaps={}, mode="daemon")  # fmt: skip
+    assert summary["overall"]["fees_paid"] == D("-0.02")
 
 
 def test_the_venue_s_resume_keeps_the_operator_s_pause_and_vice_versa() -> None:

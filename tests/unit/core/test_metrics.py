@@ -187,10 +187,19 @@ class TestEquityCurve:
     def test_bad_totals(self) -> None:
         with pytest.raises(ValueError, match=r"exposure_ms must be in \[0, span=345600000\], was 345600001"):
             metrics(exposure_ms=4 * DAY_MS + 1)
-        with pytest.raises(ValueError, match="fees_paid must be a finite Decimal >= 0, was -1"):
+        with pytest.raises(ValueError, match="fees_paid must be a finite Decimal, was -1"):
             metrics(fees_paid=-1)
+        with pytest.raises(ValueError, match=r"fees_paid must be a finite Decimal, was Decimal\('NaN'\)"):
+            metrics(fees_paid=D("NaN"))
+        with pytest.raises(ValueError, match="traded_notional must be a finite Decimal >= 0, was"):
+            metrics(traded_notional=D("-1"))
         with pytest.raises(ValueError, match="periods_per_year must be finite and > 0, was 0"):
             metrics(periods_per_year=0)
+
+    def test_net_fees_may_be_a_rebate(self) -> None:
+        # maker rebates (Deribit "maker_commission": -0.0002) larger than the fees paid: net fees < 0
+        m = metrics(fees_paid=D("-0.02"), traded_notional=D("100"), n_orders=1)
+        assert (m.fees_paid, m.to_dict()["fees_paid"]) == (D("-0.02"), D("-0.02"))
 
     @given(st.lists(st.floats(min_value=1.0, max_value=1e9), min_size=1, max_size=60))
     def test_drawdown_invariants(self, values) -> None:

@@ -69,7 +69,8 @@ class Metrics:
     turnover
         ``traded_notional / mean equity`` (a fraction; 2.0 = twice the capital traded).
     fees_paid, traded_notional, n_orders
-        Totals given by the engine (quote currency, quote currency, count).
+        Totals given by the engine (quote currency, quote currency, count); ``fees_paid`` is net of
+        maker rebates (negative when the rebates exceed the fees).
     trades
         Trade statistics of all trades (flattened into :meth:`to_dict`).
     """
@@ -209,8 +210,9 @@ def infer_periods_per_year(times_ms: Sequence[int]) -> float | None:
 def _check_inputs(
     fees_paid: Decimal, traded_notional: Decimal, n_orders: int, periods_per_year: float | None
 ) -> None:
-    if not (isinstance(fees_paid, Decimal) and fees_paid.is_finite() and fees_paid >= 0):
-        raise ValueError(f"fees_paid must be a finite Decimal >= 0, was {fees_paid!r}")
+    # net of maker rebates (a negative fill fee, Deribit): a run whose rebates exceed its fees has < 0
+    if not (isinstance(fees_paid, Decimal) and fees_paid.is_finite()):
+        raise ValueError(f"fees_paid must be a finite Decimal, was {fees_paid!r}")
     if not (isinstance(traded_notional, Decimal) and traded_notional.is_finite() and traded_notional >= 0):
         raise ValueError(f"traded_notional must be a finite Decimal >= 0, was {traded_notional!r}")
     if isinstance(n_orders, bool) or not isinstance(n_orders, int) or n_orders < 0:
@@ -285,7 +287,8 @@ def compute_metrics(
     trades
         Trade records of the run; only closed ones enter the trade statistics.
     fees_paid, traded_notional
-        Totals of the run in quote currency (Decimal, ≥ 0).
+        Totals of the run in quote currency (Decimal). ``fees_paid`` is net of maker rebates and so
+        may be negative (a run whose rebates exceed its fees); ``traded_notional`` is ≥ 0.
     n_orders
         Orders sent.
     exposure_ms
@@ -304,8 +307,9 @@ def compute_metrics(
     Raises
     ------
     ValueError
-        On an invalid curve (see :func:`drawdown_series`), negative totals, a bad ``periods_per_year``,
-        or ``exposure_ms`` outside [0, span].
+        On an invalid curve (see :func:`drawdown_series`), a non-finite ``fees_paid``, a negative
+        ``traded_notional`` or ``n_orders``, a bad ``periods_per_year``, or ``exposure_ms`` outside
+        [0, span].
     """
     _check_inputs(fees_paid, traded_notional, n_orders, periods_per_year)
     times, values = _check_curve(equity_curve)
