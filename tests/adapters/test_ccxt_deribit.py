@@ -128,6 +128,28 @@ async def test_open_order_cancel_by_label(venue: DeribitVenue) -> None:
         await venue.cancel(ETH, ClientOrderId("d-4-1"))
 
 
+async def test_a_maker_rebate_reaches_the_ledger_exactly(sim: ExchangeSim, venue: DeribitVenue) -> None:
+    # a resting buy below the market fills as the maker at a rebate ("maker_commission": -0.0002)
+    sim.deribit_orders.maker_fee_rate = D("-0.0002")
+    assert sim.deribit_orders.last_price("ETH_USDC-PERPETUAL") == D("1737.37")
+    limit = cmd("d-6-1", "0.5", order_type=OrderType.LIMIT, limit_price=D("1736.0"))
+    assert (await venue.submit(limit)).status is OrderStatus.ACCEPTED
+    sim.market.step()  # the candle's low 1735.9 trades through the limit
+    (fill,) = await venue.fetch_my_trades(ETH)
+    rebate = D("-0.1736")  # 0.5 × 1736 × −0.0002
+    assert (fill.client_order_id, fill.qty, fill.price) == ("d-6-1", D("0.5"), D("1736"))
+    assert (fill.fee, fill.fee_currency, fill.fee_quote) == (rebate, "USDC", rebate)
+    ledger = Ledger("USDC", D("10000"), ["ETH/USDC:USDC"], {})
+    assert ledger.apply(fill)
+    balances = await venue.fetch_balances()
+    assert balances == {"USDC": D("10000") - D("868") - rebate, "ETH": D("0.5")}
+    assert (ledger.position(ETH), ledger.cash, ledger.fees(ETH)) == (
+        balances["ETH"],
+        balances["USDC"],
+        rebate,
+    )
+
+
 async def test_unknown_submit_resolved_by_label_through_the_executor(
     sim: ExchangeSim, venue: DeribitVenue
 ) -> None:

@@ -329,6 +329,7 @@ class DeribitPrivate:
         e = self.engine
         balance, free = e.balances().get(currency, Decimal(0)), e.free.get(currency, Decimal(0))
         locked = e.locked.get(currency, Decimal(0))
+        maker = e.fee_rate if e.maker_fee_rate is None else e.maker_fee_rate
         summary: dict[str, Any] = {
             "currency": currency, "balance": _num(balance), "equity": _num(balance),
             "margin_balance": _num(balance), "available_funds": _num(free), "available_withdrawal_funds": _num(free),
@@ -342,7 +343,7 @@ class DeribitPrivate:
             "estimated_liquidation_ratio_map": {}, "portfolio_margining_enabled": False,
             "cross_collateral_enabled": False, "margin_model": "segregated_sm", "limits": _LIMITS,
             "fees": [{"kind": "perpetual", "index_name": f"{r.base.lower()}_{currency.lower()}",
-                      "value": {"default": {"type": "fixed", "taker": float(e.fee_rate), "maker": float(e.fee_rate)},
+                      "value": {"default": {"type": "fixed", "taker": float(e.fee_rate), "maker": float(maker)},
                                 "block_trade": 0.3}}
                      for r in e.rules.values() if r.quote == currency],
         }  # fmt: skip

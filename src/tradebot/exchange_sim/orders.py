@@ -13,7 +13,10 @@ Fill model (deterministic, so tests can compute balances by hand):
   equal to the simulator's, which the daemon-vs-backtest equality tests rely on.
 * A **limit** order rests (``NEW``) with its funds locked and fills at its limit price on a later
   closed candle that trades through it (buy: low ≤ limit, sell: high ≥ limit), at most
-  ``volume × limit_volume_fraction`` per candle (partial fills).
+  ``volume × limit_volume_fraction`` per candle (partial fills). Those fills are the maker's: they
+  pay ``maker_fee_rate`` (default: ``fee_rate``), which may be negative, a rebate paid to the maker
+  (Deribit ``SOL-PERPETUAL``: ``"maker_commission": -0.0002``); a buy locks ``notional + fee`` with
+  a rebate counted as 0.
 * Filters are checked without rounding like Binance: quantity on the step and ≥ min qty
   (``LOT_SIZE``), limit price on the tick (``PRICE_FILTER``), ``qty × price`` ≥ min notional
   (``NOTIONAL``) → :class:`SimReject` ``-1013``; not enough free balance → ``-2010``. A client order
@@ -146,7 +149,11 @@ class OrderEngine:
     balances
         Initial balance per asset.
     fee_rate
-        Commission as a fraction of notional (default 0.001).
+        Commission as a fraction of notional (default 0.001); the taker's, and the maker's unless
+        ``maker_fee_rate`` is given.
+    maker_fee_rate
+        Commission of resting limit fills; negative is a rebate (default ``None``: ``fee_rate``).
+        Tests may set the attribute.
     slippage_bps
         Adverse move of market fills, basis points (default 0).
     limit_volume_fraction
@@ -158,12 +165,14 @@ class OrderEngine:
 
     def __init__(self, market: Market, rules: dict[str, SymbolRules], balances: dict[str, Decimal], *,
                  fee_rate: Decimal = Decimal("0.001"), slippage_bps: Decimal = ZERO,
-                 limit_volume_fraction: Decimal = Decimal(1), buy_fee_in_base: bool = False) -> None:  # fmt: skip
+                 limit_volume_fraction: Decimal = Decimal(1), buy_fee_in_base: bool = False,
+                 maker_fee_rate: Decimal | None = None) -> None:  # fmt: skip
         self.market, self.rules = market, rules
         self.buy_fee_in_base = buy_fee_in_base
         self.free: dict[str, Decimal] = dict(balances)
         self.locked: dict[str, Decimal] = {}
         self.fee_rate, self.slippage_bps = fee_rate, slippage_bps
+        self.maker_fee_rate = maker_fee_rate
         self.limit_volume_fraction = limit_volume_fraction
         self.faults = OrderFaults()
         self.orders: list[SimOrder] = []
@@ -235,7 +244,7 @@ class OrderEngine:
         ref = price if type == "LIMIT" and price is not None else self.last_price(symbol)
         self._check_filters(rules, qty, price if type == "LIMIT" else None, ref)
         fill_price = self._market_price(side, ref, rules) if type == "MARKET" else ref
-        self._check_funds(rules, side, qty, fill_price)
+        self._check_funds(rules, side, qty, fill_price, self._rate(type))
         self._order_seq += 1
         order = SimOrder(self._order_seq, client_order_id, symbol, side, type, qty, price, now, now)
         self.orders.append(order)
@@ -245,7 +254,7 @@ class OrderEngine:
                 fraction, self.faults.partial_then_expire = self.faults.partial_then_expire, None
                 fill_qty = (qty * fraction / rules.step).to_integral_value(ROUND_DOWN) * rules.step
             if fill_qty > 0:
-                self._execute(order, rules, fill_qty, fill_price, now)
+                self._execute(order, rules, fill_qty, fill_price, now, self.fee_rate)
             if order.filled < order.qty:
                 order.status = "EXPIRED"
         else:
@@ -285,16 +294,26 @@ class OrderEngine:
         rounding = "ROUND_CEILING" if side == "BUY" else "ROUND_FLOOR"
         return (raw / rules.tick).to_integral_value(rounding=rounding) * rules.tick
 
-    def _fee(self, notional: Decimal) -> Decimal:
-        return (notional * self.fee_rate).quantize(_FEE_Q, rounding=ROUND_HALF_EVEN)
+    def _rate(self, order_type: str) -> Decimal:
+        # a limit order rests, so its fills are the maker's; a market order takes
+        if order_type == "LIMIT" and self.maker_fee_rate is not None:
+            return self.maker_fee_rate
+        return self.fee_rate
 
-    def _quote_fee(self, side: str, notional: Decimal) -> Decimal:
-        # the commission a buy pays in quote on top of its notional (none when it pays in base)
-        return ZERO if side == "BUY" and self.buy_fee_in_base else self._fee(notional)
+    @staticmethod
+    def _fee(amount: Decimal, rate: Decimal) -> Decimal:
+        return (amount * rate).quantize(_FEE_Q, rounding=ROUND_HALF_EVEN)
 
-    def _check_funds(self, rules: SymbolRules, side: str, qty: Decimal, price: Decimal) -> None:
+    def _quote_fee(self, side: str, notional: Decimal, rate: Decimal) -> Decimal:
+        # the commission a buy pays in quote on top of its notional (none when it pays in base; a
+        # rebate is paid after the fill, so it lowers no amount needed or locked before)
+        return ZERO if side == "BUY" and self.buy_fee_in_base else max(self._fee(notional, rate), ZERO)
+
+    def _check_funds(
+        self, rules: SymbolRules, side: str, qty: Decimal, price: Decimal, rate: Decimal
+    ) -> None:
         if side == "BUY":
-            need, asset = qty * price + self._quote_fee(side, qty * price), rules.quote
+            need, asset = qty * price + self._quote_fee(side, qty * price, rate), rules.quote
         else:
             need, asset = qty, rules.base
         if self.free.get(asset, ZERO) < need:
@@ -303,7 +322,12 @@ class OrderEngine:
     def _lock(self, order: SimOrder, rules: SymbolRules, qty: Decimal) -> None:
         assert order.price is not None
         asset = rules.quote if order.side == "BUY" else rules.base
-        amount = qty * order.price + self._quote_fee("BUY", qty * order.price) if order.side == "BUY" else qty
+        rate = self._rate(order.type)
+        amount = (
+            qty * order.price + self._quote_fee("BUY", qty * order.price, rate)
+            if order.side == "BUY"
+            else qty
+        )
         order.locked = amount
         self.free[asset] = self.free.get(asset, ZERO) - amount
         self.locked[asset] = self.locked.get(asset, ZERO) + amount
@@ -314,17 +338,18 @@ class OrderEngine:
         self.locked[asset] = self.locked.get(asset, ZERO) - order.locked
         order.locked = ZERO
 
-    def _execute(self, order: SimOrder, rules: SymbolRules, qty: Decimal, price: Decimal, ts: int) -> None:
+    def _execute(self, order: SimOrder, rules: SymbolRules, qty: Decimal, price: Decimal, ts: int,
+                 rate: Decimal) -> None:  # fmt: skip
         notional = qty * price
         sign = 1 if order.side == "BUY" else -1
         if order.locked:  # a resting order pays from its locked funds
             self._unlock(order, rules)
         if order.side == "BUY" and self.buy_fee_in_base:  # paid in the asset received
-            fee, fee_asset = self._fee(qty), rules.base
+            fee, fee_asset = self._fee(qty, rate), rules.base
             self.free[rules.base] = self.free.get(rules.base, ZERO) + qty - fee
             self.free[rules.quote] = self.free.get(rules.quote, ZERO) - notional
         else:
-            fee, fee_asset = self._fee(notional), rules.quote
+            fee, fee_asset = self._fee(notional, rate), rules.quote
             self.free[rules.base] = self.free.get(rules.base, ZERO) + sign * qty
             self.free[rules.quote] = self.free.get(rules.quote, ZERO) - sign * notional - fee
         self._trade_seq += 1
@@ -357,4 +382,4 @@ class OrderEngine:
             )
             qty = min(order.qty - order.filled, cap * rules.step)
             if qty > 0:
-                self._execute(order, rules, qty, order.price, bar.open_time_ms + 60_000)
+                self._execute(order, rules, qty, order.price, bar.open_time_ms + 60_000, self._rate("LIMIT"))
