@@ -100,6 +100,11 @@ class Venue(Protocol):
         """Return our executions on ``symbol`` since ``since_ms`` (ms UTC), oldest first."""
         ...
 
+    async def fetch_reference_price(self, symbol: Symbol) -> Decimal:
+        """Return the venue's current price of ``symbol`` (quote currency): the second reference the
+        daemon reads before a large decision. Raises ``VenueError`` when it cannot be read."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

@@ -190,3 +190,12 @@ async def test_bad_credentials_are_refused(
     finally:
         await bad.close()
     assert sim.deribit_orders.orders == []
+
+
+async def test_reference_price_is_the_tickers_mark_price(sim: ExchangeSim, venue: DeribitVenue) -> None:
+    """``fetch_reference_price`` reads ``public/ticker``'s ``mark_price`` (the simulator's forming
+    candle's open, as a JSON number), for a linear and an inverse perpetual."""
+    for symbol, tape in ((ETH, "ETHUSDT"), (BTC_INVERSE, "BTCUSDT")):
+        forming = sim.market.tape.bar(tape, sim.market.now_ms)
+        assert forming is not None
+        assert await venue.fetch_reference_price(symbol) == D(repr(float(forming.open)))

@@ -217,3 +217,18 @@ async def test_cancels_and_lookups_overtake_new_orders() -> None:
         await asyncio.sleep(0.01)
         tg.create_task(go("cancel", Priority.URGENT))
     assert entered == ["cancel", "order"]
+
+
+async def test_reference_price_is_the_tickers_last_price(sim: ExchangeSim, venue: CcxtVenue) -> None:
+    """``fetch_reference_price`` reads ``GET /api/v3/ticker/price``: the simulator's forming candle's
+    open, exactly (the second reference of a large decision)."""
+    forming = sim.market.tape.bar("BTCUSDT", sim.market.now_ms)
+    assert forming is not None
+    assert await venue.fetch_reference_price(BTC) == D(forming.open)
+    assert "/api/v3/ticker/price?symbol=BTCUSDT" in sim.binance_rest.requests
+
+
+async def test_reference_price_errors_are_venue_errors(sim: ExchangeSim, venue: CcxtVenue) -> None:
+    sim.faults.binance.http_errors(503, count=10)
+    with pytest.raises(VenueUnavailable):
+        await venue.fetch_reference_price(BTC)

@@ -94,6 +94,7 @@ class BinanceRest:
             web.get("/api/v3/ping", self.ping),
             web.get("/api/v3/exchangeInfo", self.exchange_info_handler),
             web.get("/api/v3/klines", self.klines),
+            web.get("/api/v3/ticker/price", self.ticker_price),
         ]
 
     def _fault(self, request: web.Request) -> web.Response | None:
@@ -122,6 +123,23 @@ class BinanceRest:
             return fault
         info = dict(self.exchange_info, serverTime=self.market.now_ms)
         return web.json_response(info)
+
+    async def ticker_price(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/ticker/price?symbol=`` → ``{"symbol": "BTCUSDT", "price": "27610.00000000"}``:
+        the forming candle's open (bad ticks alter the websocket only, so this is the true price);
+        -1121 for an unknown symbol; without ``symbol``, every symbol's row, as on Binance."""
+        fault = self._fault(request)
+        if fault:
+            return fault
+        symbol = request.query.get("symbol")
+        symbols = sorted(self.market.tape.symbols) if symbol is None else [symbol]
+        rows = []
+        for sym in symbols:
+            price = self.market.last_price(sym) if sym in self.market.tape.symbols else None
+            if price is None:
+                return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+            rows.append({"symbol": sym, "price": fmt8(price)})
+        return web.json_response(rows[0] if symbol is not None else rows)
 
     async def klines(self, request: web.Request) -> web.Response:
         """``GET /api/v3/klines?symbol=&interval=&startTime=&endTime=&limit=`` (limit ≤ 1000, default 500).

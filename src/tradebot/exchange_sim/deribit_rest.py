@@ -61,10 +61,35 @@ class DeribitRest:
                 for i in self.instruments
                 if currency in ("any", i["base_currency"], i.get("settlement_currency"))
             ]
+        elif method == "ticker":
+            return self._ticker(request)
         elif method == "get_tradingview_chart_data":
             return self._chart(request)
         else:
             return web.json_response(json.loads(rpc_error(None, -32601, "Method not found")), status=400)
+        return web.Response(text=rpc_result(None, result, now), content_type="application/json")
+
+    def _ticker(self, request: web.Request) -> web.Response:
+        """``public/ticker?instrument_name=``: last, mark and index price all the forming candle's
+        open (numbers, as Deribit sends them), the best bid / ask a tick either side."""
+        now, name = self.market.now_ms, request.query.get("instrument_name", "")
+        known = {i["instrument_name"]: i for i in self.instruments}
+        price = self.market.last_price(tape_symbol(name)) if name in known else None
+        if price is None:
+            return web.json_response(json.loads(rpc_error(None, 10000, "instrument_not_found")), status=400)
+        last, tick = float(price), float(known[name].get("tick_size", 0.0))
+        result = {
+            "instrument_name": name,
+            "timestamp": now,
+            "state": "open",
+            "last_price": last,
+            "mark_price": last,
+            "index_price": last,
+            "best_bid_price": last - tick,
+            "best_ask_price": last + tick,
+            "best_bid_amount": 1.0,
+            "best_ask_amount": 1.0,
+        }
         return web.Response(text=rpc_result(None, result, now), content_type="application/json")
 
     def _chart(self, request: web.Request) -> web.Response:

@@ -237,6 +237,16 @@ class Market:
         until = min(until_ms, self.now_ms)
         return [b.to_candle(unified) for b in self.tape.bars(symbol, "1m", since_ms, until)]
 
+    def last_price(self, symbol: str) -> str | None:
+        """Return the price of ``symbol`` now (the ticker's last trade price, a decimal string): the
+        open of the forming 1m candle, else the close of the last closed one within a day, else
+        ``None``."""
+        forming = self.tape.bar(symbol, self.now_ms)
+        if forming is not None:
+            return forming.open
+        recent = self.tape.bars(symbol, "1m", self.now_ms - 86_400_000, self.now_ms)
+        return recent[-1].close if recent else None
+
     @property
     def paused(self) -> bool:
         """True while the clock is paused (:meth:`run` does not advance)."""

@@ -30,6 +30,7 @@ from tradebot.adapters.venues.ccxt_schemas import (
 )
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, HttpAnswer, _retry_after
 from tradebot.adapters.venues.gate import Priority
+from tradebot.adapters.venues.wire import positive_price
 from tradebot.core.domain import ClientOrderId, Fill, Instrument, OrderType, PlaceOrder, Symbol, to_wire
 from tradebot.errors import (
     ConfigError,
@@ -206,6 +207,20 @@ class DeribitVenue(CcxtVenue):
                     size = Decimal(repr(p["size_currency"] if self._inverse(sym) else p["size"]))
                     out[base] = out.get(base, Decimal(0)) + size
         return out
+
+    async def fetch_reference_price(self, symbol: Symbol) -> Decimal:
+        """Return the mark price of ``symbol`` (USD / USDC per base unit) from ``public/ticker``: the
+        second reference before a large decision. Raises ``VenueError`` when the venue cannot be read,
+        ``DataError`` if ``result.mark_price`` is not a positive number."""
+        _, name = self._instrument(symbol)
+
+        async def call() -> Any:
+            return await self.exchange.public_get_ticker({"instrument_name": name})
+
+        answer = await self._read("fetch_ticker", call, priority=Priority.URGENT)
+        result = answer.get("result") if isinstance(answer, dict) else None
+        return positive_price(result if isinstance(result, dict) else {}, "mark_price",
+                              where=f"{self.name} public/ticker {name}")  # fmt: skip
 
     async def fetch_my_trades(self, symbol: Symbol, since_ms: int | None = None) -> list[Fill]:
         """Our trades on ``symbol`` since ``since_ms``, oldest first, de-duplicated by trade id."""

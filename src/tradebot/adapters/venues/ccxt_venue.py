@@ -53,6 +53,7 @@ from tradebot.adapters.venues.ccxt_schemas import (
     binance_trade,
 )
 from tradebot.adapters.venues.gate import Priority, VenueGate
+from tradebot.adapters.venues.wire import positive_price
 from tradebot.core.domain import (
     ZERO,
     ClientOrderId,
@@ -489,6 +490,25 @@ class CcxtVenue:
             fill = binance_trade(row, inst, cid, venue=self.name)
             fills.setdefault(fill.trade_id, fill)
         return sorted(fills.values(), key=lambda f: (f.ts_ms, int(f.trade_id) if f.trade_id.isdigit() else 0))
+
+    async def fetch_reference_price(self, symbol: Symbol) -> Decimal:
+        """Return the last trade price of ``symbol`` (quote currency) from ``GET /api/v3/ticker/price``
+        (request weight 2): the second reference before a large decision.
+
+        Raises
+        ------
+        VenueError
+            (or a subclass) When the venue cannot be read.
+        DataError
+            If the answer's ``price`` is not a positive number.
+        """
+        _, wire_symbol = self._instrument(symbol)
+
+        async def call() -> Any:
+            return await self.exchange.public_get_ticker_price({"symbol": wire_symbol})
+
+        return positive_price(await self._read("fetch_ticker", call, priority=Priority.URGENT), "price",
+                              where=f"{self.name} ticker/price {wire_symbol}")  # fmt: skip
 
     async def close(self) -> None:
         """Close the ccxt client's HTTP session."""

@@ -49,7 +49,7 @@ from tradebot.core.domain import (
     TradeId,
     to_decimal,
 )
-from tradebot.errors import ConfigError, OrderRejected
+from tradebot.errors import ConfigError, OrderRejected, VenueError
 from tradebot.ports import OrderReport
 
 __all__ = [
@@ -361,6 +361,7 @@ class SimulatedVenue:
         self.exchange = exchange
         self.name = exchange.name
         self._now_ms = now_ms or (lambda: exchange.last_time_ms)
+        self._last_close: dict[Symbol, Decimal] = {}
 
     async def load_instruments(self, symbols: Sequence[str]) -> dict[Symbol, Instrument]:
         """Return the instruments of ``symbols``; raise ``ConfigError`` naming an unknown symbol."""
@@ -399,8 +400,22 @@ class SimulatedVenue:
         fills = self.exchange.fills_for(symbol)
         return fills if since_ms is None else [f for f in fills if f.ts_ms >= since_ms]
 
+    async def fetch_reference_price(self, symbol: Symbol) -> Decimal:
+        """Return the close of the last candle of ``symbol`` the exchange has seen (quote currency).
+
+        Raises
+        ------
+        VenueError
+            If no candle of ``symbol`` has been seen yet.
+        """
+        price = self._last_close.get(symbol)
+        if price is None:
+            raise VenueError(f"{self.name}: no price of {symbol!r} yet")
+        return price
+
     def on_candle(self, candle: Candle) -> Sequence[Fill | OrderUpdate]:
         """Pass ``candle`` to the exchange and return its fills and updates."""
+        self._last_close[Symbol(candle.symbol)] = to_decimal(candle.close)
         return self.exchange.on_candle(candle)
 
     async def close(self) -> None:

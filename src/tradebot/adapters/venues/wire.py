@@ -29,6 +29,20 @@ def dec(raw: Mapping[str, Any], key: str, *, where: str) -> Decimal:
         raise DataError(str(e)) from None
 
 
+def positive_price(raw: Mapping[str, Any], key: str, *, where: str) -> Decimal:
+    """Return ``raw[key]`` as a ``Decimal`` price > 0 (quote currency).
+
+    Raises
+    ------
+    DataError
+        If the field is missing, not a finite number or not positive; the message names it.
+    """
+    price = dec(raw, key, where=where)
+    if not price > 0:
+        raise DataError(f"{where}.{key} must be > 0, was {raw.get(key)!r}")
+    return price
+
+
 def wire_int(raw: Mapping[str, Any], key: str, *, where: str) -> int:
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
