@@ -46,7 +46,9 @@ FillKey = tuple[str, str, Decimal, Decimal, Decimal, int]
 _baseline: dict[str, Any] = {}
 
 
-async def _demo(tmp_path: Path, name: str, faults: Faults, *, guard: bool = True) -> dict[str, Any]:
+async def _demo(
+    tmp_path: Path, name: str, faults: Faults, *, guard: bool = True, second_reference: bool = True
+) -> dict[str, Any]:
     for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
         del os.environ[key]  # restored by the monkeypatch of the calling test
     structlog.reset_defaults()
@@ -57,11 +59,13 @@ async def _demo(tmp_path: Path, name: str, faults: Faults, *, guard: bool = True
             sim.faults.binance.bad_tick(symbol, open_ms, tick)
 
     settings = load_settings()
-    if not guard:
-        daemon = settings.daemon.model_copy(
-            update={"sanity": settings.daemon.sanity.model_copy(update={"enabled": False})}
+    if not (guard and second_reference):
+        sanity = settings.daemon.sanity.model_copy(
+            update={"enabled": guard, "second_reference": second_reference}
         )
-        settings = settings.model_copy(update={"daemon": daemon})
+        settings = settings.model_copy(
+            update={"daemon": settings.daemon.model_copy(update={"sanity": sanity})}
+        )
     result = await run_demo(
         settings,
         DemoOptions(data_dir=SAMPLE, days=DAYS, minute_wall_s=1e-4, db_url=db),
@@ -139,11 +143,14 @@ async def test_absurd_and_broken_values_are_rejected_at_the_edge(tmp_path: Path)
 
 @pytest.mark.timeout(120)
 async def test_without_the_guard_the_bad_tick_trades_and_the_far_fill_is_reported(tmp_path: Path) -> None:
-    """The issue's failure, kept as a check that the scenario bites: the guard off, the half-price
-    tick at 01:00 halts on the daily-loss limit and sells the book (more fills and fees than the
-    undisturbed run); the sell was sized on ~13,800 and filled at ~27,600, which is reported."""
+    """The issue's failure, kept as a check that the scenario bites: the guard and the second
+    reference off, the half-price tick at 01:00 halts on the daily-loss limit and sells the book
+    (more fills and fees than the undisturbed run); the sell was sized on ~13,800 and filled at
+    ~27,600, which is reported."""
     undisturbed = await _undisturbed(tmp_path)
-    disturbed = await _demo(tmp_path, "unguarded", SPIKES["half_price_at_hour_close"], guard=False)
+    disturbed = await _demo(
+        tmp_path, "unguarded", SPIKES["half_price_at_hour_close"], guard=False, second_reference=False
+    )
     assert len(disturbed["fills"]) > len(undisturbed["fills"])
     assert disturbed["fees"] > undisturbed["fees"]
     kinds = [e.event_type for e in disturbed["events"]]
@@ -155,3 +162,32 @@ async def test_without_the_guard_the_bad_tick_trades_and_the_far_fill_is_reporte
     deviation = far[0].indicators["deviation_fraction"]
     assert 0.9 < deviation < 1.1  # filled at about twice the price it was sized on
     assert not any(e.event_type is PositionEventType.FILL_FAR_FROM_REFERENCE for e in undisturbed["events"])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", list(SPIKES))
+async def test_the_second_reference_takes_back_a_decision_the_venue_price_refutes(
+    tmp_path: Path, case: str
+) -> None:
+    """The guard off, the wrong candle reaches the engine, which decides to sell the book (the
+    half-price tick halts on the daily-loss limit; the ×1.3 spike at the day open sets a start-of-day
+    equity the next hour's true prices fall 20 % below). The decision is large, so the venue's ticker
+    is read first: it shows the true BTC price, 50 % / 30 % from the mark. The step is taken back with
+    its candle (a ``reference_mismatch`` event), nothing is sent, and the run fills exactly like the
+    undisturbed one."""
+    undisturbed = await _undisturbed(tmp_path)
+    disturbed = await _demo(tmp_path, f"reference-{case}", SPIKES[case], guard=False)
+    assert disturbed["fills"] == undisturbed["fills"]
+    assert disturbed["fees"] == undisturbed["fees"]
+    assert disturbed["final_equity"] == undisturbed["final_equity"]
+    kinds = [e.event_type for e in disturbed["events"]]
+    assert PositionEventType.DAILY_LOSS_HALT not in kinds
+    assert PositionEventType.MARKET_DATA_SUSPECT not in kinds  # the guard was off
+    mismatch = [e for e in disturbed["events"] if e.event_type is PositionEventType.REFERENCE_MISMATCH]
+    assert len(mismatch) == 1, mismatch
+    ((_, open_ms),) = SPIKES[case]
+    assert (mismatch[0].symbol, mismatch[0].event_time_ms) == ("BTC/USDT", open_ms + 60_000)
+    assert mismatch[0].action_taken == "decision taken back, candle discarded"
+    btc = mismatch[0].indicators["prices"]["BTC/USDT"]
+    off = abs(Decimal(btc["mark"]) / Decimal(btc["venue"]) - 1)
+    assert off > Decimal("0.25")  # the mark was the bad tick, the venue showed the true price

@@ -250,7 +250,11 @@ class SanitySettings(_Section):
     by the REST candle if not, discarded if REST has none (a ``market_data_suspect`` position event
     records each). See :mod:`tradebot.app.daemon.candle_guard`. Backtests are not screened. A fill
     further than ``max_fill_deviation_fraction`` from the reference price its order was sized on is
-    reported (warning and a ``fill_far_from_reference`` position event).
+    reported (warning and a ``fill_far_from_reference`` position event). A large decision (orders of
+    at least ``large_decision_fraction`` of equity in one step) is sent only when the venue's own
+    price of every symbol it rests on is within ``max_reference_deviation_fraction`` of the engine's
+    mark (``reference_mismatch`` position event otherwise; see
+    :mod:`tradebot.app.daemon.reference_check`).
     """
 
     enabled: bool = Field(True, description="screen live candles (off: every candle goes to the engine)")
@@ -269,6 +273,19 @@ class SanitySettings(_Section):
     )
     max_fill_deviation_fraction: float = Field(
         0.05, gt=0.0, le=10.0, description="report a fill this far from its order's reference price, fraction"
+    )
+    second_reference: bool = Field(
+        True,
+        description="read the venue's price before a large decision (testnet / live; off: send as decided)",
+    )
+    large_decision_fraction: float = Field(
+        0.1, gt=0.0, le=10.0, description="a step whose orders' notional is this fraction of equity is large"
+    )
+    max_reference_deviation_fraction: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="refuse a large decision when a mark is this far from the venue's price",
     )
 
 

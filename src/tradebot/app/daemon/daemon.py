@@ -11,7 +11,10 @@ task that touches the engine:
    Every live candle is screened by :class:`~tradebot.app.daemon.candle_guard.CandleGuard`: one that
    moves more than ``TRADEBOT_DAEMON__SANITY__MAX_MOVE_FRACTION`` from the symbol's last accepted
    close is held and checked against that minute's REST candle (kept, replaced or discarded, with a
-   ``market_data_suspect`` position event) before anything sees it;
+   ``market_data_suspect`` position event) before anything sees it. With a venue, a large decision
+   or one taken on an unusual candle's minute is sent only when the venue's ticker agrees with the
+   engine's marks; otherwise the unusual candle is taken back (engine restored, candle discarded) or
+   the orders refused (:mod:`~tradebot.app.daemon.reference_check`);
 3. the execution side sees the candle first (paper fills at its open), then the engine; the
    engine's orders go to the venue and the venue's answers back to the engine, recursively, as in
    the backtest's ``Dispatcher``; the records of a step that decided nothing (stream signals,
@@ -46,11 +49,13 @@ with the state, close connections, exit 0.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +65,7 @@ from tradebot.app.daemon.bootstrap import Components, DaemonOptions, bootstrap, 
 from tradebot.app.daemon.candle_guard import CandleGuard, GuardConfig
 from tradebot.app.daemon.health import write_health
 from tradebot.app.daemon.observers import DaemonObserver, build_observers, notify
+from tradebot.app.daemon.reference_check import ReferenceConfig, SecondReference
 from tradebot.app.daemon.sequencer import CandleSequencer
 from tradebot.app.daemon.status import status_fields
 from tradebot.app.daemon.venue_router import VenueRouter
@@ -81,6 +87,7 @@ from tradebot.core.domain import (
     TradeRecord,
     to_decimal,
 )
+from tradebot.core.engine import Engine
 from tradebot.errors import DataError, VenueError
 
 log = structlog.get_logger("tradebot.daemon")
@@ -122,6 +129,9 @@ class Daemon:
         self._controls: list[object] = []  # control events from observers, for the engine task
         self._guard: CandleGuard | None = None  # market-data sanity, built once the engine is warm
         self._ref_prices: dict[str, Decimal] = {}  # client order id → the price it was sized on
+        #: Second reference before large decisions (testnet / live), built with the guard.
+        self._reference: ReferenceConfig | None = None
+        self._speculation: _Speculation | None = None  # the state before an unusual candle
         #: The last order rejection (for the health file and ``tradebot status``), or None.
         self.last_error: str | None = None
 
@@ -149,6 +159,12 @@ class Daemon:
             self._install_signals(stack)
             self._last_open = {s: c.last_open.get(s, -1) for s in c.symbols}
             self._guard = self._build_guard(c)
+            sanity = c.settings.daemon.sanity
+            if sanity.second_reference:
+                self._reference = ReferenceConfig(
+                    large_decision_fraction=sanity.large_decision_fraction,
+                    max_deviation_fraction=sanity.max_reference_deviation_fraction,
+                )
             log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
             if self._on_ready is not None:
                 self._on_ready(self)
@@ -212,6 +228,7 @@ class Daemon:
                         await self._dispatch(c.engine.handle(control))
                 for ev in ready:
                     await self._process(ev)
+                self.end_speculation()
                 if isinstance(c.router, VenueRouter):
                     now = time.monotonic()
                     if now >= next_poll:
@@ -250,6 +267,11 @@ class Daemon:
     async def _process(self, event: Candle | FeedStatus) -> None:
         c = self.c
         assert c is not None
+        spec = self._speculation
+        if spec is not None and not (
+            isinstance(event, Candle) and event.open_time_ms == spec.candle.open_time_ms
+        ):
+            self._speculation = None  # the unusual candle's minute is over: its steps stand
         if isinstance(event, FeedStatus):
             notify(self.observers, "on_feed_status", event)
             await self._dispatch(c.engine.on_feed_status(event))
@@ -267,16 +289,98 @@ class Daemon:
         log.debug(
             "candle_closed", symbol=candle.symbol, open_time_ms=candle.open_time_ms, close_quote=candle.close
         )
-        for ev in c.router.on_candle(candle):
-            await self._dispatch(c.engine.handle(ev))
-        await self._dispatch(c.engine.on_candle(candle))
+        if self._speculation is None:
+            self._speculation = self._speculate(candle)
+        else:
+            self._speculation.after.append(candle)
+        try:
+            for ev in c.router.on_candle(candle):
+                await self._dispatch(c.engine.handle(ev))
+            await self._dispatch(c.engine.on_candle(candle))
+        except _DecisionRolledBack as rolled:
+            await self._roll_back(rolled.check)
+
+    def end_speculation(self) -> None:
+        """The engine task calls this after each batch of candles, before any other engine input
+        (polls, reconciliation, controls): from then on the steps of an unusual candle stand."""
+        self._speculation = None
+
+    def _speculate(self, candle: Candle) -> _Speculation | None:
+        """Before a candle whose close is further than the second reference's band from the symbol's
+        mark: what undoing it takes (the engine state, the records and trades so far), so that a large
+        decision the venue's prices refuse — at this candle or at the other symbols' candles of the same
+        minute, where the rebalance clock ticks — can be taken back with it. The window ends with the
+        minute, with the batch of candles, or when an order is sent. ``None`` (nothing saved, the usual
+        case) for an ordinary candle, without a venue, or without the signal book in the snapshot (a
+        custom stream rule)."""
+        c = self.c
+        assert c is not None
+        config = self._reference
+        if config is None or not isinstance(c.router, VenueRouter):
+            return None
+        mark = c.engine.mark(candle.symbol)
+        if not mark > 0 or abs(candle.close / mark - 1.0) <= config.max_deviation_fraction:
+            return None
+        state = c.engine.snapshot()
+        if state.get("book") is None:
+            return None
+        return _Speculation(
+            candle=candle,
+            engine=json.loads(json.dumps(state)),
+            records=len(self._records),
+            trades=dict(self.trades),
+            candles=self.candles - 1,
+        )
+
+    async def _roll_back(self, check: SecondReference) -> None:
+        """Take back the unusual candle: a fresh engine restored from the state before it (as a
+        restart would), the records and trades since dropped (nothing was sent or stored), the candle
+        discarded (the engine sees a gap; a ``reference_mismatch`` event records it), and the other
+        symbols' candles of its minute processed again."""
+        c = self.c
+        spec = self._speculation
+        assert c is not None and spec is not None and isinstance(c.router, VenueRouter)
+        self._speculation = None
+        candle = spec.candle
+        engine = Engine(c.engine.config, c.engine.instruments)  # type: ignore[arg-type]
+        engine.restore(spec.engine)
+        c.engine = engine
+        c.router.rebind(engine)
+        del self._records[spec.records :]
+        self.trades = spec.trades
+        self.candles = spec.candles
+        prices = _prices(check)
+        log.warning(
+            "decision_rolled_back",
+            symbol=candle.symbol,
+            open_time_ms=candle.open_time_ms,
+            close_quote=candle.close,
+            prices=prices,
+            reason=check.refused,
+        )
+        self.last_error = f"{candle.symbol} candle @ {candle.open_time_ms} discarded: {check.refused}"[:300]
+        event = engine.record_event(
+            PositionEventType.REFERENCE_MISMATCH,
+            candle.symbol,
+            candle.open_time_ms + 60_000,
+            f"live 1m candle @ {candle.open_time_ms} (close {candle.close}) led to a large decision; "
+            f"{check.refused}",
+            "decision taken back, candle discarded",
+            price=to_decimal(candle.close),
+            indicators={"prices": prices, "live_close": candle.close, "outcome": "rolled_back"},
+        )
+        self._changed = True
+        await self._dispatch([event])
+        for later in spec.after:
+            await self._process(later)
 
     @staticmethod
     def _build_guard(c: Components) -> CandleGuard | None:
         sanity = c.settings.daemon.sanity
         if not sanity.enabled:
             return None
-        config = GuardConfig(**sanity.model_dump(exclude={"enabled", "max_fill_deviation_fraction"}))
+        config = GuardConfig(**sanity.model_dump(include={
+            "max_move_fraction", "max_move_atr", "atr_period", "confirm_tolerance_fraction"}))  # fmt: skip
         return CandleGuard(config, {s: c.engine.mark(s) for s in c.symbols})
 
     async def _screen(self, candle: Candle, guard: CandleGuard) -> Candle | None:
@@ -334,6 +438,51 @@ class Daemon:
         )
         await self._dispatch([event])
         return res.candle
+
+    async def _second_reference(
+        self, orders: list[PlaceOrder | CancelOrder], config: ReferenceConfig
+    ) -> list[PlaceOrder | CancelOrder]:
+        """Return the orders to send: all of them, or only the cancels when the venue's prices refuse
+        the step's large decision; the refused orders get a REJECTED update and a
+        ``reference_mismatch`` position event records the prices (see
+        :mod:`tradebot.app.daemon.reference_check`)."""
+        c = self.c
+        assert c is not None and isinstance(c.router, VenueRouter)
+        places = [o for o in orders if type(o) is PlaceOrder]
+        check = await c.router.second_reference(places, config, always=self._speculation is not None)
+        if check is None:
+            return orders
+        prices = _prices(check)
+        if check.refused is None:
+            log.info("second_reference_agrees", orders=len(places), prices=prices, error=check.error)
+            return orders
+        if check.found and self._speculation is not None:
+            raise _DecisionRolledBack(check)  # nothing was sent since the unusual candle: undo it
+        t = c.engine.last_time_ms
+        cids = tuple(o.client_order_id for o in places)
+        log.warning("decision_refused", orders=len(places), client_order_ids=list(cids), prices=prices,
+                    reason=check.refused)  # fmt: skip
+        self.last_error = check.refused[:300]
+        worst = max(check.found, key=lambda d: d.deviation, default=None)
+        symbol = worst.symbol if worst is not None else places[0].symbol
+        notional = sum((o.notional for o in places), Decimal(0))
+        event = c.engine.record_event(
+            PositionEventType.REFERENCE_MISMATCH,
+            symbol,
+            t,
+            check.refused,
+            f"{len(places)} order(s) of {notional:.2f} quote not sent",
+            price=None if worst is None else worst.reference,
+            client_order_ids=cids,
+            indicators={"prices": prices, "error": check.error, "notional_quote": str(notional)},
+        )
+        await self._dispatch([event])
+        reason = f"not sent: {check.refused}"[:300]
+        await self._apply([
+            OrderUpdate(client_order_id=o.client_order_id, symbol=o.symbol, status=OrderStatus.REJECTED, ts_ms=t,
+                        reason=reason) for o in places
+        ])  # fmt: skip
+        return [o for o in orders if type(o) is CancelOrder]
 
     def _fill_far_from_reference(self, fill: Fill) -> PositionEvent | None:
         """Return a ``fill_far_from_reference`` event (and log a warning) when ``fill`` is further than
@@ -398,7 +547,10 @@ class Daemon:
                 far = self._fill_far_from_reference(cmd)  # type: ignore[arg-type]
                 if far is not None:
                     await self._dispatch([far])
+        if venue and self._reference is not None and orders:
+            orders = await self._second_reference(orders, self._reference)
         for cmd in orders:
+            self._speculation = None  # sent: what led here can no longer be taken back
             if isinstance(cmd, CancelOrder):
                 self._changed = True
                 await self._apply(await c.router.cancel(cmd, c.engine.last_time_ms))
@@ -588,3 +740,25 @@ class Daemon:
 async def run_daemon(settings: Settings, options: DaemonOptions | None = None) -> int:
     """Run the daemon until stopped; return the process exit code."""
     return await Daemon(settings, options).run()
+
+
+@dataclass(frozen=True, slots=True)
+class _Speculation:
+    candle: Candle  # the unusual candle
+    engine: dict[str, Any]  # the engine snapshot before it (JSON data, nothing shared)
+    records: int  # len(daemon._records) before it
+    trades: dict[str, TradeRecord]
+    candles: int  # daemon.candles before it
+    after: list[Candle] = field(default_factory=list)  # the other symbols' candles of its minute since
+
+
+class _DecisionRolledBack(Exception):
+    """Raised inside a speculative step whose large decision the venue's prices refuse."""
+
+    def __init__(self, check: SecondReference) -> None:
+        super().__init__(check.refused)
+        self.check = check
+
+
+def _prices(check: SecondReference) -> dict[str, dict[str, str]]:
+    return {str(s): {"mark": str(check.marks[s]), "venue": str(p)} for s, p in check.references.items()}

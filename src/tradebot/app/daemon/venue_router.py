@@ -46,6 +46,13 @@ from tradebot.adapters.venues.gate import VenueGate
 from tradebot.app.daemon.execution import Event, OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints
 from tradebot.app.daemon.reconcile import AssetCheck, ReconcileConfig, ReconciliationRefused, reconcile
+from tradebot.app.daemon.reference_check import (
+    ReferenceConfig,
+    SecondReference,
+    disagreements,
+    is_large,
+    refusal,
+)
 from tradebot.app.daemon.venue_bans import ban_key, record_ban
 from tradebot.app.daemon.venue_health import VenueHealth
 from tradebot.app.settings import Settings
@@ -68,7 +75,7 @@ from tradebot.core.domain import (
     to_decimal,
 )
 from tradebot.core.engine import Engine
-from tradebot.errors import ConfigError, VenueBanned, VenueUnavailable
+from tradebot.errors import ConfigError, DataError, VenueBanned, VenueError, VenueUnavailable
 
 log = structlog.get_logger("tradebot.daemon")
 
@@ -136,6 +143,48 @@ class VenueRouter:
         # True when cmd opens or adds to a position (a reduction or an exit is never refused)
         held = self._engine.ledger.position(cmd.symbol) if self._engine is not None else ZERO
         return held == 0 or (held > 0) == (cmd.side is Side.BUY)
+
+    async def second_reference(
+        self, orders: Sequence[PlaceOrder], config: ReferenceConfig, *, always: bool = False
+    ) -> SecondReference | None:
+        """Check a decision against the venue's own prices before it is sent (see
+        :mod:`tradebot.app.daemon.reference_check`).
+
+        Returns ``None`` when ``orders`` (one engine step's orders) are not large and ``always`` is
+        False (the daemon sets it for a decision made on an unusual candle); else the prices
+        read (the ordered symbols first, then the held ones: their marks set equity) and the refusal,
+        if any. The reads go through the venue's gate like an order lookup; a price that cannot be
+        read ends the reads (``error``).
+        """
+        engine = self._engine
+        if engine is None or not orders:
+            return None
+        marks = engine.marks_decimal()
+        if not always and not is_large(orders, engine.ledger.equity(marks), config):
+            return None
+        symbols = list(dict.fromkeys([o.symbol for o in orders] + [
+            s for s in engine.symbols if engine.ledger.position(s) != 0]))  # fmt: skip
+        references: dict[Symbol, Decimal] = {}
+        error = None
+        for sym in symbols:
+            try:
+                references[sym] = await self.venue.fetch_reference_price(sym)
+            except (VenueError, DataError) as e:
+                error = f"{sym}: {type(e).__name__}: {e}"[:300]
+                break
+        found = disagreements(marks, references, config)
+        increases = any(self._increases(o) for o in orders)
+        return SecondReference(
+            marks={s: marks.get(s, ZERO) for s in symbols},
+            references=references,
+            found=found,
+            error=error,
+            refused=refusal(found, error, increases=increases, config=config),
+        )
+
+    def rebind(self, engine: Engine) -> None:
+        """Use ``engine`` from now on (the daemon replaced its engine by a restored one)."""
+        self._engine = engine
 
     def on_candle(self, candle: Candle) -> list[Event]:
         """Nothing: a real venue's answers come with the requests (the paper router's shape)."""

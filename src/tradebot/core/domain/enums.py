@@ -155,6 +155,9 @@ class PositionEventType(StrEnum):
     MARKET_DATA_SUSPECT = "market_data_suspect"
     #: A fill whose price is far from the reference price its order was sized on.
     FILL_FAR_FROM_REFERENCE = "fill_far_from_reference"
+    #: A large decision not sent: the venue's own price of a symbol it rests on was too far from
+    #: the engine's mark (or could not be read for a decision that increases a position).
+    REFERENCE_MISMATCH = "reference_mismatch"
     #: A deposit or withdrawal found by reconciliation: moves equity, never counted as PnL.
     CASH_FLOW = "cash_flow"
     #: A fill of an order the bot did not place (a manual trade at the venue), adopted into the
