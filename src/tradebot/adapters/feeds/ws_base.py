@@ -36,6 +36,8 @@ from tradebot.errors import DataError, RateLimited, VenueBanned, VenueError
 log = structlog.get_logger("tradebot.feeds")
 
 MINUTE_MS = Timeframe.M1.ms
+#: Window of a multi-symbol catch-up: one REST page (1,000 1m candles) per symbol, delivered in time order.
+CATCH_UP_WINDOW_MS = 1000 * MINUTE_MS
 FeedEvent = Candle | FeedStatus
 M = TypeVar("M")
 
@@ -390,31 +392,68 @@ class LiveCandleFeed(ABC):
         return backfilled
 
     async def _catch_up_all(self) -> None:
+        """Backfill every symbol up to the server time, in time order across symbols.
+
+        With more than one symbol behind, the gaps are fetched window by window
+        (:data:`CATCH_UP_WINDOW_MS`, one REST page per symbol) and each window's candles are
+        delivered by open time, then symbol order: a long downtime's catch-up reaches the daemon's
+        sequencer in backtest order instead of one symbol's whole gap before the next one's (which
+        the sequencer's timeout would release ahead of the others). Same requests as one symbol
+        after the other.
+        """
         if all(v is None for v in self._last.values()):
             return
         server_now = await self._history.server_time_ms()
         until = floor_time(server_now, Timeframe.M1)  # the candle opened at `until` is not closed yet
-        for symbol, last in self._last.items():
-            if last is not None and last + MINUTE_MS < until:
-                await self._fill(symbol, last + MINUTE_MS, until)
+        gaps = {
+            s: last + MINUTE_MS
+            for s, last in self._last.items()
+            if last is not None and last + MINUTE_MS < until
+        }
+        if len(gaps) <= 1:
+            for symbol, since in gaps.items():
+                await self._fill(symbol, since, until)
+            return
+        rank = {s: i for i, s in enumerate(self._last)}
+        delivered = dict.fromkeys(gaps, 0)
+        for w0 in range(min(gaps.values()), until, CATCH_UP_WINDOW_MS):
+            w1 = min(w0 + CATCH_UP_WINDOW_MS, until)
+            batch: list[Candle] = []
+            for symbol, since in gaps.items():
+                lo = max(since, w0)
+                if lo < w1:
+                    got = await self._history.fetch_candles(symbol, Timeframe.M1, lo, w1)
+                    batch.extend(c for c in got if c.symbol == symbol and lo <= c.open_time_ms < w1)
+            batch.sort(key=lambda c: (c.open_time_ms, rank[c.symbol]))
+            for c in batch:
+                if await self._deliver(c):
+                    delivered[c.symbol] += 1
+        for symbol, since in gaps.items():
+            self._filled(symbol, since, until, delivered[symbol])
 
     async def _fill(self, symbol: str, since_ms: int, until_ms: int) -> None:
         candles = await self._history.fetch_candles(symbol, Timeframe.M1, since_ms, until_ms)
         delivered = 0
         for c in candles:
-            last = self._last[symbol]
-            if c.symbol != symbol or not (since_ms <= c.open_time_ms < until_ms):
-                continue
-            if last is not None and c.open_time_ms <= last:
-                continue
-            lag_ms = self._now_ms() - c.close_time_ms
-            if lag_ms <= self._cfg.max_lag_ms:  # e.g. a restart's catch-up that is still recent
-                await self._set_stale(symbol, False, "backfill_fresh")
-            else:
-                await self._set_stale(symbol, True, "backfill")
-            self._last[symbol] = c.open_time_ms
-            delivered += 1
-            await self.queue.put(c)
+            if c.symbol == symbol and since_ms <= c.open_time_ms < until_ms and await self._deliver(c):
+                delivered += 1
+        self._filled(symbol, since_ms, until_ms, delivered)
+
+    async def _deliver(self, c: Candle) -> bool:
+        # One backfilled candle: queued unless the symbol already has it; fresh or stale by its lag.
+        last = self._last[c.symbol]
+        if last is not None and c.open_time_ms <= last:
+            return False
+        lag_ms = self._now_ms() - c.close_time_ms
+        if lag_ms <= self._cfg.max_lag_ms:  # e.g. a restart's catch-up that is still recent
+            await self._set_stale(c.symbol, False, "backfill_fresh")
+        else:
+            await self._set_stale(c.symbol, True, "backfill")
+        self._last[c.symbol] = c.open_time_ms
+        await self.queue.put(c)
+        return True
+
+    def _filled(self, symbol: str, since_ms: int, until_ms: int, delivered: int) -> None:
         self.stats.backfilled_candles += delivered
         expected = (until_ms - since_ms) // MINUTE_MS
         self._log.info(
