@@ -24,11 +24,17 @@ Fill model (deterministic, so tests can compute balances by hand):
   accepted again and creates a second order (Binance's rule, which makes blind retries unsafe).
 
 Fault switches (:class:`OrderFaults`) let tests break the order path on purpose.
+
+Push: every callable in :attr:`OrderEngine.listeners` is called with ``(order, exec_type, trade)``
+right after each change of an order (``"NEW"`` on placement, ``"TRADE"`` per execution with its
+:class:`SimTrade`, ``"CANCELED"``, ``"EXPIRED"``), with the order's state after the change; the
+simulator's user-data streams (``binance_ws_api.py``, ``deribit_user.py``) serialize it at once.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
@@ -178,6 +184,8 @@ class OrderEngine:
         self.orders: list[SimOrder] = []
         self.trades: list[SimTrade] = []
         self.placements: list[str] = []  # client order ids of every placement request that reached us
+        #: Called after every order change: ``(order, exec_type, trade)`` (see the module docstring).
+        self.listeners: list[Callable[[SimOrder, str, SimTrade | None], None]] = []
         self._order_seq = 0
         self._trade_seq = 0
         market.subscribe(self._on_market)
@@ -249,6 +257,7 @@ class OrderEngine:
         order = SimOrder(self._order_seq, client_order_id, symbol, side, type, qty, price, now, now)
         self.orders.append(order)
         if type == "MARKET":
+            self._notify(order, "NEW")
             fill_qty = qty
             if self.faults.partial_then_expire is not None:
                 fraction, self.faults.partial_then_expire = self.faults.partial_then_expire, None
@@ -257,8 +266,10 @@ class OrderEngine:
                 self._execute(order, rules, fill_qty, fill_price, now, self.fee_rate)
             if order.filled < order.qty:
                 order.status = "EXPIRED"
+                self._notify(order, "EXPIRED")
         else:
             self._lock(order, rules, qty)
+            self._notify(order, "NEW")
         return order
 
     def cancel(self, symbol: str, client_order_id: str) -> SimOrder:
@@ -270,9 +281,14 @@ class OrderEngine:
         order.status = "CANCELED"
         order.updated_ms = self.market.now_ms
         self._unlock(order, self._rules(symbol))
+        self._notify(order, "CANCELED")
         return order
 
     # ------------------------------------------------------------------ internals
+    def _notify(self, order: SimOrder, exec_type: str, trade: SimTrade | None = None) -> None:
+        for listener in self.listeners:
+            listener(order, exec_type, trade)
+
     def _rules(self, symbol: str) -> SymbolRules:
         rules = self.rules.get(symbol)
         if rules is None:
@@ -364,6 +380,7 @@ class OrderEngine:
         order.status = "FILLED" if order.filled == order.qty else "PARTIALLY_FILLED"
         if order.status == "PARTIALLY_FILLED" and order.type == "LIMIT":
             self._lock(order, rules, order.qty - order.filled)
+        self._notify(order, "TRADE", trade)
 
     def _on_market(self, events: list[MarketEvent]) -> None:
         finals = {e.symbol: e.bar for e in events if e.final}
