@@ -1,5 +1,7 @@
 """A loopback TCP proxy that can be cut: every proxied connection reset and new ones refused, as
-when a database server restarts; then restored on the same port (for the store-outage tests)."""
+when a database server restarts; then restored on the same port (for the store-outage tests). It can
+also stall: connections stay open but every byte is dropped, as on a network path that loses packets
+without a reset (a firewall's dropped state, a half-dead peer)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.WriteTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stalled = False
 
     async def __aenter__(self) -> TcpProxy:
         await self.restore()
@@ -54,6 +57,15 @@ class TcpProxy:
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await task
 
+    def stall(self) -> None:
+        """Drop every byte both ways from now on; connections stay open (and new ones are accepted)."""
+        self.stalled = True
+
+    async def unstall(self) -> None:
+        """Forward again. The connections that were open stay open with bytes missing from their
+        streams: a client that waits on one without a timeout waits forever."""
+        self.stalled = False
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._server is None:
             writer.transport.abort()
@@ -80,9 +92,10 @@ class TcpProxy:
                 self._transports.discard(w.transport)  # type: ignore[arg-type]
                 w.transport.abort()
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await src.read(65536):
+                if self.stalled:
+                    continue
                 dst.write(data)
                 await dst.drain()

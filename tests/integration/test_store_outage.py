@@ -221,6 +221,36 @@ async def test_postgres_cut_for_two_seconds_pauses_then_resumes_with_nothing_los
     assert 1.5 <= recovered["outage_s"] <= 15, report  # first failure after the cut → first success
 
 
+@pytest.mark.postgres
+async def test_postgres_hanging_for_three_seconds_times_out_pauses_and_resumes(
+    pg_url: str, data_dir: Path, reference: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network path that drops every byte without a reset: without a statement timeout the write
+    in flight waits forever (the engine task with it). With TRADEBOT_DAEMON__STORE_STATEMENT_TIMEOUT_S
+    it fails after 1 s, the daemon pauses and retries, and resumes once the path is back."""
+    monkeypatch.setenv("TRADEBOT_DAEMON__STORE_STATEMENT_TIMEOUT_S", "1")
+    pg = make_url(pg_url)
+    async with TcpProxy(pg.host or "127.0.0.1", pg.port or 5432) as proxy:
+        url = pg.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        hung: dict[str, float] = {}
+
+        async def disturb(d: Daemon) -> None:
+            while d.candles < 3 * 60:  # noqa: ASYNC110 - an hour in (the daemon exposes counters)
+                await asyncio.sleep(0.01)
+            proxy.stall()
+            t = time.monotonic()
+            await asyncio.sleep(3.0)
+            await proxy.unstall()
+            hung["s"] = time.monotonic() - t
+
+        out = await asyncio.wait_for(run_paper(url, data_dir, disturb=disturb), timeout=45)
+    got = await stored(pg_url)
+    report = assert_paused_and_resumed(out, got, reference)
+    assert hung["s"] >= 3.0, report
+    (first, *_) = _events(out.logs, "store_unavailable")
+    assert "TimeoutError" in first["error"] or "timeout" in first["error"].lower(), report
+
+
 async def test_sqlite_disk_full_pauses_then_resumes_with_nothing_lost(
     db_url: str, data_dir: Path, reference: dict[str, Any]
 ) -> None:

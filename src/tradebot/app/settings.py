@@ -343,6 +343,12 @@ class DaemonSettings(_Section):
         description="database unreachable or full: pause trading and retry (0.5 s doubling to 10 s) "
         "this long, seconds, then exit 1",
     )
+    store_statement_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="PostgreSQL: a connect or statement hanging this long fails and is retried, seconds",
+    )
     sanity: SanitySettings = SanitySettings()
 
 

@@ -118,3 +118,28 @@ def create_engine(url: str | URL, *, sqlite_pragmas: bool = True, **kwargs: Any)
     if sqlite_pragmas and parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def daemon_engine_options(url: str | URL, *, statement_timeout_s: float) -> dict[str, Any]:
+    """Engine options of a long-running writer (the daemon's store) for ``url``.
+
+    PostgreSQL: a pooled connection is pinged before use (``pool_pre_ping``: one left dead by a server
+    restart is replaced instead of failing the next write), and asyncpg gives up on a connect or a
+    statement after ``statement_timeout_s`` seconds (``timeout``, ``command_timeout``): a connection
+    that hangs — a network path that drops packets without a reset — ends in a ``TimeoutError``,
+    which the resilient store retries like any outage, instead of holding the engine task forever.
+    SQLite: none (its waits are bounded by :data:`SQLITE_BUSY_TIMEOUT_MS`).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`parse_database_url`.
+    ValueError
+        If ``statement_timeout_s`` is not > 0.
+    """
+    if not statement_timeout_s > 0:
+        raise ValueError(f"statement_timeout_s must be > 0, was {statement_timeout_s!r}")
+    if parse_database_url(url).get_backend_name() != "postgresql":
+        return {}
+    timeouts = {"timeout": statement_timeout_s, "command_timeout": statement_timeout_s}
+    return {"pool_pre_ping": True, "connect_args": timeouts}

@@ -47,6 +47,7 @@ from tradebot.adapters.feeds.deribit_ws import DeribitChartFeed, DeribitFeedConf
 from tradebot.adapters.feeds.replay import merge_by_time
 from tradebot.adapters.feeds.ws_base import LiveCandleFeed
 from tradebot.adapters.store import BatchingWriter, SqlEventStore
+from tradebot.adapters.store.engine import daemon_engine_options
 from tradebot.adapters.store.migrate import check_current, ensure_schema
 from tradebot.adapters.store.resilient import ResilientStore
 from tradebot.app.daemon.clock import LiveClock
@@ -203,10 +204,10 @@ async def open_database(settings: Settings, options: DaemonOptions, stack: Async
             "the database schema is not at the newest revision: run `tradebot db upgrade` "
             "(or the compose service `migrate`) first"
         )
-    # PostgreSQL: a pooled connection is pinged before use, so one left dead by a server restart is
-    # replaced instead of failing the next write (a disconnect also invalidates the whole pool).
-    pre_ping = {"pool_pre_ping": True} if make_url(url).get_backend_name() == "postgresql" else {}
-    store = SqlEventStore(url, **pre_ping)
+    # PostgreSQL: pinged pooled connections, bounded connects and statements (a hung one times out
+    # and is retried by the resilient store like any outage)
+    engine_options = daemon_engine_options(url, statement_timeout_s=settings.daemon.store_statement_timeout_s)
+    store = SqlEventStore(url, **engine_options)
     await store.open()
     stack.push_async_callback(store.close)
     return store
