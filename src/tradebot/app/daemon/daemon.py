@@ -271,7 +271,7 @@ class Daemon:
         if spec is not None and not (
             isinstance(event, Candle) and event.open_time_ms == spec.candle.open_time_ms
         ):
-            self._speculation = None  # the unusual candle's minute is over: its steps stand
+            self.end_speculation()  # the unusual candle's minute is over: its steps stand
         if isinstance(event, FeedStatus):
             notify(self.observers, "on_feed_status", event)
             await self._dispatch(c.engine.on_feed_status(event))
@@ -302,8 +302,12 @@ class Daemon:
 
     def end_speculation(self) -> None:
         """The engine task calls this after each batch of candles, before any other engine input
-        (polls, reconciliation, controls): from then on the steps of an unusual candle stand."""
-        self._speculation = None
+        (polls, reconciliation, controls): from then on the steps of an unusual candle stand, and the
+        observers (metrics, alerts) get the records held back since it."""
+        spec, self._speculation = self._speculation, None
+        if spec is not None and self.observers:
+            for rec in spec.held:
+                notify(self.observers, "on_record", rec)
 
     def _speculate(self, candle: Candle) -> _Speculation | None:
         """Before a candle whose close is further than the second reference's band from the symbol's
@@ -541,7 +545,9 @@ class Daemon:
                 self._changed = True
             self._log_record(cmd)
             self._records.append(cmd)
-            if self.observers:
+            if self._speculation is not None:
+                self._speculation.held.append(cmd)  # told once the step stands, never if taken back
+            elif self.observers:
                 notify(self.observers, "on_record", cmd)
             if kind is Fill:
                 far = self._fill_far_from_reference(cmd)  # type: ignore[arg-type]
@@ -550,7 +556,7 @@ class Daemon:
         if venue and self._reference is not None and orders:
             orders = await self._second_reference(orders, self._reference)
         for cmd in orders:
-            self._speculation = None  # sent: what led here can no longer be taken back
+            self.end_speculation()  # sent: what led here can no longer be taken back
             if isinstance(cmd, CancelOrder):
                 self._changed = True
                 await self._apply(await c.router.cancel(cmd, c.engine.last_time_ms))
@@ -750,6 +756,7 @@ class _Speculation:
     trades: dict[str, TradeRecord]
     candles: int  # daemon.candles before it
     after: list[Candle] = field(default_factory=list)  # the other symbols' candles of its minute since
+    held: list[object] = field(default_factory=list)  # records not yet told to the observers
 
 
 class _DecisionRolledBack(Exception):
