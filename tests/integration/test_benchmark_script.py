@@ -72,3 +72,23 @@ def test_bench_optimize_prints_throughput_ratio_and_memory_per_jobs() -> None:
     assert table[0].split()[:3] == ["jobs", "trials", "trials/min"]
     assert [row.split()[0] for row in table[1:]] == ["1", "2"]
     assert table[1].split()[4] == "1.00"  # the speed-up column, against --jobs 1
+
+
+def test_stop_fills_measures_every_stop_exit_of_the_managed_backtest(tmp_path: Path) -> None:
+    """``benchmarks/stop_fills.py`` on the 1m and 1h sample: every ``stop_exit`` of the managed run is
+    measured, the percentiles are ordered, and the JSON file equals the printed figures."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "stop_fills.py"), "--data", str(REPO / "data" / "sample"),
+           "--timeframes", "1m", "1h", "--config", str(REPO / "config" / "managed.toml"),
+           "--json", str(tmp_path / "stops.json")]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp_path, timeout=300).stdout
+    (printed,) = [json.loads(line) for line in out.splitlines() if line.startswith("[")]
+    assert printed == json.loads((tmp_path / "stops.json").read_text())
+    assert [r["timeframe"] for r in printed] == ["1m", "1h"]
+    assert printed[0]["candles"] == 198_261
+    for r in printed:
+        s = r["bps"]
+        assert r["stop_exits"] == s["n"] > 0
+        assert s["min"] <= s["p5"] <= s["p25"] <= s["median"] <= s["p75"] <= s["p95"] <= s["max"]
+        assert sum(k["n"] for k in r["by_stop_kind"].values()) == s["n"]
+        assert 0 <= r["breakeven_exits_losing"] <= r["breakeven_exits"] <= s["n"]
+    assert "stop exits: (fill - stop) / stop, bps" in out
