@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tradebot.app.daemon.candle_guard import CandleGuard, GuardConfig
+from tradebot.app.daemon.daemon import guard_config, reference_config
+from tradebot.app.daemon.reference_check import ReferenceConfig
 from tradebot.app.settings import load_settings
 from tradebot.core.domain import Candle, Timeframe
 
@@ -137,11 +139,15 @@ def test_settings_defaults_are_the_guard_defaults_and_env_overrides(monkeypatch:
         monkeypatch.delenv(key)
     sanity = load_settings().daemon.sanity
     assert sanity.enabled is True
-    assert (
-        GuardConfig(**sanity.model_dump(exclude={"enabled", "max_fill_deviation_fraction"})) == GuardConfig()
-    )
+    assert guard_config(sanity) == GuardConfig()
+    assert reference_config(sanity) == ReferenceConfig()
     assert sanity.max_fill_deviation_fraction == 0.05
     monkeypatch.setenv("TRADEBOT_DAEMON__SANITY__MAX_MOVE_FRACTION", "0.1")
     monkeypatch.setenv("TRADEBOT_DAEMON__SANITY__MAX_MOVE_ATR", "30")
     sanity = load_settings().daemon.sanity
     assert (sanity.max_move_fraction, sanity.max_move_atr) == (0.1, 30.0)
+    assert guard_config(sanity) == GuardConfig(max_move_fraction=0.1, max_move_atr=30.0)
+    monkeypatch.setenv("TRADEBOT_DAEMON__SANITY__MAX_REFERENCE_DEVIATION_FRACTION", "0.02")
+    assert reference_config(load_settings().daemon.sanity) == ReferenceConfig(max_deviation_fraction=0.02)
+    monkeypatch.setenv("TRADEBOT_DAEMON__SANITY__SECOND_REFERENCE", "false")
+    assert reference_config(load_settings().daemon.sanity) is None

@@ -70,7 +70,7 @@ from tradebot.app.daemon.sequencer import CandleSequencer
 from tradebot.app.daemon.status import status_fields
 from tradebot.app.daemon.venue_router import VenueRouter
 from tradebot.app.reports.summary import build_run_summary
-from tradebot.app.settings import Settings
+from tradebot.app.settings import SanitySettings, Settings
 from tradebot.core.domain import (
     CancelOrder,
     Candle,
@@ -159,12 +159,7 @@ class Daemon:
             self._install_signals(stack)
             self._last_open = {s: c.last_open.get(s, -1) for s in c.symbols}
             self._guard = self._build_guard(c)
-            sanity = c.settings.daemon.sanity
-            if sanity.second_reference:
-                self._reference = ReferenceConfig(
-                    large_decision_fraction=sanity.large_decision_fraction,
-                    max_deviation_fraction=sanity.max_reference_deviation_fraction,
-                )
+            self._reference = reference_config(c.settings.daemon.sanity)
             log.info("trading_started", symbols=list(c.symbols), resumed=c.resumed)
             if self._on_ready is not None:
                 self._on_ready(self)
@@ -383,9 +378,7 @@ class Daemon:
         sanity = c.settings.daemon.sanity
         if not sanity.enabled:
             return None
-        config = GuardConfig(**sanity.model_dump(include={
-            "max_move_fraction", "max_move_atr", "atr_period", "confirm_tolerance_fraction"}))  # fmt: skip
-        return CandleGuard(config, {s: c.engine.mark(s) for s in c.symbols})
+        return CandleGuard(guard_config(sanity), {s: c.engine.mark(s) for s in c.symbols})
 
     async def _screen(self, candle: Candle, guard: CandleGuard) -> Candle | None:
         """Return the candle the engine gets: ``candle`` unless the guard holds it, else the outcome
@@ -746,6 +739,26 @@ class Daemon:
 async def run_daemon(settings: Settings, options: DaemonOptions | None = None) -> int:
     """Run the daemon until stopped; return the process exit code."""
     return await Daemon(settings, options).run()
+
+
+def guard_config(sanity: SanitySettings) -> GuardConfig:
+    """The candle guard's rules from ``TRADEBOT_DAEMON__SANITY__*`` (whether it runs is ``enabled``)."""
+    return GuardConfig(
+        max_move_fraction=sanity.max_move_fraction,
+        max_move_atr=sanity.max_move_atr,
+        atr_period=sanity.atr_period,
+        confirm_tolerance_fraction=sanity.confirm_tolerance_fraction,
+    )
+
+
+def reference_config(sanity: SanitySettings) -> ReferenceConfig | None:
+    """The second reference's rules from ``TRADEBOT_DAEMON__SANITY__*``; ``None`` when switched off."""
+    if not sanity.second_reference:
+        return None
+    return ReferenceConfig(
+        large_decision_fraction=sanity.large_decision_fraction,
+        max_deviation_fraction=sanity.max_reference_deviation_fraction,
+    )
 
 
 @dataclass(frozen=True, slots=True)
