@@ -10,7 +10,9 @@ timeframe (which would show the period's future).
 
 Instruments map to the tape by base currency: ``BTC_USDC-PERPETUAL`` and ``BTC-PERPETUAL`` replay
 ``BTCUSDT``. A connection that leaves a ``test_request`` unanswered until the next heartbeat is
-closed, like Deribit does. Private methods are left for the order-engine extension.
+closed, like Deribit does. ``public/auth`` and ``private/subscribe`` / ``private/unsubscribe`` of the
+account's ``user.orders.*.raw`` / ``user.trades.*.raw`` channels are served by
+:class:`~tradebot.exchange_sim.deribit_user.DeribitUserStreams` when :attr:`DeribitStreams.user` is set.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import asyncio
 import contextlib
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from tradebot.exchange_sim.faults import SimConnection, VenueFaults
 from tradebot.exchange_sim.market import MINUTE_MS, Market, MarketEvent, aggregate
+
+if TYPE_CHECKING:
+    from tradebot.exchange_sim.deribit_user import DeribitUserStreams
 
 _CHART = "chart.trades."
 
@@ -94,6 +99,8 @@ class DeribitStreams:
     def __init__(self, market: Market, faults: VenueFaults, instruments: list[str]) -> None:
         self.market, self.faults, self.instruments = market, faults, set(instruments)
         self._subs: dict[SimConnection, set[tuple[str, str]]] = {}  # (instrument, resolution)
+        #: Authentication and private subscriptions (set by the simulator; ``None``: not served).
+        self.user: DeribitUserStreams | None = None
         market.subscribe(self._on_events)
 
     def _period_bar(self, event: MarketEvent, resolution: str) -> MarketEvent:
@@ -137,6 +144,9 @@ class DeribitStreams:
         finally:
             self._subs.pop(conn, None)
             self.faults.connections.discard(conn)
+            self.faults.user.connections.discard(conn)
+            if self.user is not None:
+                self.user.forget(conn)
 
     def _on_request(
         self, conn: SimConnection, raw: str | bytes, state: dict[str, Any], tg: asyncio.TaskGroup
@@ -148,7 +158,9 @@ class DeribitStreams:
         except (ValueError, KeyError, TypeError):
             conn.send(rpc_error(None, -32700, "parse_error"), control=True)
             return
-        if method == "public/subscribe":
+        if method in ("public/auth", "private/subscribe", "private/unsubscribe") and self.user is not None:
+            self._on_private(conn, method, rid, params, now)
+        elif method == "public/subscribe":
             wanted = {c: self._chart_subscription(c) for c in params.get("channels", [])}
             channels = [c for c, sub in wanted.items() if sub is not None]
             subscribed = self._subs.setdefault(conn, set())
@@ -173,6 +185,31 @@ class DeribitStreams:
             conn.send(rpc_result(rid, {"version": "1.2.26"}, now), control=True)
         else:
             conn.send(rpc_error(rid, -32601, "Method not found"), control=True)
+
+    def _on_private(
+        self, conn: SimConnection, method: str, rid: Any, params: dict[str, Any], now: int
+    ) -> None:
+        user = self.user
+        assert user is not None
+        if method == "public/auth":
+            if self.faults.user.refusing():  # the private streams are down: the session is cut at auth
+                conn.abort()
+                return
+            answer = user.auth(conn, rid, params, now)
+            if user.authed(conn):
+                self.faults.user.connections.add(conn)
+            conn.send(answer, control=True)
+            return
+        if not user.authed(conn):
+            conn.send(rpc_error(rid, 10000, "authorization_required"), control=True)
+            return
+        channels = [c for c in params.get("channels", []) if isinstance(c, str)]
+        done = (
+            user.subscribe(conn, channels)
+            if method == "private/subscribe"
+            else user.unsubscribe(conn, channels)
+        )
+        conn.send(rpc_result(rid, done, now), control=True)
 
     def _chart_subscription(self, channel: str) -> tuple[str, str] | None:
         # "chart.trades.<instrument>.<resolution>" → (instrument, resolution), None if not served

@@ -19,6 +19,10 @@ Switches (all take effect immediately on the connections open now, or on the nex
 * :meth:`VenueFaults.refuse` — refuse websocket handshakes (HTTP 503) for ``seconds``.
 * :meth:`VenueFaults.http_errors` — answer the next ``count`` REST requests with ``status``
   (429, 418, 5xx).
+
+Private (user-data) streams have their own switches, :attr:`VenueFaults.user` (a
+:class:`UserStreamFaults`), so a test can break the account's push channel without touching the
+market data: ``drop``, ``refuse``, ``duplicate`` and ``out_of_order`` order events.
 """
 
 from __future__ import annotations
@@ -133,6 +137,106 @@ class BadTick:
 
 
 @dataclass
+class UserStreamFaults:
+    """Fault switches of one venue's private streams (Binance WebSocket API user-data subscriptions,
+    Deribit ``user.*`` channels). Each count goes down as it fires; the counters tell a test what
+    was done.
+
+    Attributes
+    ----------
+    connections
+        The open private-stream connections (of every account).
+    duplicate_next
+        The next N order events are pushed twice (``duplicates_pushed`` counts them).
+    swap_next
+        The next N order events are each held and pushed right after the order event that follows
+        it (``swapped`` counts them); a held event nobody follows is pushed after ``hold_s`` seconds.
+    """
+
+    connections: set[SimConnection] = field(default_factory=set)
+    refuse_until: float = 0.0
+    duplicate_next: int = 0
+    swap_next: int = 0
+    hold_s: float = 0.5
+    pushed: int = 0
+    duplicates_pushed: int = 0
+    swapped: int = 0
+    drops: int = 0
+    log: list[str] = field(default_factory=list)
+    _held: list[tuple[str, Callable[[str], None]]] = field(default_factory=list)
+    _timer: asyncio.TimerHandle | None = None
+
+    def drop(self) -> None:
+        """Abort every open private-stream connection (no close frame); nothing is replayed."""
+        self.log.append("drop")
+        self.drops += 1
+        for conn in list(self.connections):
+            conn.abort()
+
+    def refuse(self, seconds: float) -> None:
+        """Refuse private streams for ``seconds``: Binance WebSocket API handshakes get HTTP 503, a
+        Deribit connection is cut when it sends ``public/auth``."""
+        self.log.append(f"refuse {seconds}")
+        self.refuse_until = asyncio.get_running_loop().time() + seconds
+
+    def refusing(self) -> bool:
+        """True while private-stream handshakes are refused."""
+        return asyncio.get_running_loop().time() < self.refuse_until
+
+    def duplicate(self, count: int = 1) -> None:
+        """Push each of the next ``count`` order events twice."""
+        self.log.append(f"duplicate x{count}")
+        self.duplicate_next += count
+
+    def out_of_order(self, count: int = 1) -> None:
+        """Push each of the next ``count`` order events after the order event that follows it."""
+        self.log.append(f"out_of_order x{count}")
+        self.swap_next += count
+
+    def push(self, frame: str, send: Callable[[str], None], *, order_event: bool = True) -> None:
+        """Push ``frame`` with ``send`` through the switches (only order events are duplicated or
+        reordered; an account event passes at once and releases nothing held)."""
+        if not order_event:
+            self._send(frame, send)
+            return
+        if self._held:
+            (held, held_send), self._held = self._held[0], []
+            self._cancel_timer()
+            self._out(frame, send)
+            self._out(held, held_send)
+            return
+        if self.swap_next > 0:
+            self.swap_next -= 1
+            self.swapped += 1
+            self._held = [(frame, send)]
+            self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._release)
+            return
+        self._out(frame, send)
+
+    def _out(self, frame: str, send: Callable[[str], None]) -> None:
+        self._send(frame, send)
+        if self.duplicate_next > 0:
+            self.duplicate_next -= 1
+            self.duplicates_pushed += 1
+            self._send(frame, send)
+
+    def _send(self, frame: str, send: Callable[[str], None]) -> None:
+        self.pushed += 1
+        send(frame)
+
+    def _release(self) -> None:
+        self._timer = None
+        if self._held:
+            (held, held_send), self._held = self._held[0], []
+            self._out(held, held_send)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+@dataclass
 class VenueFaults:
     """Fault switches of one venue (see the module docstring). Mutated by tests or :class:`RandomFaults`."""
 
@@ -151,14 +255,15 @@ class VenueFaults:
     skipped: set[int] = field(default_factory=set)
     bad_ticks: dict[tuple[str, int], BadTick] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    user: UserStreamFaults = field(default_factory=UserStreamFaults)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
     def drop(self) -> None:
-        """Abort all open connections."""
+        """Abort all open connections (the private streams' too)."""
         self.log.append("drop")
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self.user.connections]:
             conn.abort()
 
     def stall(self, seconds: float) -> None:

@@ -1,11 +1,13 @@
-"""The exchange simulator process: one websocket server (Binance ``/stream``, Deribit ``/ws/api/v2``)
-and one HTTP server (Binance ``/api/v3/*``, Deribit ``/api/v2/public/*``) on 127.0.0.1.
+"""The exchange simulator process: one websocket server (Binance ``/stream`` and the WebSocket API
+``/ws-api/v3``, Deribit ``/ws/api/v2``) and one HTTP server (Binance ``/api/v3/*``, Deribit ``/api/v2/public/*``) on 127.0.0.1.
 
 Use in tests::
 
     async with ExchangeSim(SimConfig(data_dir=..., start_ms=..., minute_wall_s=0.05)) as sim:
         sim.binance_ws_url, sim.binance_rest_url, sim.deribit_ws_url, sim.deribit_rest_url
+        sim.binance_ws_api_url  # user-data subscriptions (binance_ws_api.py)
         sim.faults.binance.drop()
+        sim.faults.binance.user.duplicate(3)  # the account's private streams (faults.UserStreamFaults)
 
 or from the command line: ``tradebot exchange-sim --data-dir /work/shared/data --speedup 60``
 (wired by the CLI through :func:`add_arguments` and :func:`main`).
@@ -29,8 +31,10 @@ from websockets.http11 import Request, Response
 from tradebot.exchange_sim.binance_private import BinancePrivate, binance_rules
 from tradebot.exchange_sim.binance_rest import BinanceRest
 from tradebot.exchange_sim.binance_ws import BinanceStreams, requested_symbols
+from tradebot.exchange_sim.binance_ws_api import WS_API_PATH, BinanceWsApi
 from tradebot.exchange_sim.deribit_private import DeribitPrivate, deribit_rules
 from tradebot.exchange_sim.deribit_rest import DeribitRest, load_instruments
+from tradebot.exchange_sim.deribit_user import DeribitUserStreams
 from tradebot.exchange_sim.deribit_ws import DeribitStreams
 from tradebot.exchange_sim.faults import Faults, RandomFaults
 from tradebot.exchange_sim.market import MINUTE_MS, Market, Tape
@@ -143,6 +147,11 @@ class ExchangeSim:
             fee_rate=Decimal("0.0005"),
         )
         self.deribit_private = DeribitPrivate(self.deribit_orders, self.market)
+        self.binance_ws_api = BinanceWsApi(
+            self.binance_private, self.faults.binance, lambda: self.market.now_ms
+        )
+        self.deribit_user = DeribitUserStreams(self.deribit_private, self.faults.deribit)
+        self.deribit_streams.user = self.deribit_user
         self._ws_server: Server | None = None
         self._runner: web.AppRunner | None = None
         self._clock_task: asyncio.Task[None] | None = None
@@ -154,6 +163,11 @@ class ExchangeSim:
     def binance_ws_url(self) -> str:
         """Binance websocket base URL (the feed appends ``/stream?streams=…``)."""
         return f"ws://{self.config.host}:{self.ws_port}"
+
+    @property
+    def binance_ws_api_url(self) -> str:
+        """Binance WebSocket API URL (``wss://ws-api.binance.com:443/ws-api/v3`` on the exchange)."""
+        return f"ws://{self.config.host}:{self.ws_port}{WS_API_PATH}"
 
     @property
     def deribit_ws_url(self) -> str:
@@ -217,6 +231,10 @@ class ExchangeSim:
     # -- websocket routing ---------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path
+        if path == WS_API_PATH:
+            if self.faults.binance.refusing() or self.faults.binance.user.refusing():
+                return connection.respond(503, "Service Unavailable\n")
+            return None
         if path.startswith("/stream"):
             if self.faults.binance.refusing():
                 return connection.respond(503, "Service Unavailable\n")
@@ -233,6 +251,8 @@ class ExchangeSim:
         path = ws.request.path if ws.request is not None else ""
         if path.startswith("/stream"):
             await self.binance_streams.handle(ws, path)
+        elif path == WS_API_PATH:
+            await self.binance_ws_api.handle(ws)
         else:
             await self.deribit_streams.handle(ws)
 
