@@ -17,6 +17,7 @@ from tradebot.core.domain import (
     Fill,
     Instrument,
     OrderStatus,
+    OrderType,
     PlaceOrder,
     Side,
     Symbol,
@@ -48,6 +49,11 @@ class OrderReport:
         Venue time of the report, ms UTC.
     side
         Buy or sell, when the answer says (an adopted manual order keeps its true side).
+    order_type
+        The order's type when the answer says (a stop order is ``STOP_MARKET`` / ``STOP_LIMIT``).
+    stop_price
+        Trigger price of a stop order, quote currency (``None`` for other types). An untriggered
+        stop reports ``ACCEPTED``.
     """
 
     client_order_id: ClientOrderId
@@ -61,6 +67,8 @@ class OrderReport:
     reason: str = ""
     fills: tuple[Fill, ...] = ()
     side: Side | None = None
+    order_type: OrderType | None = None
+    stop_price: Decimal | None = None
 
 
 @runtime_checkable

@@ -47,6 +47,12 @@ from tradebot.core.domain.market import (
     validate_candle,
 )
 from tradebot.core.domain.orders import Fill, Order, OrderIntent
+from tradebot.core.domain.stops import (
+    limit_is_marketable,
+    stop_execution_price,
+    stop_is_crossed,
+    stop_is_triggered,
+)
 
 __all__ = [
     "ONE",
@@ -85,9 +91,13 @@ __all__ = [
     "TradingState",
     "datetime_to_ms",
     "floor_time",
+    "limit_is_marketable",
     "ms_to_datetime",
     "position_event_id",
     "spot_instrument",
+    "stop_execution_price",
+    "stop_is_crossed",
+    "stop_is_triggered",
     "stream_id",
     "to_decimal",
     "to_wire",

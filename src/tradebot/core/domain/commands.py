@@ -29,13 +29,27 @@ class PlaceOrder:
     ref_price
         Mark price (quote currency) at planning time, for filters and slippage reports.
     limit_price
-        Limit price for limit orders, else ``None``.
+        Limit price (quote currency) for ``LIMIT`` and ``STOP_LIMIT`` orders, else ``None``.
+    stop_price
+        Trigger price (quote currency) of a stop order (``STOP_MARKET``, ``STOP_LIMIT``), > 0; ``None``
+        for every other type. A sell stop rests below the market and triggers when the price falls
+        to it (protects a long), a buy stop rests above and triggers when the price rises to it.
+    reduce_only
+        The order may only reduce a position, never open or add to one (Deribit ``reduce_only``;
+        a spot venue has nothing to check). Default ``False``.
     reason
         Why (``"rebalance"``, ``"stop_exit"``, …).
     intent_id
         The parent intent.
     created_ms
         Event time of the decision, ms UTC.
+
+    Raises
+    ------
+    ValueError
+        If a stop order has no ``stop_price`` > 0, a ``STOP_LIMIT`` has no ``limit_price`` > 0, or an
+        order of another type sets ``stop_price``; the message names the order, the field and the
+        value.
     """
 
     client_order_id: ClientOrderId
@@ -48,11 +62,33 @@ class PlaceOrder:
     created_ms: int
     order_type: OrderType = OrderType.MARKET
     limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reduce_only: bool = False
+
+    def __post_init__(self) -> None:
+        problem = _stop_fields_problem(self.order_type, self.stop_price, self.limit_price)
+        if problem is not None:
+            raise ValueError(f"PlaceOrder {self.client_order_id}: {problem}")
 
     @property
     def notional(self) -> Decimal:
         """``qty × ref_price`` in quote currency."""
         return self.qty * self.ref_price
+
+
+def _stop_fields_problem(
+    order_type: OrderType, stop_price: Decimal | None, limit_price: Decimal | None
+) -> str | None:
+    # What is wrong with an order's stop fields, or None: a stop order needs stop_price > 0, a
+    # stop_limit also limit_price > 0; no other type may set stop_price.
+    if order_type.is_stop:
+        if stop_price is None or not stop_price > 0:
+            return f"a {order_type.value} order needs stop_price > 0, was {stop_price!r}"
+        if order_type is OrderType.STOP_LIMIT and (limit_price is None or not limit_price > 0):
+            return f"a stop_limit order needs limit_price > 0, was {limit_price!r}"
+    elif stop_price is not None:
+        return f"stop_price is only for stop orders, was {stop_price!r} on a {order_type.value} order"
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +120,8 @@ class OrderRecord:
     ref_price: Decimal
     exchange_order_id: str | None = None
     status_reason: str = ""
+    #: Trigger price of a stop order (quote currency), ``None`` for other order types.
+    stop_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,10 +18,24 @@ class Side(StrEnum):
 
 
 class OrderType(StrEnum):
-    """Order type. The engine plans market orders; limit is for venues and reconciliation."""
+    """Order type. The engine plans market orders; limit is for venues and reconciliation.
+
+    The stop types rest at the venue until the market reaches their trigger price
+    (``PlaceOrder.stop_price``): a sell stop when the price falls to it, a buy stop when the price
+    rises to it. Then ``STOP_MARKET`` executes as a market order (Deribit ``stop_market``, Binance
+    spot ``STOP_LOSS``) and ``STOP_LIMIT`` becomes a limit order at ``limit_price`` (Deribit
+    ``stop_limit``, Binance spot ``STOP_LOSS_LIMIT``).
+    """
 
     MARKET = "market"
     LIMIT = "limit"
+    STOP_MARKET = "stop_market"
+    STOP_LIMIT = "stop_limit"
+
+    @property
+    def is_stop(self) -> bool:
+        """True for the order types that rest until a trigger price (``STOP_MARKET``, ``STOP_LIMIT``)."""
+        return self is OrderType.STOP_MARKET or self is OrderType.STOP_LIMIT
 
 
 class OrderStatus(StrEnum):

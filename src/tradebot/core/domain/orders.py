@@ -145,7 +145,11 @@ class Order:
     qty
         Ordered quantity in base units.
     limit_price
-        Limit price in quote currency for limit orders, else ``None``.
+        Limit price in quote currency for limit and stop-limit orders, else ``None``.
+    stop_price
+        Trigger price in quote currency of a stop order, else ``None`` (see ``PlaceOrder``).
+    reduce_only
+        The order may only reduce a position (see ``PlaceOrder``).
     status
         Current :class:`OrderStatus`.
     filled_qty
@@ -168,6 +172,8 @@ class Order:
     qty: Decimal
     order_type: OrderType = OrderType.MARKET
     limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reduce_only: bool = False
     status: OrderStatus = OrderStatus.PENDING_SUBMIT
     filled_qty: Decimal = ZERO
     avg_fill_price: Decimal = ZERO
