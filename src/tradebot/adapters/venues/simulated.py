@@ -9,8 +9,8 @@ Fill model (documented so that backtest numbers can be checked by hand):
 * :meth:`SimulatedExchange.submit` validates like Binance, without rounding anything: a quantity off
   the step, below ``min_qty`` or a notional (at ``order.ref_price``) outside the notional limits is
   ``REJECTED`` with ``"Filter failure: LOT_SIZE"`` / ``"Filter failure: NOTIONAL"``; a client order
-  id that is still open is ``REJECTED`` with ``"Duplicate order sent."``; only market orders are
-  supported. Otherwise the order is ``ACCEPTED`` and queued.
+  id that is still open is ``REJECTED`` with ``"Duplicate order sent."``; market and stop orders are
+  supported, limit orders are not. Otherwise the order is ``ACCEPTED`` and queued.
 * :meth:`SimulatedExchange.on_candle` fills the queued orders of the candle's symbol that were
   submitted at or before the candle's open time (never at a price from before the submit) at the
   candle's open, moved by ``slippage_bps`` against us (buy ``open × (1 + bps/10⁴)`` rounded *up* to
@@ -25,6 +25,11 @@ Fill model (documented so that backtest numbers can be checked by hand):
 * Optional partial fills: with ``max_volume_fraction`` set, the orders of one symbol share at most
   ``volume × max_volume_fraction`` (rounded down to step) per candle; the rest stays queued for the
   next candle.
+
+Stop orders (``STOP_MARKET``, ``STOP_LIMIT``) rest until a candle reaches their ``stop_price``;
+:mod:`tradebot.adapters.venues.sim_stops` documents when they arm, lock, trigger and fill (the rule
+the exchange simulator applies too). A resting stop keeps :meth:`SimulatedExchange.has_queued_orders`
+true, and a candle's market orders fill at its open before its stops are looked at.
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
+from tradebot.adapters.venues.sim_stops import (
+    INSUFFICIENT_BALANCE,
+    WOULD_TRIGGER_IMMEDIATELY,
+    StopBook,
+    StopExpiry,
+)
 from tradebot.core.domain import (
     ZERO,
     Candle,
@@ -47,6 +58,7 @@ from tradebot.core.domain import (
     Side,
     Symbol,
     TradeId,
+    stop_is_crossed,
     to_decimal,
 )
 from tradebot.errors import ConfigError, OrderRejected, VenueError
@@ -54,12 +66,11 @@ from tradebot.ports import OrderReport
 
 __all__ = [
     "INSUFFICIENT_BALANCE",
+    "WOULD_TRIGGER_IMMEDIATELY",
     "SimulatedExchange",
     "SimulatedVenue",
 ]
 
-#: Reason of an order expired at fill time for lack of balance (Binance error -2010).
-INSUFFICIENT_BALANCE = "-2010 Account has insufficient balance for requested action."
 DUPLICATE_ORDER = "Duplicate order sent."
 UNKNOWN_ORDER = "Unknown order sent."
 _FEE_QUANTUM = Decimal("1e-8")
@@ -123,7 +134,8 @@ class SimulatedExchange:
         self._orders: dict[ClientOrderId, Order] = {}
         self._reasons: dict[ClientOrderId, str] = {}
         self._updated_ms: dict[ClientOrderId, int] = {}
-        self._queues: dict[str, list[Order]] = {}
+        self._queues: dict[str, list[Order]] = {}  # open orders per symbol, market and stop
+        self._stops = StopBook()  # the open stops' trigger state and locks
         self._fills: dict[str, list[Fill]] = {}
         self._trade_seq = 0
         self._order_seq = 0
@@ -133,6 +145,9 @@ class SimulatedExchange:
 
     def submit(self, order: PlaceOrder, now_ms: int) -> OrderReport:
         """Validate ``order`` and queue it for the next candle of its symbol.
+
+        A stop order (``STOP_MARKET``, ``STOP_LIMIT``) rests until the market reaches its
+        ``stop_price`` (see the module docstring).
 
         Returns
         -------
@@ -151,6 +166,8 @@ class SimulatedExchange:
                 filled_qty=ZERO,
                 ts_ms=now_ms,
                 reason=reason,
+                order_type=order.order_type,
+                stop_price=order.stop_price,
             )
         self._order_seq += 1
         state = Order(
@@ -158,11 +175,17 @@ class SimulatedExchange:
             symbol=order.symbol,
             side=order.side,
             qty=order.qty,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            reduce_only=order.reduce_only,
             status=OrderStatus.ACCEPTED,
             exchange_order_id=ExchangeOrderId(f"{self._prefix}-o{self._order_seq}"),
             reason=order.reason,
             created_ms=now_ms,
         )
+        if order.stop_price is not None:
+            self._stops.add(state)
         self._orders[order.client_order_id] = state
         self._reasons.pop(order.client_order_id, None)
         self._updated_ms[order.client_order_id] = now_ms
@@ -176,13 +199,23 @@ class SimulatedExchange:
         existing = self._orders.get(order.client_order_id)
         if existing is not None and existing.status.is_open:
             return DUPLICATE_ORDER
-        if order.order_type is not OrderType.MARKET:
+        if order.order_type is OrderType.MARKET:
+            price = order.ref_price
+        elif order.stop_price is not None:  # a stop order (PlaceOrder checked its fields)
+            prices = (order.stop_price, order.limit_price or order.stop_price)
+            if not all(instrument.is_price_on_tick(p) for p in prices):
+                return "Filter failure: PRICE_FILTER"
+            price = order.limit_price or order.stop_price
+        else:
             return (
-                f"Unsupported order type {order.order_type.value!r}: the simulator fills market orders only."
+                f"Unsupported order type {order.order_type.value!r}: the simulator fills market and stop "
+                "orders only."
             )
-        problem = instrument.check_order(order.qty, order.ref_price)
+        problem = instrument.check_order(order.qty, price)
         if problem is not None:
             return f"Filter failure: {problem.split(':', 1)[0]}"
+        if order.stop_price is not None and stop_is_crossed(order.side, order.stop_price, order.ref_price):
+            return WOULD_TRIGGER_IMMEDIATELY
         return None
 
     def cancel(self, client_order_id: ClientOrderId, now_ms: int) -> OrderReport:
@@ -199,11 +232,17 @@ class SimulatedExchange:
         state.transition(OrderStatus.CANCELED)
         self._updated_ms[client_order_id] = now_ms
         self._queues[state.symbol].remove(state)
+        self._drop_stop(state)
         return self._report(state)
 
     def has_queued_orders(self) -> bool:
-        """Whether any order waits to be filled at a coming candle's open (any symbol)."""
+        """Whether any order waits for a coming candle of its symbol: a market order to fill at its
+        open, or a resting stop (any symbol)."""
         return any(self._queues.values())
+
+    def locked(self) -> dict[str, Decimal]:
+        """Return the units locked by resting sell stops per asset (assets with a lock only)."""
+        return self._stops.locks()
 
     def fetch_order(self, client_order_id: ClientOrderId) -> OrderReport | None:
         """Return the state of an accepted order, or ``None`` when unknown (or rejected)."""
@@ -236,6 +275,8 @@ class SimulatedExchange:
             exchange_order_id=state.exchange_order_id,
             reason=self._reasons.get(cid, ""),
             side=state.side,
+            order_type=state.order_type,
+            stop_price=state.stop_price,
         )
 
     # -- fills ------------------------------------------------------------------------------------
@@ -246,11 +287,15 @@ class SimulatedExchange:
         Cheap when nothing is queued for the symbol: one dict lookup, and a shared empty tuple is
         returned (do not mutate the result).
 
+        Then look at the symbol's stops: arm the ones that reach the venue at this open, fill the
+        ones the candle triggers (see the module docstring).
+
         Returns
         -------
         Sequence[Fill | OrderUpdate]
             The fills, and an ``EXPIRED`` :class:`OrderUpdate` for each order that ran out of
-            balance. Fill statuses are implied by the fills (no separate FILLED update).
+            balance (or a stop the open had already reached). Fill statuses are implied by the
+            fills (no separate FILLED update).
         """
         queue = self._queues.get(candle.symbol)
         if not queue:
@@ -262,6 +307,28 @@ class SimulatedExchange:
             return _EMPTY
         instrument = self.instruments[Symbol(candle.symbol)]
         open_price = to_decimal(candle.open, field="open")
+        # stops after the market orders, which fill at the open, before anything could trigger
+        stops = [s for s in eligible if s.stop_price is not None] if self._stops else None
+        if stops:
+            eligible = [s for s in eligible if s.stop_price is None]
+        events = self._fill_market(eligible, candle, open_price, instrument) if eligible else []
+        for state in stops or ():
+            action = self._stops.step(state, candle, open_price, instrument, free_base=self._free(instrument.base),
+                                      fill_price=self.fill_price, max_volume_fraction=self.max_volume_fraction)  # fmt: skip
+            if isinstance(action, StopExpiry):
+                events.append(self._expire(state, action.reason, t))
+            elif action is not None:
+                rate = instrument.maker_fee if action.maker else instrument.taker_fee
+                events.append(
+                    self._fill(state, action.qty, action.price, rate, instrument, candle.close_time_ms)
+                )
+        self._queues[candle.symbol] = [s for s in queue if s.status.is_open]
+        return events
+
+    def _fill_market(
+        self, eligible: list[Order], candle: Candle, open_price: Decimal, instrument: Instrument
+    ) -> list[Fill | OrderUpdate]:
+        t = candle.open_time_ms
         budget = None
         if self.max_volume_fraction is not None:
             budget = instrument.round_qty(
@@ -274,37 +341,62 @@ class SimulatedExchange:
             qty = state.qty - state.filled_qty
             if budget is not None:
                 qty = min(qty, budget)
-            event = self._fill(state, qty, open_price, instrument, t)
+            price = self.fill_price(state.side, open_price, instrument)
+            event = self._fill(state, qty, price, instrument.taker_fee, instrument, t)
             events.append(event)
             if budget is not None and isinstance(event, Fill):
                 budget -= qty
-        self._queues[candle.symbol] = [s for s in queue if s.status.is_open]
         return events
 
+    # -- execution --------------------------------------------------------------------------------
+
+    def _free(self, asset: str) -> Decimal:
+        # the balance not locked by a resting sell stop
+        return self._balances.get(asset, ZERO) - self._stops.locked(asset)
+
+    def _drop_stop(self, state: Order) -> None:
+        # forget a stop that is no longer open and free what it still locks
+        if state.stop_price is not None:
+            self._stops.drop(state, self.instruments[state.symbol].base)
+
+    def _expire(self, state: Order, reason: str, ts_ms: int) -> OrderUpdate:
+        cid = state.client_order_id
+        self._updated_ms[cid] = ts_ms
+        state.transition(OrderStatus.EXPIRED)
+        self._reasons[cid] = reason
+        self._drop_stop(state)
+        return OrderUpdate(
+            client_order_id=cid,
+            symbol=state.symbol,
+            status=OrderStatus.EXPIRED,
+            ts_ms=ts_ms,
+            exchange_order_id=state.exchange_order_id,
+            reason=reason,
+        )
+
     def _fill(
-        self, state: Order, qty: Decimal, open_price: Decimal, instrument: Instrument, ts_ms: int
+        self,
+        state: Order,
+        qty: Decimal,
+        price: Decimal,
+        fee_rate: Decimal,
+        instrument: Instrument,
+        ts_ms: int,
     ) -> Fill | OrderUpdate:
-        price = self.fill_price(state.side, open_price, instrument)
         notional = qty * price
-        fee = (notional * instrument.taker_fee).quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+        fee = (notional * fee_rate).quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
         base, quote = instrument.base, instrument.quote
+        own = min(self._stops.own_lock(state), qty) if state.stop_price is not None else ZERO
         if state.side is Side.BUY:
             enough = self._balances.get(quote, ZERO) >= notional + fee
         else:
-            enough = self._balances.get(base, ZERO) >= qty
+            enough = self._free(base) + own >= qty
         cid = state.client_order_id
         self._updated_ms[cid] = ts_ms
         if not enough:
-            state.transition(OrderStatus.EXPIRED)
-            self._reasons[cid] = INSUFFICIENT_BALANCE
-            return OrderUpdate(
-                client_order_id=cid,
-                symbol=state.symbol,
-                status=OrderStatus.EXPIRED,
-                ts_ms=ts_ms,
-                exchange_order_id=state.exchange_order_id,
-                reason=INSUFFICIENT_BALANCE,
-            )
+            return self._expire(state, INSUFFICIENT_BALANCE, ts_ms)
+        if own:  # a sell stop sells the units it locked
+            self._stops.release(state, base, own)
         sign = 1 if state.side is Side.BUY else -1
         self._balances[base] = self._balances.get(base, ZERO) + sign * qty
         self._balances[quote] = self._balances.get(quote, ZERO) - sign * notional - fee
@@ -325,6 +417,9 @@ class SimulatedExchange:
         )
         state.apply_fill(fill)
         self._fills.setdefault(state.symbol, []).append(fill)
+        self.last_time_ms = max(self.last_time_ms, ts_ms)
+        if not state.status.is_open:
+            self._drop_stop(state)
         return fill
 
     def fill_price(self, side: Side, open_price: Decimal, instrument: Instrument) -> Decimal:
