@@ -8,7 +8,9 @@ worse for a long). Also counts the breakeven stop exits whose trade lost money.
     python benchmarks/stop_fills.py --data ../shared/data --timeframes 5m 1h
     python benchmarks/stop_fills.py --data ../shared/data --timeframes 1h --start 2024-03-01 --json out.json
 
-Prints one table row per timeframe (count, mean, percentiles, min, max in bps) and the figures as
+With ``--stops-at-venue`` each timeframe runs twice: the engine's stops (a market exit at the next
+candle's open) and stops resting at the venue (``stops_at_venue``: filled at the stop, or at the open
+of a candle that gapped through it). Prints one table row per run (count, mean, percentiles, min, max in bps) and the figures as
 JSON with ``--json``. The engine stops today live in the daemon: an exit is a market order at the open
 of the candle after the one that closed beyond the stop.
 """
@@ -38,14 +40,17 @@ def _utc_ms(text: str) -> int:
 
 
 def measure(data_dir: Path, timeframe: str, config: Path | None, start_ms: int | None, end_ms: int | None,
-            progress: Progress) -> dict[str, Any]:  # fmt: skip
-    """Return the stop-exit figures of one managed backtest on ``timeframe`` candles."""
+            progress: Progress, *, stops_at_venue: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Return the stop-exit figures of one managed backtest on ``timeframe`` candles (``stops_at_venue``:
+    the stops rest at the simulated venue as STOP_MARKET orders)."""
     from tradebot.app.backtest.backtest import BacktestOptions, _prepare, load_data
     from tradebot.app.backtest.replay import Dispatcher, replay_into
     from tradebot.app.settings import load_settings
     from tradebot.core.domain import Fill, PositionEvent, PositionEventType, Timeframe, TradeRecord
 
     settings = load_settings(config)
+    if stops_at_venue:
+        settings = settings.model_copy(update={"stops_at_venue": True})
     options = BacktestOptions(
         data_dir=data_dir, timeframe=Timeframe(timeframe), start_ms=start_ms, end_ms=end_ms
     )
@@ -87,14 +92,17 @@ def measure(data_dir: Path, timeframe: str, config: Path | None, start_ms: int |
         reason = ev.trigger_reason
         kind = "raised_this_bar" if "raised this bar" in reason else next(
             (k for k in ("breakeven", "trailing", "initial") if f"({k}" in reason), "other")  # fmt: skip
+        if reason.startswith("venue stop"):
+            kind = f"venue_{kind}"  # filled at the venue (else: the engine's market exit)
         by_kind[kind].append(value)
-        if kind == "breakeven":
+        if kind.endswith("breakeven"):
             breakeven += 1
             trade = trades.get(ev.position_id or "")
             if trade is not None and trade.net_pnl < 0:
                 breakeven_losses += 1
     return {
         "timeframe": timeframe,
+        "stops_at_venue": stops_at_venue,
         "candles": len(stream),
         "engine_s": round(time.perf_counter() - t0, 1),
         "stop_exits": len(bps),
@@ -130,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=_utc_ms)
     p.add_argument("--end", type=_utc_ms)
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--stops-at-venue", action="store_true", help="also measure with the stops resting at the venue"
+    )
     args = p.parse_args(argv)
     from tradebot.app.logging import configure_logging
 
@@ -138,16 +149,28 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with Progress(console=console, transient=True) as progress:
         for tf in args.timeframes:
-            results.append(measure(args.data, tf, args.config, args.start, args.end, progress))
+            for at_venue in (False, True) if args.stops_at_venue else (False,):
+                results.append(
+                    measure(
+                        args.data, tf, args.config, args.start, args.end, progress, stops_at_venue=at_venue
+                    )
+                )
     table = Table(title="stop exits: (fill - stop) / stop, bps (negative = below the stop)")
-    for col in ("base", "candles", "exits", "mean", "p5", "p25", "median", "p75", "p95", "min", "max",
+    for col in ("base", "stops", "candles", "exits", "mean", "p5", "p25", "median", "p75", "p95", "min", "max",
                 "breakeven exits losing"):  # fmt: skip
         table.add_column(col, justify="right")
     for r in results:
         s = r["bps"]
         cells = [str(s.get(k, "-")) for k in ("mean", "p5", "p25", "median", "p75", "p95", "min", "max")]
         be = f"{r['breakeven_exits_losing']}/{r['breakeven_exits']}"
-        table.add_row(r["timeframe"], str(r["candles"]), str(r["stop_exits"]), *cells, be)
+        table.add_row(
+            r["timeframe"],
+            "venue" if r["stops_at_venue"] else "engine",
+            str(r["candles"]),
+            str(r["stop_exits"]),
+            *cells,
+            be,
+        )
     Console(width=160).print(table)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

@@ -119,3 +119,17 @@ def test_restore_refuses_another_runs_snapshot() -> None:
     data["run_id"] = "other"
     with pytest.raises(ValueError, match="snapshot is of run 'other'"):
         make_engine().restore(data)
+
+
+@pytest.mark.parametrize("cut_fraction", [0.55, 0.7, 0.9])
+def test_restart_with_stops_resting_at_the_venue_gives_the_uninterrupted_decisions(
+    cut_fraction, tmp_path
+) -> None:
+    """With ``stops_at_venue`` the snapshot carries the resting stop orders (and the next stop id):
+    the resumed engine keeps routing their fills and cancels and decides as the uninterrupted one."""
+    config = tmp_path / "venue_stops.toml"
+    config.write_text(
+        "stops_at_venue = true\n" + (REPO / "config" / "managed.toml").read_text(), encoding="utf-8"
+    )
+    saved = _resume_matches(config, cut_fraction)
+    assert saved["stops"]["live"]  # the cut falls while a stop rests (1 at 0.55 and 0.7, 2 at 0.9)

@@ -420,6 +420,9 @@ class Settings(BaseSettings):
     #: A manual trade at the venue (or a base-asset deposit/withdrawal): keep the new holding until the
     #: asset's streams change (respect) or plan it back to target at the next rebalance (rebalance).
     manual_trades: Literal["respect", "rebalance"] = "respect"
+    #: Keep the management overlay's stop as a STOP_MARKET order resting at the venue (filled there,
+    #: also while the daemon is down) instead of a market exit after a candle reached it.
+    stops_at_venue: bool = False
     streams: tuple[StreamSettings, ...] = (
         StreamSettings(timeframe="1h"),
         StreamSettings(timeframe="4h"),
@@ -669,6 +672,7 @@ def build_engine_config(settings: Settings, *, run_id: str, base_timeframe: Time
             management=ManagementConfig.from_dict(dict(settings.management)),
             risk=RiskLimits.from_dict(dict(settings.risk)),
             manual_trades=settings.manual_trades,
+            stops_at_venue=settings.stops_at_venue,
         )
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None

@@ -50,6 +50,11 @@ class EngineConfig:
         withdrawal does to its asset: ``"respect"`` (default) keeps the new holding as the target until
         one of the asset's streams changes state; ``"rebalance"`` plans the asset back to its target
         at the next rebalance. Either way it is adopted into the ledger and recorded.
+    stops_at_venue
+        Keep the overlay's stop as a ``STOP_MARKET`` order resting at the venue (filled there when
+        the market reaches it, also while the daemon is down) instead of exiting at the next
+        candle's open after a candle reached it (:mod:`tradebot.core.engine.stops`). Default False;
+        only with management on.
 
     Raises
     ------
@@ -72,6 +77,7 @@ class EngineConfig:
     management: ManagementConfig = field(default_factory=ManagementConfig.disabled)
     risk: RiskLimits = field(default_factory=RiskLimits)
     manual_trades: str = "respect"
+    stops_at_venue: bool = False
 
     def __post_init__(self) -> None:
         if self.manual_trades not in MANUAL_TRADE_POLICIES:

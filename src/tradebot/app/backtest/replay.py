@@ -17,6 +17,7 @@ import numpy.typing as npt
 from tradebot.adapters.feeds.columns import CandleColumns
 from tradebot.adapters.venues.simulated import SimulatedExchange
 from tradebot.core.domain import (
+    CancelOrder,
     Candle,
     ExchangeOrderId,
     Fill,
@@ -27,6 +28,7 @@ from tradebot.core.domain import (
     Timeframe,
 )
 from tradebot.core.engine import Engine
+from tradebot.errors import OrderRejected
 
 __all__ = ["Dispatcher", "ReplayStream", "replay_into", "slice_end"]
 
@@ -62,8 +64,29 @@ class Dispatcher:
                 )
                 if report.status is not OrderStatus.PENDING_SUBMIT:
                     self.dispatch(self.engine.on_order_update(update))
+            elif type(cmd) is CancelOrder:
+                self._cancel(cmd)
             else:
                 records.append(cmd)
+
+    def _cancel(self, cmd: CancelOrder) -> None:
+        # Cancel at the venue now (the engine's time); an order no longer open answers its final state.
+        t = self.engine.last_time_ms
+        try:
+            report = self.exchange.cancel(cmd.client_order_id, t)
+        except OrderRejected:
+            found = self.exchange.fetch_order(cmd.client_order_id)
+            if found is None:
+                return
+            report = found
+        update = OrderUpdate(
+            client_order_id=cmd.client_order_id,
+            symbol=cmd.symbol,
+            status=report.status,
+            ts_ms=t,
+            reason=cmd.reason,
+        )
+        self.dispatch(self.engine.on_order_update(update))
 
     def on_venue_events(self, events: Sequence[Fill | OrderUpdate]) -> None:
         """Feed fills and order updates from the simulated exchange to the engine."""

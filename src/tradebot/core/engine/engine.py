@@ -30,6 +30,7 @@ format in which all of it is saved for a restart.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -45,8 +46,10 @@ from tradebot.core.domain import (
     Order,
     OrderStatus,
     OrderUpdate,
+    PlaceOrder,
     PositionEvent,
     PositionEventType,
+    Side,
     StreamSignal,
     StreamState,
     Symbol,
@@ -61,6 +64,7 @@ from tradebot.core.engine.quiet import QuietReplayer
 from tradebot.core.engine.records import Output, RecordBuilder, link_orders
 from tradebot.core.engine.snapshot import SNAPSHOT_VERSION, check_snapshot
 from tradebot.core.engine.stats import EngineStats
+from tradebot.core.engine.stops import VenueStops
 from tradebot.core.engine.symbols import SymState, flush_extremes, marks_decimal
 from tradebot.core.portfolio.ledger import ApplyResult, Ledger
 from tradebot.core.signals.book import SignalBook
@@ -129,6 +133,13 @@ class Engine:
             self._sym,
             self.streams_by_symbol,
         )
+        #: Protective stops resting at the venue (``config.stops_at_venue`` with management on).
+        self._stops: VenueStops | None = None
+        if config.stops_at_venue and self._managed:
+            self._stops = VenueStops(
+                config.run_id, self.instruments, lambda: self._planning.orders, self.records
+            )
+        self._planning.stops = self._stops
         self.last_time_ms = 0
 
     # ------------------------------------------------------------------ inputs
@@ -195,6 +206,7 @@ class Engine:
             # the signal book as of now (None for a custom stream rule): a restart restores it
             # instead of replaying every base candle since the run's start
             "book": book_state(self.book),
+            **({"stops": self._stops.state()} if self._stops is not None else {}),
         }
 
     def restore(self, data: dict[str, Any]) -> bool:
@@ -220,6 +232,8 @@ class Engine:
         for sym, state in data["symbols"].items():
             self._sym[sym].restore(state)
         self.stats.restore(data["stats"])
+        if self._stops is not None and data.get("stops") is not None:
+            self._stops.restore(data["stops"])
         book = data.get("book")
         if book is None:
             return False
@@ -259,11 +273,20 @@ class Engine:
             if candle[5] < st.lo:
                 st.lo = candle[5]
             if st.managed:
-                actions = st.manager.on_bar(
-                    time_ms=t, open=candle[3], high=candle[4], low=candle[5], close=candle[6]
-                )
-                if actions:
-                    out = self._planning.on_actions(st.symbol, actions)
+                stops = self._stops
+                if (
+                    stops is not None
+                    and stops.live
+                    and st.symbol in stops.live
+                    and self._stop_reached(st, candle, t)
+                ):
+                    out = self._stop_wait(st, t)
+                else:
+                    actions = st.manager.on_bar(
+                        time_ms=t, open=candle[3], high=candle[4], low=candle[5], close=candle[6]
+                    )
+                    if actions:
+                        out = self._planning.on_actions(st.symbol, actions)
         closed = st.agg.update(candle)
         if closed:
             signals = self.book.on_closed(st.symbol, closed, flips_only=True)
@@ -280,9 +303,59 @@ class Engine:
         elif pl.force and not pl.in_flight:
             out = out if out is not None else []
             out.extend(pl.plan(t, reason="overlay"))
-        if out is None:
+        if self._stops is not None and (out or self._stops.dirty):
+            out = self._stops_out(out if out is not None else [], t)
+        if not out:
             return _EMPTY
         link_orders(out)
+        return out
+
+    # ------------------------------------------------------------------ stops at the venue
+    def _stop_reached(self, st: SymState, candle: Candle, t: int) -> bool:
+        # True when the candle's low reaches the symbol's resting stop order: the venue fills it
+        stops = self._stops
+        assert stops is not None
+        price = stops.resting_price(st.symbol)
+        return price is not None and candle[5] <= price
+
+    def _stop_wait(self, st: SymState, t: int) -> list[Output] | None:
+        # A candle reached the resting stop: no bar rules while its fill is awaited; at the second such
+        # candle without a fill, cancel it (the venue's answer carries any fill) and let the overlay
+        # decide again once it is gone.
+        stops = self._stops
+        assert stops is not None
+        if st.symbol not in stops.triggered:
+            stops.triggered.add(st.symbol)
+            return None
+        stops.triggered.discard(st.symbol)
+        return stops.cancel(st.symbol, t, "protective stop reached without a fill")
+
+    def _stops_out(self, out: list[Output], t: int) -> list[Output]:
+        # The engine's output with the stops kept in step: a planned sell of a symbol with a resting
+        # stop is preceded by the stop's cancel (the venue locks its units), and the symbols whose
+        # position or stop level changed get their stop placed, replaced or cancelled (not while
+        # their planned orders are in flight).
+        stops = self._stops
+        assert stops is not None
+        if stops.live:
+            freed: list[Output] = []
+            for cmd in out:
+                if (
+                    type(cmd) is PlaceOrder
+                    and cmd.side is Side.SELL
+                    and cmd.symbol in stops.live
+                    and not stops.is_stop(cmd.client_order_id)
+                ):
+                    freed.extend(stops.cancel(cmd.symbol, t, f"units freed for {cmd.client_order_id}"))
+                freed.append(cmd)
+            out = freed
+        if stops.dirty:
+            planning = self._planning
+            busy = {planning.orders[c].symbol for c in planning.in_flight}
+            for sym in sorted(stops.dirty - busy):
+                st = self._sym[sym]
+                wanted = stops.wanted(sym, self.ledger.position(sym), st.manager.protective_stop, st.mark)
+                out.extend(stops.sync(sym, t, wanted, st.mark))
         return out
 
     def on_fill(self, fill: Fill) -> list[Output]:
@@ -295,6 +368,8 @@ class Engine:
         """
         order = self.orders.get(ClientOrderId(fill.client_order_id))
         out: list[Output] = []
+        stops = self._stops
+        is_stop = stops is not None and stops.is_stop(fill.client_order_id)
         if order is not None:
             if fill.trade_id in order.fill_ids:
                 return out
@@ -329,9 +404,25 @@ class Engine:
                     },
                 )
             )
+        if is_stop and order is not None and order.stop_price is not None:
+            stop_exit = self._sym[sym].manager.venue_stop_filled(
+                time_ms=fill.ts_ms, stop=float(order.stop_price), fill_price=float(fill.price)
+            )
+            if stop_exit is not None:  # the exit's event names the stop order that made it
+                cids = (fill.client_order_id,)
+                out.extend(
+                    dataclasses.replace(r, client_order_ids=cids) if type(r) is PositionEvent else r
+                    for r in self._planning.on_actions(sym, [stop_exit])
+                )
         out.extend(self._on_position_change(sym, fill, result))
         if order is not None and order.status.is_terminal:
-            out.extend(self._planning.order_done(order, fill.ts_ms))
+            if stops is not None and is_stop:
+                stops.on_terminal(order)
+            else:
+                out.extend(self._planning.order_done(order, fill.ts_ms))
+        if stops is not None:
+            stops.dirty.add(sym)
+            out = self._stops_out(out, fill.ts_ms)
         return out
 
     def on_cash_flow(self, flow: CashFlow) -> list[Output]:
@@ -386,6 +477,9 @@ class Engine:
         ]
         if result is not None:
             out.extend(self._on_position_change(sym, result.fill, result))
+            if self._stops is not None:
+                self._stops.dirty.add(sym)
+                out = self._stops_out(out, flow.ts_ms)
         return out
 
     def _external_change(self, sym: Symbol, what: str) -> str:
@@ -406,13 +500,24 @@ class Engine:
         if not order.transition(update.status):
             return []
         out: list[Output] = [self.records.order_record(order, update.ts_ms, update.reason)]
-        failed = self.records.order_failure(order, update)
+        stops = self._stops
+        ours = (  # a protective stop the engine itself cancelled (replaced, or units freed): no failure
+            stops is not None
+            and update.status is OrderStatus.CANCELED
+            and order.client_order_id in stops.cancelling
+        )
+        failed = None if ours else self.records.order_failure(order, update)
         if failed is not None:
             out.append(failed)
         if order.status.is_terminal:
-            out.extend(
-                self._planning.order_done(order, update.ts_ms, replan=update.status is OrderStatus.FILLED)
-            )
+            if stops is not None and stops.is_stop(order.client_order_id):
+                stops.on_terminal(order)
+            else:
+                out.extend(
+                    self._planning.order_done(order, update.ts_ms, replan=update.status is OrderStatus.FILLED)
+                )
+        if stops is not None:
+            out = self._stops_out(out, update.ts_ms)
         return out
 
     def on_feed_status(self, status: FeedStatus) -> list[Output]:

@@ -25,6 +25,7 @@ from tradebot.core.engine.overlay import Overlay
 from tradebot.core.engine.records import Output, RecordBuilder, relabel_plan
 from tradebot.core.engine.snapshot import order_from_state, order_state
 from tradebot.core.engine.stats import EngineStats
+from tradebot.core.engine.stops import VenueStops
 from tradebot.core.engine.symbols import SymState, flush_extremes, marks_decimal
 from tradebot.core.execution.planner import Plan, plan_rebalance
 from tradebot.core.management import Action, RiskEvent
@@ -110,6 +111,8 @@ class Planning:
         self.stale: set[str] = set()
         self.respected: dict[str, str] = {}
         self.intent_seq = 1
+        #: The engine's protective stops at the venue (None when off): overlay actions mark them due.
+        self.stops: VenueStops | None = None
 
     # ------------------------------------------------------------------ triggers
     def caught_up(self, due_ms: int) -> bool:
@@ -122,6 +125,8 @@ class Planning:
 
     def on_actions(self, sym: str, actions: Sequence[Action]) -> list[Output]:
         """Record overlay actions on ``sym``; an urgent one (every change of m) forces it to trade."""
+        if self.stops is not None and actions:
+            self.stops.dirty.add(sym)
         for action in actions:
             if action.urgent:
                 self.force.add(sym)

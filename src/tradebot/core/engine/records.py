@@ -318,6 +318,7 @@ class RecordBuilder:
             ref_price=ref_price,
             exchange_order_id=order.exchange_order_id,
             status_reason=reason,
+            stop_price=order.stop_price,
         )
 
 

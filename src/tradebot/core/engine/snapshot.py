@@ -66,6 +66,12 @@ def order_state(o: Order) -> dict[str, Any]:
         "reason": o.reason,
         "created_ms": o.created_ms,
         "fill_ids": sorted(o.fill_ids),
+        # a stop order's own fields (absent for the others: their snapshots stay as they were)
+        **(
+            {"stop_price": str(o.stop_price), "reduce_only": o.reduce_only}
+            if o.stop_price is not None
+            else {}
+        ),
     }
 
 
@@ -78,6 +84,8 @@ def order_from_state(d: dict[str, Any]) -> Order:
         qty=Decimal(d["qty"]),
         order_type=OrderType(d["order_type"]),
         limit_price=None if d["limit_price"] is None else Decimal(d["limit_price"]),
+        stop_price=None if d.get("stop_price") is None else Decimal(d["stop_price"]),
+        reduce_only=bool(d.get("reduce_only", False)),
         status=OrderStatus(d["status"]),
         filled_qty=Decimal(d["filled_qty"]),
         avg_fill_price=Decimal(d["avg_fill_price"]),

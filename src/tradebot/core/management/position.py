@@ -152,6 +152,12 @@ class PositionManager:
         return self._stop
 
     @property
+    def protective_stop(self) -> float | None:
+        """The stop an order at the venue should hold (quote currency): the current stop while a
+        position is open and no exit is under way, else ``None``."""
+        return self._stop if self._open and not self._exiting else None
+
+    @property
     def locked(self) -> bool:
         """True after a forced exit until the streams change or ``config.reentry`` allows (m stays 0)."""
         return self._locked
@@ -463,6 +469,16 @@ class PositionManager:
         self._exit_ms = self._reentry_high = None
         if not self._open:
             self._m = 1.0
+
+    def venue_stop_filled(self, *, time_ms: int, stop: float, fill_price: float) -> Action | None:
+        """The stop order resting at the venue for this position (at ``stop``, quote currency) filled
+        at ``fill_price``: the same stop exit as :meth:`on_bar` decides (m = 0, re-entry lock, a
+        ``STOP_EXIT`` / ``MANAGEMENT_QUIT`` action). ``None`` when the position is not open or an exit
+        is already under way (the venue stop filled beside it)."""
+        if not self._open or self._exiting:
+            return None
+        kind = self._stop_kind
+        return self._stop_exit(time_ms, stop, f"venue stop {stop:.8g} ({kind}) filled at {fill_price!r}")
 
     def _stop_exit(self, time_ms: int, stop: float, reason: str) -> Action:
         kind = _ET.MANAGEMENT_QUIT if self._stop_kind == "quit" else _ET.STOP_EXIT
