@@ -337,3 +337,79 @@ async def test_deribit_chart_notifications_of_every_resolution(sim: ExchangeSim)
     assert five["volume"] == pytest.approx(sum(d["volume"] for d in period))
     day = frames[f"chart.trades.{name}.1D"][-1]["params"]["data"]
     assert day["tick"] % 86_400_000 == 0 and day["tick"] <= five["tick"]
+
+
+# ------------------------------------------------------------------------------------ stop orders
+
+
+async def test_binance_stop_loss_limit_answers(sim: ExchangeSim, http: aiohttp.ClientSession) -> None:
+    await binance(http, sim, "POST", "/api/v3/order", symbol="BTCUSDT", side="BUY", type="MARKET",
+                  quantity="0.01100", newClientOrderId="stop-0")  # fmt: skip
+    placed = await binance(http, sim, "POST", "/api/v3/order", symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT",
+                           quantity="0.01000", price="26900.00", stopPrice="27000.00", timeInForce="GTC",
+                           newClientOrderId="stop-1", newOrderRespType="RESULT")  # fmt: skip
+    assert_same_shape(placed, recorded("binance", "rest_order_stop_loss_limit_new_docs.json"),
+                      what="POST /api/v3/order STOP_LOSS_LIMIT RESULT")  # fmt: skip
+    assert (placed["status"], placed["stopPrice"], placed["price"], placed["workingTime"]) == (
+        "NEW", "27000.00000000", "26900.00000000", -1)  # fmt: skip
+    ack = await binance(http, sim, "POST", "/api/v3/order", symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT",
+                        quantity="0.00100", price="26900.00", stopPrice="27000.00", timeInForce="GTC",
+                        newClientOrderId="stop-2")  # fmt: skip
+    assert set(ack) == set(recorded("binance", "rest_order_response_ack_docs.json"))  # ACK: a stop's default
+    order = await binance(http, sim, "GET", "/api/v3/order", symbol="BTCUSDT", origClientOrderId="stop-1")
+    assert_same_shape(order, recorded("binance", "rest_query_order_docs.json"), what="GET /api/v3/order stop",
+                      optional=BINANCE_CONDITIONAL)  # fmt: skip
+    assert (order["type"], order["stopPrice"], order["isWorking"], order["workingTime"]) == (
+        "STOP_LOSS_LIMIT", "27000.00000000", False, -1)  # fmt: skip
+    cancel = await binance(http, sim, "DELETE", "/api/v3/order", symbol="BTCUSDT", origClientOrderId="stop-1")
+    assert_same_shape(cancel, recorded("binance", "rest_cancel_order_stop_loss_limit_docs.json"),
+                      what="DELETE /api/v3/order stop")  # fmt: skip
+    assert (cancel["status"], cancel["stopPrice"]) == ("CANCELED", "27000.00000000")
+    # refusals worded as in errors.md: a stop the last price (27322.27) has reached, a type not enabled
+    reached = await binance(http, sim, "POST", "/api/v3/order", symbol="BTCUSDT", side="SELL",
+                            type="STOP_LOSS_LIMIT", quantity="0.00100", price="27300.00", stopPrice="27322.27",
+                            timeInForce="GTC", newClientOrderId="stop-3")  # fmt: skip
+    assert reached == {"code": -2010, "msg": "Order would trigger immediately."}
+    market = await binance(http, sim, "POST", "/api/v3/order", symbol="BTCUSDT", side="SELL", type="STOP_LOSS",
+                           quantity="0.00100", stopPrice="27000.00", newClientOrderId="stop-4")  # fmt: skip
+    assert market == {"code": -2010, "msg": "Stop loss orders are not supported for this symbol."}
+    no_tif = await binance(http, sim, "POST", "/api/v3/order", symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT",
+                           quantity="0.00100", price="26900.00", stopPrice="27000.00", newClientOrderId="stop-5")  # fmt: skip
+    assert no_tif["code"] == -1102 and "'timeInForce'" in no_tif["msg"]
+
+
+async def test_deribit_stop_order_answers(sim: ExchangeSim, http: aiohttp.ClientSession) -> None:
+    await deribit(http, sim, "private/buy", instrument_name="ETH_USDC-PERPETUAL", amount="1", type="market",
+                  label="stop-0")  # fmt: skip
+    docs_cancel = recorded("deribit", "docs_private_cancel_response.json")  # an untriggered stop_market
+    market = await deribit(http, sim, "private/sell", instrument_name="ETH_USDC-PERPETUAL", amount="0.5",
+                           type="stop_market", trigger_price="1700.0", trigger="mark_price", reduce_only="true",
+                           label="stop-1")  # fmt: skip
+    assert_same_shape(market["result"]["order"], docs_cancel["result"], what="private/sell stop_market",
+                      optional=DERIBIT_ORDER_OPTIONAL)  # fmt: skip
+    order = market["result"]["order"]
+    assert (order["order_state"], order["price"], order["trigger_price"], order["trigger"], order["triggered"],
+            order["reduce_only"]) == ("untriggered", "market_price", 1700, "mark_price", False, True)  # fmt: skip
+    # the documented request of a stop_limit (its parameter names), on a linear instrument
+    params = recorded("deribit", "docs_private_sell_request.json")["params"]
+    limit = await deribit(http, sim, "private/sell", **{**{k: str(v) for k, v in params.items()},
+                          "instrument_name": "ETH_USDC-PERPETUAL", "amount": "0.5", "price": "1690.0",
+                          "trigger_price": "1695.0", "label": "stop-2"})  # fmt: skip
+    assert_same_shape(limit, recorded("deribit", "docs_private_sell_response.json"), what="private/sell stop_limit",
+                      optional=(*RPC_OPTIONAL, *DERIBIT_ORDER_OPTIONAL))  # fmt: skip
+    assert (limit["result"]["order"]["order_type"], limit["result"]["order"]["price"]) == ("stop_limit", 1690)
+    listed = await deribit(
+        http, sim, "private/get_open_orders_by_instrument", instrument_name="ETH_USDC-PERPETUAL"
+    )
+    assert [(o["label"], o["order_state"]) for o in listed["result"]] == [
+        ("stop-1", "untriggered"), ("stop-2", "untriggered")]  # fmt: skip
+    by_label = await deribit(http, sim, "private/get_order_state_by_label", currency="USDC", label="stop-1")
+    assert [o["order_type"] for o in by_label["result"]] == ["stop_market"]
+    reached = await deribit(http, sim, "private/sell", instrument_name="ETH_USDC-PERPETUAL", amount="0.1",
+                            type="stop_market", trigger_price="1737.4", trigger="last_price", label="stop-3")  # fmt: skip
+    assert reached["error"]["code"] == 11036 and reached["error"]["message"] == "invalid_trigger_price"
+    tick = await deribit(http, sim, "private/sell", instrument_name="ETH_USDC-PERPETUAL", amount="0.1",
+                         type="stop_market", trigger_price="1700.05", trigger="last_price", label="stop-4")  # fmt: skip
+    assert tick["error"]["code"] == 10044 and tick["error"]["message"] == "trigger_price_wrong_tick"
+    legacy = {row["code"]: row["message"] for row in recorded("deribit", "errors_rpc_codes_legacy_docs.json")}
+    assert (legacy[11036], legacy[10044]) == ("invalid_trigger_price", "trigger_price_wrong_tick")

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tradebot.exchange_sim.orders import OrderEngine, SimOrder, SimReject, SimTrade, SymbolRules
+from tradebot.exchange_sim.orders import ORDER_TYPES, OrderEngine, SimOrder, SimReject, SimTrade, SymbolRules
 
 API_KEY = "sim-binance-key"
 API_SECRET = "sim-binance-secret"
@@ -60,20 +60,37 @@ def binance_rules(exchange_info: dict[str, Any]) -> dict[str, SymbolRules]:
             tick=Decimal(f["PRICE_FILTER"]["tickSize"]).normalize(),
             step=Decimal(f["LOT_SIZE"]["stepSize"]).normalize(),
             min_qty=Decimal(f["LOT_SIZE"]["minQty"]), min_notional=Decimal(notional["minNotional"]),
-            tape=s["symbol"],
+            tape=s["symbol"], order_types=frozenset(s.get("orderTypes") or ORDER_TYPES) & ORDER_TYPES,
         )  # fmt: skip
     return out
 
 
+def _stop_fields(o: SimOrder) -> dict[str, Any]:
+    # the conditional fields of a stop order ("Conditional fields in Order Responses": stopPrice
+    # appears for STOP_LOSS / STOP_LOSS_LIMIT orders); none for other orders
+    return {} if o.stop_price is None else {"stopPrice": f8(o.stop_price)}
+
+
+def _working(o: SimOrder) -> tuple[bool, int]:
+    # isWorking and workingTime: a stop works on the book only once triggered (workingTime -1
+    # until then, docs example of a NEW STOP_LOSS order in "New OCO (TRADE)")
+    if o.is_stop:
+        return o.is_open and o.triggered_ms is not None, -1 if o.triggered_ms is None else o.triggered_ms
+    return o.is_open, o.created_ms
+
+
 def order_json(o: SimOrder) -> dict[str, Any]:
     """Binance order object of ``GET /api/v3/order`` and ``GET /api/v3/openOrders`` (docs example
-    "Query order (USER_DATA)"; ``stopPrice`` and ``icebergQty`` appear only for orders that set them)."""
+    "Query order (USER_DATA)"; ``stopPrice`` and ``icebergQty`` appear only for orders that set them;
+    an untriggered stop is ``NEW`` with ``isWorking`` false and ``workingTime`` -1)."""
+    working, working_ms = _working(o)
     return {
         "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
         "price": f8(o.price or Decimal(0)), "origQty": f8(o.qty), "executedQty": f8(o.filled),
         "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status, "timeInForce": "GTC", "type": o.type,
-        "side": o.side, "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.is_open,
-        "workingTime": o.created_ms, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
+        "side": o.side, **_stop_fields(o), "time": o.created_ms, "updateTime": o.updated_ms,
+        "isWorking": working, "workingTime": working_ms, "origQuoteOrderQty": "0.00000000",
+        "selfTradePreventionMode": "NONE",
     }  # fmt: skip
 
 
@@ -89,7 +106,7 @@ def new_order_json(o: SimOrder, *, resp_type: str = "FULL", duplicate: bool = Fa
     body |= {
         "price": f8(o.price or Decimal(0)), "origQty": f8(o.qty), "executedQty": f8(o.filled),
         "origQuoteOrderQty": "0.00000000", "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status,
-        "timeInForce": "GTC", "type": o.type, "side": o.side, "workingTime": o.created_ms,
+        "timeInForce": "GTC", "type": o.type, "side": o.side, **_stop_fields(o), "workingTime": _working(o)[1],
         "selfTradePreventionMode": "NONE",
     }  # fmt: skip
     if resp_type == "FULL":
@@ -111,7 +128,7 @@ def cancel_json(o: SimOrder, *, cancel_id: str, ts_ms: int) -> dict[str, Any]:
         "clientOrderId": cancel_id, "transactTime": ts_ms, "price": f8(o.price or Decimal(0)),
         "origQty": f8(o.qty), "executedQty": f8(o.filled), "origQuoteOrderQty": "0.00000000",
         "cummulativeQuoteQty": f8(o.quote_filled), "status": o.status, "timeInForce": "GTC", "type": o.type,
-        "side": o.side, "selfTradePreventionMode": "NONE",
+        "side": o.side, **_stop_fields(o), "selfTradePreventionMode": "NONE",
     }  # fmt: skip
 
 
@@ -126,7 +143,7 @@ def trade_json(t: SimTrade) -> dict[str, Any]:
     return {
         "symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1,
         "price": f8(t.price), "qty": f8(t.qty), "quoteQty": f8(t.qty * t.price), "commission": f8(t.fee),
-        "commissionAsset": t.fee_asset, "time": t.ts_ms, "isBuyer": t.side == "BUY", "isMaker": False,
+        "commissionAsset": t.fee_asset, "time": t.ts_ms, "isBuyer": t.side == "BUY", "isMaker": t.maker,
         "isBestMatch": True,
     }  # fmt: skip
 
@@ -229,20 +246,32 @@ class BinancePrivate:
         return dict(parse_qsl(signed, keep_blank_values=True)), None
 
     async def new_order(self, p: dict[str, str]) -> web.Response:
-        """``POST /api/v3/order`` (MARKET or LIMIT; answer FULL unless ``newOrderRespType`` says otherwise)."""
+        """``POST /api/v3/order``: MARKET, LIMIT, STOP_LOSS (``stopPrice``) or STOP_LOSS_LIMIT
+        (``stopPrice``, ``price``, ``timeInForce``); answer FULL for MARKET and LIMIT, ACK for the
+        others, unless ``newOrderRespType`` says otherwise (``rest-api.md`` "New order (TRADE)")."""
         cid = p.get("newClientOrderId", "")
         if not _CID.match(cid):
             return _error(
                 -1100,
                 f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CID.pattern}'.",
             )
-        try:
-            qty = Decimal(p["quantity"])
-            price = Decimal(p["price"]) if "price" in p else None
-        except (KeyError, InvalidOperation):
-            return _error(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
-        order = self.engine.place(symbol=p.get("symbol", ""), side=p.get("side", ""), type=p.get("type", ""),
-                                  qty=qty, price=price, client_order_id=cid)  # fmt: skip
+        for name in ("quantity", "price", "stopPrice"):
+            try:
+                if name == "quantity" or name in p:
+                    Decimal(p[name])
+            except (KeyError, InvalidOperation):
+                return _error(
+                    -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                )
+        kind = p.get("type", "")
+        if kind == "STOP_LOSS_LIMIT" and not p.get("timeInForce"):
+            return _error(
+                -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
+            )
+        order = self.engine.place(symbol=p.get("symbol", ""), side=p.get("side", ""), type=kind,
+                                  qty=Decimal(p["quantity"]), price=Decimal(p["price"]) if "price" in p else None,
+                                  client_order_id=cid,
+                                  stop_price=Decimal(p["stopPrice"]) if "stopPrice" in p else None)  # fmt: skip
         if self.after_accept is not None:
             self.after_accept(order)
         faults = self.engine.faults
@@ -257,8 +286,8 @@ class BinancePrivate:
         if faults.accept_then_hang > 0:
             faults.accept_then_hang -= 1
             await asyncio.sleep(faults.hang_s)
-        kind = p.get("newOrderRespType", "FULL")
-        return web.json_response(new_order_json(order, resp_type=kind, duplicate=faults.duplicate_trades))
+        resp = p.get("newOrderRespType", "FULL" if kind in ("MARKET", "LIMIT") else "ACK")
+        return web.json_response(new_order_json(order, resp_type=resp, duplicate=faults.duplicate_trades))
 
     async def query_order(self, p: dict[str, str]) -> web.Response:
         """``GET /api/v3/order?symbol=&origClientOrderId=|orderId=``."""

@@ -15,6 +15,14 @@ invalid_credentials``, a wrong signature ``13009 unauthorized`` ("bad signature"
 switches of :class:`OrderFaults` apply (``accept_then_500``, ``unknown_1007`` → HTTP 503,
 ``lookup_not_found``, ``throttle`` → 10028).
 
+Stop orders: ``private/buy|sell`` with ``type=stop_market`` (or ``stop_limit`` with ``price``),
+``trigger_price`` (on the tick, else ``10044 trigger_price_wrong_tick``), ``trigger`` (``last_price``,
+``mark_price`` or ``index_price``: the simulator's mark and index are its last price, so all three
+trigger alike) and ``reduce_only``. A trigger price the last price has already reached is refused
+with ``11036 invalid_trigger_price``. The order rests ``untriggered`` (``price`` ``"market_price"``
+for a stop-market, no fill fields yet, as in the docs example of ``private/cancel``) and triggers by
+the rule of :mod:`tradebot.exchange_sim.orders`, then shows ``filled`` (``triggered`` true).
+
 Answers carry the fields of the documentation examples (``docs_private_*_response.json``): order
 objects, trades (``tick_direction``, ``mark_price`` … with mark and index = the simulator's last
 price), positions (average price, mark, floating and realized PnL; margins 0 and leverage 1: the
@@ -35,7 +43,7 @@ from aiohttp import web
 
 from tradebot.exchange_sim.deribit_ws import rpc_result, tape_symbol
 from tradebot.exchange_sim.market import Market
-from tradebot.exchange_sim.orders import OrderEngine, SimOrder, SimReject, SimTrade, SymbolRules
+from tradebot.exchange_sim.orders import STOP_TYPES, OrderEngine, SimOrder, SimReject, SimTrade, SymbolRules
 
 CLIENT_ID = "sim-deribit-id"
 CLIENT_SECRET = "sim-deribit-secret"
@@ -61,6 +69,10 @@ _PROFILE: dict[str, Any] = {
     "self_trading_extended_to_subaccounts": False,
 }  # fmt: skip
 #: Binance-worded engine refusals → Deribit (code, message).
+#: Deribit order types → the engine's (Binance-named) types, and back.
+_TYPES = {"limit": "LIMIT", "market": "MARKET", "stop_market": "STOP_LOSS", "stop_limit": "STOP_LOSS_LIMIT"}
+_WIRE_TYPES = {v: k for k, v in _TYPES.items()}
+_TRIGGERS = ("index_price", "mark_price", "last_price")
 _CODES = {-2010: (10009, "not_enough_funds"), -2013: (10004, "order_not_found"), -2011: (11044, "not_open_order"),
           -1121: (10000, "instrument_not_found")}  # fmt: skip
 
@@ -86,23 +98,34 @@ def _num(value: Decimal) -> float | int:
 
 
 def order_json(o: SimOrder) -> dict[str, Any]:
-    """Deribit order object with the keys of the docs examples (``private/buy``, ``get_order_state``).
+    """Deribit order object with the keys of the docs examples (``private/buy``, ``get_order_state``;
+    for a stop, ``private/cancel``'s untriggered ``stop_market``).
 
     ``price`` is a number for every order: the limit price, or for a market order its fill price
-    (Deribit shows a market order's price limit there, never the string ``"market_price"``, which
-    it uses only for untriggered stop-market orders; the simulator has none).
+    (Deribit shows a market order's price limit there), except ``"market_price"`` for an untriggered
+    stop-market, which also has no ``filled_amount`` / ``average_price`` yet. A stop adds
+    ``trigger``, ``trigger_price`` and ``triggered``; it is ``untriggered`` until it triggers.
     """
     avg = o.quote_filled / o.filled if o.filled else Decimal(0)
-    price = o.price if o.price is not None else avg
-    return {
+    untriggered = o.untriggered
+    price: Any = _num(o.price if o.price is not None else avg)
+    if untriggered and o.price is None:
+        price = "market_price"
+    body = {
         "order_id": f"USDC-{o.order_id}", "label": o.client_order_id, "instrument_name": o.symbol,
         "direction": o.side.lower(), "amount": _num(o.qty), "filled_amount": _num(o.filled),
-        "average_price": _num(avg), "order_state": _STATE[o.status], "order_type": o.type.lower(),
-        "price": _num(price), "time_in_force": "good_til_cancelled", "max_show": _num(o.qty),
-        "creation_timestamp": o.created_ms, "last_update_timestamp": o.updated_ms, "api": True, "web": False,
-        "post_only": False, "reduce_only": False, "replaced": False, "is_liquidation": False,
-        "is_rebalance": False,
+        "average_price": _num(avg), "order_state": "untriggered" if untriggered else _STATE[o.status],
+        "order_type": _WIRE_TYPES[o.type], "price": price, "time_in_force": "good_til_cancelled",
+        "max_show": _num(o.qty), "creation_timestamp": o.created_ms, "last_update_timestamp": o.updated_ms,
+        "api": True, "web": False, "post_only": False, "reduce_only": o.reduce_only, "replaced": False,
+        "is_liquidation": False, "is_rebalance": False,
     }  # fmt: skip
+    if o.stop_price is not None:
+        body |= {"trigger": o.trigger or "last_price", "trigger_price": _num(o.stop_price),
+                 "triggered": o.triggered_ms is not None}  # fmt: skip
+    if untriggered:
+        del body["filled_amount"], body["average_price"]
+    return body
 
 
 def trade_json(t: SimTrade, label: str, *, order_type: str = "market", tick_direction: int = 0,
@@ -117,7 +140,7 @@ def trade_json(t: SimTrade, label: str, *, order_type: str = "market", tick_dire
         "trade_id": f"USDC-T{t.trade_id}", "order_id": f"USDC-{t.order_id}", "label": label,
         "instrument_name": t.symbol, "direction": t.side.lower(), "amount": _num(t.qty), "price": _num(t.price),
         "fee": _num(t.fee), "fee_currency": t.fee_asset, "timestamp": t.ts_ms, "state": "filled",
-        "order_type": order_type, "liquidity": "T" if order_type == "market" else "M", "trade_seq": t.trade_id,
+        "order_type": order_type, "liquidity": "M" if t.maker else "T", "trade_seq": t.trade_id,
         "tick_direction": tick_direction, "mark_price": ref, "index_price": ref, "matching_id": None,
         "post_only": False, "reduce_only": False,
     }  # fmt: skip
@@ -223,6 +246,8 @@ class DeribitPrivate:
                 lot = "LOT_SIZE" in e.msg
                 return self._error(-32602 if lot else 10002, "Invalid params" if lot else "qty_too_low",
                                    "amount must be a multiple of contract size" if lot else "")  # fmt: skip
+            if e.code == -2010 and "trigger immediately" in e.msg:
+                return self._error(11036, "invalid_trigger_price", e.msg)
             code, message = _CODES.get(e.code, (10001, "error"))
             return self._error(code, message, e.msg)
 
@@ -240,13 +265,24 @@ class DeribitPrivate:
                 "Invalid params",
                 f"instrument {name!r} (amount {q.get('amount')}) is not traded by the simulator",
             )
-        try:
-            amount = Decimal(q["amount"])
-            price = Decimal(q["price"]) if "price" in q else None
-        except (KeyError, InvalidOperation):
-            return self._error(-32602, "Invalid params", "amount")
-        order = self.engine.place(symbol=name, side=side, type=q.get("type", "limit").upper(), qty=amount,
-                                  price=price, client_order_id=q.get("label", ""))  # fmt: skip
+        values: dict[str, Decimal | None] = {}
+        for key in ("amount", "price", "trigger_price"):
+            try:
+                values[key] = Decimal(q[key]) if key in q or key == "amount" else None
+            except (KeyError, InvalidOperation):
+                return self._error(-32602, "Invalid params", key)
+        kind = _TYPES.get(q.get("type", "limit"), q.get("type", "").upper())
+        trigger, stop = q.get("trigger", ""), values["trigger_price"]
+        if kind in STOP_TYPES:
+            if stop is None or trigger not in _TRIGGERS:
+                return self._error(-32602, "Invalid params", "trigger_price" if stop is None else "trigger")
+            if stop % self.engine.rules[name].tick != 0:
+                return self._error(10044, "trigger_price_wrong_tick")
+        amount = values["amount"]
+        assert amount is not None
+        order = self.engine.place(symbol=name, side=side, type=kind, qty=amount, price=values["price"],
+                                  client_order_id=q.get("label", ""), stop_price=stop if kind in STOP_TYPES else None,
+                                  reduce_only=q.get("reduce_only") == "true", trigger=trigger)  # fmt: skip
         faults = self.engine.faults
         if faults.accept_then_500 > 0:
             faults.accept_then_500 -= 1
@@ -295,7 +331,7 @@ class DeribitPrivate:
 
     def _trade(self, t: SimTrade, label: str) -> dict[str, Any]:
         order = next(o for o in self.engine.orders if o.order_id == t.order_id)
-        return trade_json(t, label, order_type=order.type.lower(),
+        return trade_json(t, label, order_type=_WIRE_TYPES[order.type],
                           tick_direction=tick_directions(self.engine.trades)[t.trade_id])  # fmt: skip
 
     def _mark(self, name: str) -> Decimal:

@@ -17,6 +17,22 @@ Fill model (deterministic, so tests can compute balances by hand):
   pay ``maker_fee_rate`` (default: ``fee_rate``), which may be negative, a rebate paid to the maker
   (Deribit ``SOL-PERPETUAL``: ``"maker_commission": -0.0002``); a buy locks ``notional + fee`` with
   a rebate counted as 0.
+* A **stop** order (Binance ``STOP_LOSS`` / ``STOP_LOSS_LIMIT``, Deribit ``stop_market`` /
+  ``stop_limit``; ``SimOrder.stop_price`` the trigger) follows :mod:`tradebot.core.domain.stops`, the
+  rule the backtest's ``SimulatedExchange`` applies too. Placement refuses a stop the last price
+  (the forming candle's open) has already reached, ``-2010 Order would trigger immediately.``
+  (sell: ``last <= stop``), a type the symbol's ``orderTypes`` lack (``-2010 Stop loss orders are
+  not supported for this symbol.``) and a stop price off the tick (``PRICE_FILTER``); the notional
+  is checked at the limit price, else at the stop price. A sell stop locks the base units it sells
+  (a second sell of them gets ``-2010`` insufficient balance); a buy stop locks nothing and is
+  ``EXPIRED`` if the quote is short when it triggers. It rests ``NEW`` (``isWorking`` false,
+  ``workingTime`` -1; Deribit ``untriggered``) until a closed candle from its placement on reaches
+  it (sell: low ≤ stop), then executes at the stop, or at that candle's open when the candle opened
+  through it (only possible after the first one), moved by ``slippage_bps`` against the taker like
+  a market order, taker fee, at the candle's close. A ``STOP_LOSS_LIMIT`` whose triggered price is
+  not as good as its limit (sell: below it) rests from the next candle on as a limit order at its
+  price (``NEW``, working; Deribit ``open``) and fills like one, as the maker. ``reduce_only`` is
+  recorded and echoed (the spot-like account cannot hold a short that a buy would reduce).
 * Filters are checked without rounding like Binance: quantity on the step and ≥ min qty
   (``LOT_SIZE``), limit price on the tick (``PRICE_FILTER``), ``qty × price`` ≥ min notional
   (``NOTIONAL``) → :class:`SimReject` ``-1013``; not enough free balance → ``-2010``. A client order
@@ -38,11 +54,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
-from tradebot.exchange_sim.market import Market, MarketEvent
+from tradebot.core.domain import (
+    Side,
+    limit_is_marketable,
+    stop_execution_price,
+    stop_is_crossed,
+    stop_is_triggered,
+)
+from tradebot.exchange_sim.market import Bar, Market, MarketEvent
 
 ZERO = Decimal(0)
 _FEE_Q = Decimal("1e-8")
 _BPS = Decimal(10_000)
+#: Order types of the engine (Binance wire names), and the stop ones.
+ORDER_TYPES = frozenset({"MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT"})
+STOP_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT"})
+#: Binance's refusal of an order type the symbol does not enable (``errors.md``, -2010).
+_NOT_ENABLED = {
+    "MARKET": "Market orders are not supported for this symbol.",
+    "LIMIT": "Unsupported order combination",
+    "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
+    "STOP_LOSS_LIMIT": "Stop loss limit orders are not supported for this symbol.",
+}
 
 
 class SimReject(Exception):
@@ -65,6 +98,8 @@ class SymbolRules:
     min_qty: Decimal
     min_notional: Decimal
     tape: str
+    #: Order types the symbol enables (Binance ``exchangeInfo`` ``orderTypes``; default: all).
+    order_types: frozenset[str] = ORDER_TYPES
 
 
 @dataclass
@@ -80,6 +115,7 @@ class SimTrade:
     fee: Decimal
     fee_asset: str
     ts_ms: int
+    maker: bool = False  # a resting limit's fill
 
 
 @dataclass
@@ -90,9 +126,9 @@ class SimOrder:
     client_order_id: str
     symbol: str
     side: str
-    type: str  # "MARKET" | "LIMIT"
+    type: str  # "MARKET" | "LIMIT" | "STOP_LOSS" | "STOP_LOSS_LIMIT"
     qty: Decimal
-    price: Decimal | None
+    price: Decimal | None  # the limit price (LIMIT, STOP_LOSS_LIMIT)
     created_ms: int
     updated_ms: int
     status: str = "NEW"
@@ -100,11 +136,25 @@ class SimOrder:
     quote_filled: Decimal = ZERO
     locked: Decimal = ZERO
     trades: list[SimTrade] = field(default_factory=list)
+    stop_price: Decimal | None = None  # the trigger of a stop order
+    trigger: str = ""  # Deribit's trigger kind of a stop ("last_price", "mark_price", "index_price")
+    reduce_only: bool = False
+    triggered_ms: int | None = None  # when a stop triggered (the triggering candle's close), ms
 
     @property
     def is_open(self) -> bool:
         """True while ``NEW`` or ``PARTIALLY_FILLED``."""
         return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def is_stop(self) -> bool:
+        """True for a stop order (``STOP_LOSS``, ``STOP_LOSS_LIMIT``), triggered or not."""
+        return self.type in STOP_TYPES
+
+    @property
+    def untriggered(self) -> bool:
+        """True for an open stop order that has not triggered yet."""
+        return self.is_stop and self.triggered_ms is None and self.is_open
 
 
 @dataclass
@@ -238,16 +288,24 @@ class OrderEngine:
 
     # ------------------------------------------------------------------ commands
     def place(self, *, symbol: str, side: str, type: str, qty: Decimal, price: Decimal | None,
-              client_order_id: str) -> SimOrder:  # fmt: skip
-        """Validate and execute a new order (see the module docstring); raises :class:`SimReject`."""
+              client_order_id: str, stop_price: Decimal | None = None, reduce_only: bool = False,
+              trigger: str = "") -> SimOrder:  # fmt: skip
+        """Validate and execute a new order (see the module docstring); raises :class:`SimReject`.
+
+        ``stop_price`` is the trigger of a stop order (``STOP_LOSS``, ``STOP_LOSS_LIMIT``, whose
+        ``price`` is the limit); ``trigger`` and ``reduce_only`` are recorded and echoed.
+        """
         rules = self._rules(symbol)
         self.placements.append(client_order_id)
-        if side not in ("BUY", "SELL") or type not in ("MARKET", "LIMIT"):
-            raise SimReject(
-                -1116 if type not in ("MARKET", "LIMIT") else -1117, "Invalid side or order type."
-            )
+        if side not in ("BUY", "SELL") or type not in ORDER_TYPES:
+            raise SimReject(-1116 if type not in ORDER_TYPES else -1117, "Invalid side or order type.")
+        if type not in rules.order_types:
+            raise SimReject(-2010, _NOT_ENABLED[type])
         if any(o.is_open and o.client_order_id == client_order_id for o in self.orders):
             raise SimReject(-2010, "Duplicate order sent.")
+        if type in STOP_TYPES:
+            return self._place_stop(rules, side, type, qty, price, client_order_id, stop_price, reduce_only,
+                                    trigger)  # fmt: skip
         now = self.market.now_ms
         ref = price if type == "LIMIT" and price is not None else self.last_price(symbol)
         self._check_filters(rules, qty, price if type == "LIMIT" else None, ref)
@@ -283,6 +341,56 @@ class OrderEngine:
         self._unlock(order, self._rules(symbol))
         self._notify(order, "CANCELED")
         return order
+
+    def _place_stop(self, rules: SymbolRules, side: str, type: str, qty: Decimal, price: Decimal | None,
+                    cid: str, stop: Decimal | None, reduce_only: bool, trigger: str) -> SimOrder:  # fmt: skip
+        # A stop rests until a candle reaches it (module docstring); a sell locks its base units.
+        if stop is None:
+            raise SimReject(
+                -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed."
+            )
+        if type == "STOP_LOSS_LIMIT" and price is None:
+            raise SimReject(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+        limit = price if type == "STOP_LOSS_LIMIT" else None
+        self._check_filters(rules, qty, limit, limit if limit is not None else stop)
+        if stop <= 0 or stop % rules.tick != 0:
+            raise SimReject(-1013, "Filter failure: PRICE_FILTER")
+        if stop_is_crossed(_SIDE[side], stop, self.last_price(rules.symbol)):
+            raise SimReject(-2010, "Order would trigger immediately.")
+        if side == "SELL":
+            self._check_funds(rules, side, qty, stop, self.fee_rate)
+        self._order_seq += 1
+        now = self.market.now_ms
+        order = SimOrder(self._order_seq, cid, rules.symbol, side, type, qty, limit, now, now, stop_price=stop,
+                         trigger=trigger, reduce_only=reduce_only)  # fmt: skip
+        self.orders.append(order)
+        if side == "SELL":
+            self._lock(order, rules, qty)
+        self._notify(order, "NEW")
+        return order
+
+    def _trigger(self, order: SimOrder, rules: SymbolRules, bar: Bar) -> None:
+        # An untriggered stop on a closed candle from its placement on: execute it if the candle
+        # reaches it (a stop-limit not marketable rests at its limit instead).
+        assert order.stop_price is not None
+        side = _SIDE[order.side]
+        if not stop_is_triggered(side, order.stop_price, Decimal(bar.high), Decimal(bar.low)):
+            return
+        ts = bar.open_time_ms + 60_000
+        price = self._market_price(
+            order.side, stop_execution_price(side, order.stop_price, Decimal(bar.open)), rules
+        )
+        order.triggered_ms = order.updated_ms = ts
+        if order.price is not None and not limit_is_marketable(side, price, order.price):
+            return  # a stop-limit that is not marketable rests at its limit from the next candle on
+        if order.side == "BUY":
+            try:
+                self._check_funds(rules, order.side, order.qty, price, self.fee_rate)
+            except SimReject:
+                order.status = "EXPIRED"
+                self._notify(order, "EXPIRED")
+                return
+        self._execute(order, rules, order.qty - order.filled, price, ts, self.fee_rate)
 
     # ------------------------------------------------------------------ internals
     def _notify(self, order: SimOrder, exec_type: str, trade: SimTrade | None = None) -> None:
@@ -336,14 +444,13 @@ class OrderEngine:
             raise SimReject(-2010, "Account has insufficient balance for requested action.")
 
     def _lock(self, order: SimOrder, rules: SymbolRules, qty: Decimal) -> None:
-        assert order.price is not None
         asset = rules.quote if order.side == "BUY" else rules.base
         rate = self._rate(order.type)
-        amount = (
-            qty * order.price + self._quote_fee("BUY", qty * order.price, rate)
-            if order.side == "BUY"
-            else qty
-        )
+        if order.side == "BUY":
+            assert order.price is not None
+            amount = qty * order.price + self._quote_fee("BUY", qty * order.price, rate)
+        else:
+            amount = qty
         order.locked = amount
         self.free[asset] = self.free.get(asset, ZERO) - amount
         self.locked[asset] = self.locked.get(asset, ZERO) + amount
@@ -355,7 +462,7 @@ class OrderEngine:
         order.locked = ZERO
 
     def _execute(self, order: SimOrder, rules: SymbolRules, qty: Decimal, price: Decimal, ts: int,
-                 rate: Decimal) -> None:  # fmt: skip
+                 rate: Decimal, *, maker: bool = False) -> None:  # fmt: skip
         notional = qty * price
         sign = 1 if order.side == "BUY" else -1
         if order.locked:  # a resting order pays from its locked funds
@@ -370,7 +477,7 @@ class OrderEngine:
             self.free[rules.quote] = self.free.get(rules.quote, ZERO) - sign * notional - fee
         self._trade_seq += 1
         trade = SimTrade(
-            self._trade_seq, order.order_id, order.symbol, order.side, qty, price, fee, fee_asset, ts
+            self._trade_seq, order.order_id, order.symbol, order.side, qty, price, fee, fee_asset, ts, maker
         )
         self.trades.append(trade)
         order.trades.append(trade)
@@ -378,25 +485,37 @@ class OrderEngine:
         order.quote_filled += notional
         order.updated_ms = ts
         order.status = "FILLED" if order.filled == order.qty else "PARTIALLY_FILLED"
-        if order.status == "PARTIALLY_FILLED" and order.type == "LIMIT":
+        if order.status == "PARTIALLY_FILLED" and (
+            order.type == "LIMIT" or (order.is_stop and order.side == "SELL")
+        ):
             self._lock(order, rules, order.qty - order.filled)
         self._notify(order, "TRADE", trade)
 
     def _on_market(self, events: list[MarketEvent]) -> None:
         finals = {e.symbol: e.bar for e in events if e.final}
-        for order in [o for o in self.orders if o.is_open and o.type == "LIMIT"]:
+        for order in [o for o in self.orders if o.is_open and o.type != "MARKET"]:
             rules = self.rules[order.symbol]
             bar = finals.get(rules.tape)
-            if bar is None or bar.open_time_ms < order.created_ms or order.price is None:
+            if bar is None or bar.open_time_ms < order.created_ms:
                 continue
-            crossed = (
-                Decimal(bar.low) <= order.price if order.side == "BUY" else Decimal(bar.high) >= order.price
+            if order.is_stop and order.triggered_ms is None:
+                self._trigger(order, rules, bar)
+            elif order.price is not None and (
+                order.triggered_ms is None or bar.open_time_ms >= order.triggered_ms
+            ):
+                self._fill_limit(order, rules, bar)  # a limit, or a stop-limit resting at its limit
+
+    def _fill_limit(self, order: SimOrder, rules: SymbolRules, bar: Bar) -> None:
+        assert order.price is not None
+        crossed = Decimal(bar.low) <= order.price if order.side == "BUY" else Decimal(bar.high) >= order.price
+        if not crossed:
+            return
+        cap = (Decimal(bar.volume) * self.limit_volume_fraction / rules.step).to_integral_value(ROUND_DOWN)
+        qty = min(order.qty - order.filled, cap * rules.step)
+        if qty > 0:
+            self._execute(
+                order, rules, qty, order.price, bar.open_time_ms + 60_000, self._rate("LIMIT"), maker=True
             )
-            if not crossed:
-                continue
-            cap = (Decimal(bar.volume) * self.limit_volume_fraction / rules.step).to_integral_value(
-                ROUND_DOWN
-            )
-            qty = min(order.qty - order.filled, cap * rules.step)
-            if qty > 0:
-                self._execute(order, rules, qty, order.price, bar.open_time_ms + 60_000, self._rate("LIMIT"))
+
+
+_SIDE = {"BUY": Side.BUY, "SELL": Side.SELL}
