@@ -25,7 +25,7 @@ from tradebot.adapters.venues.ccxt_schemas import (
     deribit_rpc_error,
     deribit_trade,
 )
-from tradebot.core.domain import Asset, Fill, Instrument, OrderStatus, Side, Symbol
+from tradebot.core.domain import Asset, Fill, Instrument, OrderStatus, OrderType, Side, Symbol
 from tradebot.errors import DataError
 from tradebot.exchange_sim.binance_rest import load_exchange_info
 
@@ -114,6 +114,29 @@ def test_binance_query_order_open_limit() -> None:
     assert (report.status, report.qty, report.filled_qty, report.avg_price) == (
         OrderStatus.ACCEPTED, D("1.0"), D("0.0"), None)  # fmt: skip
     assert report.ts_ms == 1499827319559
+
+
+def test_binance_stop_orders_decode_type_and_trigger_price() -> None:
+    new = binance_order(load("binance", "rest_order_stop_loss_limit_new_docs.json"), BTCUSDT)
+    assert (new.client_order_id, new.status, new.side, new.order_type, new.stop_price, new.qty) == (
+        "BqtFCj5odMoWtSqGk2X9tU", OrderStatus.ACCEPTED, Side.SELL, OrderType.STOP_LIMIT, D("23405"),
+        D("0.0065"))  # fmt: skip
+    assert (new.ts_ms, new.filled_qty, new.avg_price) == (1660801713793, D(0), None)
+    market = binance_order(
+        load("binance", "rest_order_stop_loss_new_docs.json"), inst("LTC/BTC", "LTC", "BTC")
+    )
+    assert (market.status, market.side, market.order_type, market.stop_price) == (
+        OrderStatus.ACCEPTED, Side.BUY, OrderType.STOP_MARKET, D("0.960664"))  # fmt: skip
+    cancel = binance_order(load("binance", "rest_cancel_order_stop_loss_limit_docs.json"), BTCUSDT)
+    assert (cancel.client_order_id, cancel.status, cancel.order_type, cancel.stop_price) == (
+        "bX5wROblo6YeDwa9iTLeyY", OrderStatus.CANCELED, OrderType.STOP_LIMIT, D("23430"))  # fmt: skip
+    limit = binance_order(load("binance", "rest_query_order_docs.json"), inst("LTC/BTC", "LTC", "BTC"))
+    # its "stopPrice": "0.0" is no stop
+    assert (limit.order_type, limit.stop_price) == (OrderType.LIMIT, None)
+    with pytest.raises(DataError, match=r"binance order\.stopPrice must be a number, was None"):
+        binance_order(
+            {**load("binance", "rest_order_stop_loss_limit_new_docs.json"), "stopPrice": None}, BTCUSDT
+        )
 
 
 def test_binance_base_asset_commission_is_valued_at_the_fill_price() -> None:
@@ -298,8 +321,13 @@ def test_deribit_untriggered_stop_orders_are_open() -> None:
         load("deribit", "docs_private_sell_response.json")["result"]["order"], eth, inverse=True
     )
     assert (sell.status, sell.qty, sell.filled_qty) == (OrderStatus.ACCEPTED, D("0.84472220"), D(0))
+    assert (sell.order_type, sell.stop_price, sell.side) == (OrderType.STOP_LIMIT, D("145"), Side.SELL)
     cancel = deribit_order(load("deribit", "docs_private_cancel_response.json")["result"], eth, inverse=True)
     assert (cancel.status, cancel.qty) == (OrderStatus.ACCEPTED, D("0.03454709"))  # 5 USD at trigger 144.73
+    assert (cancel.order_type, cancel.stop_price) == (OrderType.STOP_MARKET, D("144.73"))
+    triggered = deribit_order(load("deribit", "docs_private_cancel_response.json")["result"]
+                              | {"order_state": "triggered", "triggered": True}, eth, inverse=True)  # fmt: skip
+    assert triggered.status is OrderStatus.ACCEPTED
 
 
 def test_deribit_user_trades_notification() -> None:

@@ -7,6 +7,13 @@ Our client order id is the order ``label``. Amounts cross in base units: the ada
 the instrument's own unit (:func:`~tradebot.adapters.venues.ccxt_schemas.deribit_amount`: USD for
 inverse perpetuals, base coin for linear USDC ones) and back. Balances are the settlement
 currencies' ``balance`` plus each position's size in base units (under the base coin's code).
+
+Stop orders go out as ``type=stop_market`` / ``stop_limit`` with ``trigger_price`` (on the tick
+grid, else refused here, not sent), ``trigger`` (``last_price`` by default: the trades the
+backtest's candles are made of; ``mark_price`` or ``index_price`` by the ``stop_trigger`` argument)
+and ``reduce_only=true`` when the order says so. The venue answers an untriggered stop with
+``order_state`` ``untriggered`` (→ ``ACCEPTED``) and refuses a trigger price the market has already
+reached with ``11036 invalid_trigger_price`` (→ ``OrderRejected``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from tradebot.adapters.venues.ccxt_schemas import (
     deribit_trade,
     plain,
 )
-from tradebot.adapters.venues.ccxt_venue import CcxtVenue, HttpAnswer, _retry_after
+from tradebot.adapters.venues.ccxt_venue import CcxtVenue, HttpAnswer, _on_grid, _retry_after
 from tradebot.adapters.venues.gate import Priority
 from tradebot.adapters.venues.wire import positive_price
 from tradebot.core.domain import ClientOrderId, Fill, Instrument, OrderType, PlaceOrder, Symbol, to_wire
@@ -47,6 +54,15 @@ DERIBIT_TESTNET_REST_URL = "https://test.deribit.com"
 _RATE_LIMITED = frozenset({10028})
 _NOT_FOUND = frozenset({10004, 11044})
 _NO_FUNDS = frozenset({10009})
+#: Domain order type → Deribit ``type``.
+_DERIBIT_TYPES = {
+    OrderType.MARKET: "market",
+    OrderType.LIMIT: "limit",
+    OrderType.STOP_MARKET: "stop_market",
+    OrderType.STOP_LIMIT: "stop_limit",
+}
+#: Deribit's trigger kinds of a stop order.
+STOP_TRIGGERS = ("last_price", "mark_price", "index_price")
 
 
 class _Deribit(ccxt.deribit):  # type: ignore[misc]
@@ -75,9 +91,16 @@ def deribit_exchange(rest_url: str = DERIBIT_REST_URL, *, client_id: str = "", s
 
 
 class DeribitVenue(CcxtVenue):
-    """A :class:`tradebot.ports.Venue` over a ccxt Deribit client (perpetuals)."""
+    """A :class:`tradebot.ports.Venue` over a ccxt Deribit client (perpetuals).
 
-    def __init__(self, exchange: Any, **kwargs: Any) -> None:
+    ``stop_trigger`` is the price a stop order triggers on, one of :data:`STOP_TRIGGERS` (default
+    ``"last_price"``); the other keyword arguments are :class:`CcxtVenue`'s.
+    """
+
+    def __init__(self, exchange: Any, *, stop_trigger: str = "last_price", **kwargs: Any) -> None:
+        if stop_trigger not in STOP_TRIGGERS:
+            raise ConfigError(f"stop_trigger must be one of {list(STOP_TRIGGERS)}, was {stop_trigger!r}")
+        self.stop_trigger = stop_trigger
         kwargs.setdefault("name", "deribit")
         super().__init__(exchange, **kwargs)
         self._raw: dict[Symbol, dict[str, Any]] = {}
@@ -104,22 +127,28 @@ class DeribitVenue(CcxtVenue):
         return deribit_order(raw, inst, inverse=self._inverse(symbol), trades=trades, venue=self.name)
 
     async def submit(self, order: PlaceOrder) -> OrderReport:
-        """Send ``order`` once as ``private/buy|sell`` with ``label`` = client order id."""
+        """Send ``order`` once as ``private/buy|sell`` with ``label`` = client order id (a stop with
+        ``trigger_price``, ``trigger`` and ``reduce_only``; module docstring)."""
         inst, name = self._instrument(order.symbol)
         price = (
             order.limit_price
             if order.order_type is OrderType.LIMIT and order.limit_price
-            else order.ref_price
+            else order.stop_price or order.ref_price  # an inverse stop's USD amount at its trigger
         )
         amount = deribit_amount(order.qty, price, inverse=self._inverse(order.symbol), contract_size=inst.contract_size
                                 if self._inverse(order.symbol) else inst.step_size)  # fmt: skip
         if amount <= 0 or (not self._inverse(order.symbol) and amount % inst.step_size != 0):
             raise OrderRejected(f"{order.client_order_id}: LOT_SIZE: amount {amount} is not a positive multiple of "
                                 f"the contract size (not sent)")  # fmt: skip
-        params = {"instrument_name": name, "amount": to_wire(plain(amount)), "type": order.order_type.value,
-                  "label": order.client_order_id}  # fmt: skip
-        if order.order_type is OrderType.LIMIT and order.limit_price is not None:
+        params = {"instrument_name": name, "amount": to_wire(plain(amount)),
+                  "type": _DERIBIT_TYPES[order.order_type], "label": order.client_order_id}  # fmt: skip
+        if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and order.limit_price is not None:
             params["price"] = to_wire(order.limit_price)
+        if order.stop_price is not None:
+            params |= {"trigger_price": _on_grid(order.stop_price, inst.tick_size, "trigger_price_wrong_tick", order),
+                       "trigger": self.stop_trigger}  # fmt: skip
+        if order.reduce_only:
+            params["reduce_only"] = "true"
         call = self.exchange.private_get_buy if order.side.value == "buy" else self.exchange.private_get_sell
         async with self.gate.slot(Priority.ORDER):
             try:

@@ -27,6 +27,7 @@ from typing import Any
 
 from tradebot.adapters.venues.deribit_schemas import (  # the Deribit decoders, re-exported
     DERIBIT_STATUS,
+    DERIBIT_TYPE,
     deribit_amount,
     deribit_instrument,
     deribit_is_inverse,
@@ -44,6 +45,7 @@ from tradebot.core.domain import (
     Fill,
     Instrument,
     OrderStatus,
+    OrderType,
     Side,
     Symbol,
     TradeId,
@@ -63,6 +65,17 @@ BINANCE_STATUS: dict[str, OrderStatus] = {
     "REJECTED": OrderStatus.REJECTED,
     "EXPIRED": OrderStatus.EXPIRED,
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+
+#: Binance spot order type → domain type; ``None`` for the types the bot never sends (take-profit).
+BINANCE_TYPE: dict[str, OrderType | None] = {
+    "MARKET": OrderType.MARKET,
+    "LIMIT": OrderType.LIMIT,
+    "LIMIT_MAKER": OrderType.LIMIT,
+    "STOP_LOSS": OrderType.STOP_MARKET,
+    "STOP_LOSS_LIMIT": OrderType.STOP_LIMIT,
+    "TAKE_PROFIT": None,
+    "TAKE_PROFIT_LIMIT": None,
 }
 
 
@@ -92,12 +105,21 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
     venue
         Venue name written into the fills.
 
+    A stop order (``STOP_LOSS`` / ``STOP_LOSS_LIMIT``) carries ``stopPrice`` and stays ``NEW``
+    (``ACCEPTED``) until it triggers; docs example ("Place new OCO", ``orderReports[0]``, abridged)::
+
+        {"symbol": "BTCUSDT", "orderId": 12569138901, "clientOrderId": "BqtFCj5odMoWtSqGk2X9tU",
+         "transactTime": 1660801713793, "price": "23410.00000000", "origQty": "0.00650000",
+         "status": "NEW", "type": "STOP_LOSS_LIMIT", "side": "SELL", "stopPrice": "23405.00000000",
+         "workingTime": -1, …}
+
     Returns
     -------
     OrderReport
         Quantities in base units, average price ``cummulativeQuoteQty / executedQty`` in quote
-        currency (``None`` before a fill); ``fills`` from a FULL answer. An ACK answer (no status)
-        is ``ACCEPTED`` with quantities unknown (0).
+        currency (``None`` before a fill); ``fills`` from a FULL answer; ``order_type`` from
+        :data:`BINANCE_TYPE` and, for a stop, ``stop_price``. An ACK answer (no status) is
+        ``ACCEPTED`` with quantities unknown (0).
 
     Raises
     ------
@@ -124,6 +146,8 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
     filled = dec(raw, "executedQty", where=where)
     quote = dec(raw, "cummulativeQuoteQty", where=where)
     side = wire_side(raw.get("side"), where=where)
+    order_type = BINANCE_TYPE.get(raw.get("type", ""))
+    stop = dec(raw, "stopPrice", where=where) if order_type is not None and order_type.is_stop else None
     fills = tuple(
         binance_order_fill(f, instrument, side=side, client_order_id=ClientOrderId(cid),
                            exchange_order_id=oid, ts_ms=ts, venue=venue)
@@ -141,6 +165,8 @@ def binance_order(raw: Mapping[str, Any], instrument: Instrument, *, venue: str 
         reason="",
         fills=fills,
         side=side,
+        order_type=order_type,
+        stop_price=stop,
     )
 
 
@@ -294,7 +320,9 @@ def binance_error(body: str | bytes | Mapping[str, Any] | None) -> tuple[int | N
 
 __all__ = [
     "BINANCE_STATUS",
+    "BINANCE_TYPE",
     "DERIBIT_STATUS",
+    "DERIBIT_TYPE",
     "binance_balances",
     "binance_error",
     "binance_instrument",

@@ -19,6 +19,16 @@ other 4xx with a code (``-1013`` filters…) raises :class:`OrderRejected` with 
 timeout, connection reset, 5xx, ``-1007``, report with status ``UNKNOWN``: resolve by
 ``-1006``, undecodable answer              :meth:`fetch_order` by client order id, never by re-sending
 =========================================  ===================================================
+
+Stop orders go out as Binance spot stop-loss orders with ``stopPrice`` on the tick grid (raw
+``POST /api/v3/order``, like every order here, rather than ccxt's unified trigger-price params):
+``STOP_LIMIT`` as ``STOP_LOSS_LIMIT`` (``price`` = the limit, ``timeInForce=GTC``); ``STOP_MARKET`` as
+``STOP_LOSS`` only where the symbol's ``exchangeInfo`` ``orderTypes`` enables it. The recorded
+``exchangeInfo`` of BTCUSDT, ETHUSDT and SOLUSDT (``exchange_sim/data``) lists only
+``STOP_LOSS_LIMIT``, so a ``STOP_MARKET`` there is refused here (``OrderRejected``, not sent) and the
+caller sends a ``STOP_LIMIT`` with a limit below a sell stop (above a buy stop) instead. A stop the
+last price has already reached is refused by the venue (``-2010 Order would trigger
+immediately.`` → ``OrderRejected``). An untriggered stop reports ``NEW`` → ``ACCEPTED``.
 """
 
 from __future__ import annotations
@@ -88,6 +98,13 @@ _WIRE_CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 #: Codes whose answer leaves the execution status unknown (Binance docs: -1006, -1007).
 _UNKNOWN_CODES = frozenset({-1000, -1001, -1006, -1007})
 _NOT_FOUND = frozenset({-2011, -2013})
+#: Domain order type → Binance spot ``type`` (STOP_MARKET: ``STOP_LOSS`` where enabled, see submit).
+_BINANCE_TYPES = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT",
+    OrderType.STOP_MARKET: "STOP_LOSS",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,6 +259,7 @@ class CcxtVenue:
         self._wire_symbol: dict[Symbol, str] = {}
         self._cid_by_wire: dict[str, ClientOrderId] = {}
         self._cid_by_oid: dict[tuple[str, str], ClientOrderId] = {}
+        self._order_types: dict[Symbol, frozenset[str]] = {}  # exchangeInfo orderTypes per symbol
 
     # ------------------------------------------------------------------ reads
     async def _read(
@@ -338,6 +356,7 @@ class CcxtVenue:
             sym = Symbol(s)
             self.instruments[sym] = binance_instrument(markets[s]["info"], sym)
             self._wire_symbol[sym] = markets[s]["id"]
+            self._order_types[sym] = frozenset(markets[s]["info"].get("orderTypes") or ())
         return {Symbol(s): self.instruments[Symbol(s)] for s in symbols}
 
     def _instrument(self, symbol: str) -> tuple[Instrument, str]:
@@ -360,16 +379,19 @@ class CcxtVenue:
         inst, wire_symbol = self._instrument(order.symbol)
         wire_cid = wire_client_order_id(order.client_order_id)
         self._cid_by_wire[wire_cid] = order.client_order_id
-        params = {"symbol": wire_symbol, "side": order.side.value.upper(), "type": order.order_type.value.upper(),
+        wire_type = self._wire_type(order)
+        params = {"symbol": wire_symbol, "side": order.side.value.upper(), "type": wire_type,
                   "quantity": _on_grid(order.qty, inst.step_size, "LOT_SIZE", order), "newClientOrderId": wire_cid,
                   "newOrderRespType": "FULL"}  # fmt: skip
-        if order.order_type is OrderType.LIMIT:
+        if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             if order.limit_price is None:
                 raise OrderRejected(f"{order.client_order_id}: a limit order needs limit_price, was None")
             params |= {
                 "price": _on_grid(order.limit_price, inst.tick_size, "PRICE_FILTER", order),
                 "timeInForce": "GTC",
             }
+        if order.stop_price is not None:
+            params["stopPrice"] = _on_grid(order.stop_price, inst.tick_size, "PRICE_FILTER", order)
         async with self.gate.slot(Priority.ORDER):  # VenueBanned here: nothing was sent
             try:
                 raw = await self.exchange.private_post_order(params)
@@ -382,6 +404,18 @@ class CcxtVenue:
             return self._own(binance_order(raw, inst, venue=self.name))
         except DataError as e:
             return self._unknown(order, f"undecodable answer: {e}")
+
+    def _wire_type(self, order: PlaceOrder) -> str:
+        # Binance's type of an order; a STOP_MARKET only where the symbol enables STOP_LOSS
+        if order.order_type is OrderType.STOP_MARKET:
+            enabled = self._order_types.get(order.symbol, frozenset())
+            if "STOP_LOSS" not in enabled:
+                raise OrderRejected(
+                    f"{order.client_order_id}: {order.symbol} does not enable STOP_LOSS (orderTypes "
+                    f"{sorted(enabled)}): send a stop_limit (not sent)"
+                )
+            return "STOP_LOSS"
+        return _BINANCE_TYPES[order.order_type]
 
     async def _submit_error(self, order: PlaceOrder, e: HttpAnswer) -> OrderReport:
         cid = order.client_order_id

@@ -25,6 +25,7 @@ from tradebot.core.domain import (
     Fill,
     Instrument,
     OrderStatus,
+    OrderType,
     Symbol,
     TradeId,
     to_decimal,
@@ -36,10 +37,19 @@ from tradebot.ports import OrderReport
 DERIBIT_STATUS: dict[str, OrderStatus] = {
     "open": OrderStatus.ACCEPTED,
     "untriggered": OrderStatus.ACCEPTED,
+    "triggered": OrderStatus.ACCEPTED,
     "filled": OrderStatus.FILLED,
     "rejected": OrderStatus.REJECTED,
     "cancelled": OrderStatus.CANCELED,
     "archive": OrderStatus.CANCELED,
+}
+
+#: Deribit ``order_type`` → domain type; ``None`` for the types the bot never sends (take, trailing).
+DERIBIT_TYPE: dict[str, OrderType | None] = {
+    "market": OrderType.MARKET,
+    "limit": OrderType.LIMIT,
+    "stop_market": OrderType.STOP_MARKET,
+    "stop_limit": OrderType.STOP_LIMIT,
 }
 
 _QTY_QUANTUM = Decimal("1e-8")
@@ -137,7 +147,14 @@ def deribit_order(raw: Mapping[str, Any], instrument: Instrument, *, inverse: bo
     """Decode a Deribit order object (``private/buy|sell`` ``result.order``, ``get_order_state``).
 
     Our client order id is the ``label``. Amounts are converted to base units at the average
-    price (inverse: ordered USD at the limit price when nothing filled yet).
+    price (inverse: ordered USD at the limit price when nothing filled yet, or at the trigger price
+    of an untriggered stop-market, whose ``price`` is ``"market_price"``). A stop order
+    (``stop_market`` / ``stop_limit``) reports ``trigger_price`` as ``stop_price`` and is
+    ``ACCEPTED`` while ``untriggered``; docs example (``private/cancel``, abridged)::
+
+        {"order_id": "ETH-SLIS-12", "order_type": "stop_market", "order_state": "untriggered",
+         "trigger": "index_price", "trigger_price": 144.73, "price": "market_price",
+         "direction": "sell", "amount": 5, "reduce_only": false, …}
     """
     where = "deribit order"
     state = DERIBIT_STATUS.get(raw.get("order_state", ""))
@@ -158,6 +175,8 @@ def deribit_order(raw: Mapping[str, Any], instrument: Instrument, *, inverse: bo
     if state is OrderStatus.ACCEPTED and filled > 0:
         state = OrderStatus.PARTIALLY_FILLED
     cid = ClientOrderId(str(raw.get("label", "")))
+    order_type = DERIBIT_TYPE.get(raw.get("order_type", ""))
+    stop = dec(raw, "trigger_price", where=where) if order_type is not None and order_type.is_stop else None
     return OrderReport(
         client_order_id=cid,
         symbol=instrument.symbol,
@@ -171,6 +190,8 @@ def deribit_order(raw: Mapping[str, Any], instrument: Instrument, *, inverse: bo
             deribit_trade(t, instrument, inverse=inverse, client_order_id=cid, venue=venue) for t in trades
         ),
         side=wire_side(raw["direction"], where=where) if "direction" in raw else None,
+        order_type=order_type,
+        stop_price=stop,
     )
 
 
