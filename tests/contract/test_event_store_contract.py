@@ -122,7 +122,7 @@ async def test_upgrade_to_head_creates_the_schema_of_the_models(empty_db_url: st
 
     await upgrade(empty_db_url)
 
-    assert await current_revision(empty_db_url) == head_revision() == "0002"
+    assert await current_revision(empty_db_url) == head_revision() == "0003"
     assert await check_current(empty_db_url) is True
     async with SqlEventStore(empty_db_url) as s, s.engine.connect() as conn:
         diff = await conn.run_sync(
@@ -249,6 +249,17 @@ async def test_order_upserts_progress_and_ignore_stale_updates(store: SqlEventSt
     assert await store.orders(RUN) == [filled]
     await store.write([accepted])  # a late report does not go back
     assert await store.orders(RUN) == [filled]
+
+
+async def test_a_stop_order_keeps_its_type_and_trigger_price(store: SqlEventStore) -> None:
+    stop = order(OrderStatus.ACCEPTED, T0 + 10, client_order_id=ClientOrderId("run-2-1"), side=Side.SELL,
+                 order_type=OrderType.STOP_LIMIT, stop_price=Decimal("24150.37"), reason="stop")  # fmt: skip
+    plain = order(OrderStatus.FILLED, T0 + 20)
+    await store.write([stop, plain])
+    by_id = {o.client_order_id: o for o in await store.orders(RUN)}
+    assert by_id == {"run-2-1": stop, "run-1-1": plain}
+    assert (by_id["run-2-1"].order_type.value, str(by_id["run-2-1"].stop_price)) == ("stop_limit", "24150.37")
+    assert by_id["run-1-1"].stop_price is None
 
 
 async def test_trades_upsert_by_position_id(store: SqlEventStore) -> None:

@@ -103,6 +103,8 @@ class OrderRow(Base):
     avg_fill_price: Mapped[Decimal]  # quote currency
     fees_quote: Mapped[Decimal]
     ref_price: Mapped[Decimal]  # quote currency
+    #: Trigger price of a stop order, quote currency; NULL for other types (revision 0003).
+    stop_price: Mapped[Decimal | None]
     reason: Mapped[str]
     intent_id: Mapped[str] = mapped_column(String(_ID))
     exchange_order_id: Mapped[str | None] = mapped_column(String(_ID))
