@@ -167,3 +167,37 @@ async def test_selling_more_than_held_never_fills(h: Harness) -> None:
         assert final is not None and final.status is OrderStatus.EXPIRED and "-2010" in final.reason
     assert await h.venue.fetch_balances() == before
     assert await h.venue.fetch_my_trades(BTC) == []
+
+
+async def test_a_resting_stop_is_listed_locks_its_units_and_cancels(h: Harness) -> None:
+    # a stop-limit (Binance STOP_LOSS_LIMIT: the recorded symbols do not enable STOP_LOSS)
+    await h.venue.submit(order("c-5-1", ref=h.ref_price))
+    await h.settle()
+    stop = (h.ref_price * D("0.9")).quantize(D("0.01"))
+
+    def stop_order(cid: str, stop_price: D) -> PlaceOrder:
+        return order(cid, side=Side.SELL, ref=h.ref_price, order_type=OrderType.STOP_LIMIT, stop_price=stop_price,
+                     limit_price=stop_price - 100)  # fmt: skip
+
+    with pytest.raises(OrderRejected, match=r"-2010 Order would trigger immediately\."):
+        await h.venue.submit(stop_order("c-5-2", h.ref_price))  # the market is at its stop already
+    report = await h.venue.submit(stop_order("c-5-3", stop))
+    assert (report.status, report.order_type, report.stop_price) == (
+        OrderStatus.ACCEPTED, OrderType.STOP_LIMIT, stop)  # fmt: skip
+    await h.settle()  # the candle does not reach the stop
+    (listed,) = await h.venue.fetch_open_orders(BTC)
+    assert (listed.client_order_id, listed.status, listed.stop_price, listed.side) == (
+        "c-5-3", OrderStatus.ACCEPTED, stop, Side.SELL)  # fmt: skip
+    try:  # the stop holds the 0.01 BTC: selling them again fails, as on Binance
+        await h.venue.submit(order("c-5-4", side=Side.SELL, ref=h.ref_price))
+    except InsufficientFunds:
+        assert h.kind == "ccxt"
+    else:
+        await h.settle()
+        sold = await h.venue.fetch_order(BTC, ClientOrderId("c-5-4"))
+        assert sold is not None and sold.status is OrderStatus.EXPIRED and "-2010" in sold.reason
+    cancelled = await h.venue.cancel(BTC, ClientOrderId("c-5-3"))
+    assert (cancelled.status, cancelled.order_type, cancelled.stop_price) == (
+        OrderStatus.CANCELED, OrderType.STOP_LIMIT, stop)  # fmt: skip
+    assert await h.venue.fetch_open_orders(BTC) == []
+    assert (await h.venue.fetch_balances())["BTC"] == D("0.01")
