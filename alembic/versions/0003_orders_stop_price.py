@@ -1,8 +1,11 @@
-"""orders.stop_price: the trigger price of a stop order (quote currency).
+"""orders.stop_price and orders.limit_price: the trigger and the limit price of an order (quote
+currency).
 
 Stop orders rest at the venue (issue 13): the orders table records each one with its order type
-(``stop_market`` / ``stop_limit``) and this trigger price. ``NULL`` for every other order type and
-for the rows written before this revision.
+(``stop_market`` / ``stop_limit``) and its trigger price, ``NULL`` for every other order type. The
+limit price of a limit or stop-limit order is kept too, so that a stored stop-limit order can be
+rebuilt as the command it was (a stop-limit needs both prices). Rows written before this revision
+keep ``NULL`` in both.
 
 Revision ID: 0003
 Revises: 0002
@@ -26,12 +29,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Add the nullable ``orders.stop_price`` column."""
+    """Add the nullable ``orders.stop_price`` and ``orders.limit_price`` columns."""
     with op.batch_alter_table("orders") as batch:
         batch.add_column(sa.Column("stop_price", DECIMAL, nullable=True))
+        batch.add_column(sa.Column("limit_price", DECIMAL, nullable=True))
 
 
 def downgrade() -> None:
-    """Drop ``orders.stop_price``."""
+    """Drop ``orders.stop_price`` and ``orders.limit_price``."""
     with op.batch_alter_table("orders") as batch:
+        batch.drop_column("limit_price")
         batch.drop_column("stop_price")

@@ -253,13 +253,15 @@ async def test_order_upserts_progress_and_ignore_stale_updates(store: SqlEventSt
 
 async def test_a_stop_order_keeps_its_type_and_trigger_price(store: SqlEventStore) -> None:
     stop = order(OrderStatus.ACCEPTED, T0 + 10, client_order_id=ClientOrderId("run-2-1"), side=Side.SELL,
-                 order_type=OrderType.STOP_LIMIT, stop_price=Decimal("24150.37"), reason="stop")  # fmt: skip
+                 order_type=OrderType.STOP_LIMIT, stop_price=Decimal("24150.37"), limit_price=Decimal("24050"),
+                 reason="stop")  # fmt: skip
     plain = order(OrderStatus.FILLED, T0 + 20)
     await store.write([stop, plain])
     by_id = {o.client_order_id: o for o in await store.orders(RUN)}
     assert by_id == {"run-2-1": stop, "run-1-1": plain}
     assert (by_id["run-2-1"].order_type.value, str(by_id["run-2-1"].stop_price)) == ("stop_limit", "24150.37")
-    assert by_id["run-1-1"].stop_price is None
+    assert str(by_id["run-2-1"].limit_price) == "24050"
+    assert (by_id["run-1-1"].stop_price, by_id["run-1-1"].limit_price) == (None, None)
 
 
 async def test_trades_upsert_by_position_id(store: SqlEventStore) -> None:

@@ -137,7 +137,8 @@ def _order_row(r: OrderRecord, run_id: str) -> dict[str, Any]:
         "client_order_id": r.client_order_id, "run_id": run_id, "symbol": r.symbol,
         "side": r.side.value, "order_type": r.order_type.value, "qty": r.qty,
         "status": r.status.value, "filled_qty": r.filled_qty, "avg_fill_price": r.avg_fill_price,
-        "fees_quote": r.fees_quote, "ref_price": r.ref_price, "stop_price": r.stop_price, "reason": r.reason,
+        "fees_quote": r.fees_quote, "ref_price": r.ref_price, "stop_price": r.stop_price,
+        "limit_price": r.limit_price, "reason": r.reason,
         "intent_id": r.intent_id, "exchange_order_id": r.exchange_order_id,
         "status_reason": r.status_reason, "created_at": ms_to_utc(r.created_ms),
         "created_ms": r.created_ms, "updated_at": ms_to_utc(r.updated_ms), "updated_ms": r.updated_ms,
@@ -233,7 +234,7 @@ def order_from_row(m: Mapping[str, Any]) -> OrderRecord:
         avg_fill_price=m["avg_fill_price"], fees_quote=m["fees_quote"], reason=m["reason"],
         intent_id=m["intent_id"], created_ms=m["created_ms"], updated_ms=m["updated_ms"],
         ref_price=m["ref_price"], exchange_order_id=m["exchange_order_id"],
-        status_reason=m["status_reason"], stop_price=m["stop_price"],
+        status_reason=m["status_reason"], stop_price=m["stop_price"], limit_price=m["limit_price"],
     )  # fmt: skip
 
 

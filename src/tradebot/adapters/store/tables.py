@@ -105,6 +105,8 @@ class OrderRow(Base):
     ref_price: Mapped[Decimal]  # quote currency
     #: Trigger price of a stop order, quote currency; NULL for other types (revision 0003).
     stop_price: Mapped[Decimal | None]
+    #: Limit price of a limit or stop-limit order, quote currency; NULL for others (revision 0003).
+    limit_price: Mapped[Decimal | None]
     reason: Mapped[str]
     intent_id: Mapped[str] = mapped_column(String(_ID))
     exchange_order_id: Mapped[str | None] = mapped_column(String(_ID))

@@ -122,6 +122,8 @@ class OrderRecord:
     status_reason: str = ""
     #: Trigger price of a stop order (quote currency), ``None`` for other order types.
     stop_price: Decimal | None = None
+    #: Limit price of a limit or stop-limit order (quote currency), else ``None``.
+    limit_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
