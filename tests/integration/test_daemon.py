@@ -23,7 +23,7 @@ from tradebot.adapters.store import SqlEventStore
 from tradebot.app.backtest.backtest import BacktestOptions, run_backtest
 from tradebot.app.demo.demo import DemoOptions, run_demo
 from tradebot.app.settings import load_settings
-from tradebot.core.domain import PositionEventType, Timeframe
+from tradebot.core.domain import OrderStatus, PositionEventType, Timeframe
 from tradebot.exchange_sim import ExchangeSim, SimConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,3 +201,38 @@ async def test_run_logs_json_status_and_stops_on_sigterm_then_resumes(tmp_path: 
         assert [r.run_id for r in runs] == ["paper-binance"]
         fills = await store.fills("paper-binance")
         assert len({f.trade_id for f in fills}) == len(fills)
+
+
+@pytest.mark.timeout(180)
+async def test_paper_daemon_with_stops_at_the_venue_decides_like_the_backtest(tmp_path: Path) -> None:
+    """The managed overlay with ``stops_at_venue``: the paper daemon places, replaces, cancels and
+    fills its protective stops exactly like the backtest of the same candles (orders with their
+    types, every position event, final equity)."""
+    config = tmp_path / "venue_stops.toml"
+    config.write_text(
+        "stops_at_venue = true\n" + (REPO / "config" / "managed.toml").read_text(), encoding="utf-8"
+    )
+    settings = load_settings(config)
+    demo_db = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    result = await run_demo(settings, DemoOptions(data_dir=SAMPLE, days=4.0, db_url=demo_db, paper=True))
+    daemon = result.daemon
+    assert daemon.c is not None
+    bt_db = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
+    bt = await run_backtest(settings, BacktestOptions(data_dir=SAMPLE, timeframe=Timeframe.M1, start_ms=result.start_ms,
+                                                      end_ms=result.end_ms, db_url=bt_db))  # fmt: skip
+    async with SqlEventStore(demo_db) as store:
+        orders, events = await store.orders(daemon.c.run_id), await store.position_events(daemon.c.run_id)
+    async with SqlEventStore(bt_db) as store:
+        bt_run = bt.summary["run"]["run_id"]
+        bt_orders, bt_events = await store.orders(bt_run), await store.position_events(bt_run)
+
+    def key(o) -> tuple:  # type: ignore[no-untyped-def]
+        return (*_order_key(o), o.order_type, o.stop_price)
+
+    stops = [o for o in orders if o.order_type.is_stop]
+    assert stops and any(o.status is OrderStatus.FILLED for o in stops), [key(o) for o in orders]
+    assert [key(o) for o in orders] == [key(o) for o in bt_orders]
+    assert [_event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
+        _event_key(e) for e in bt_events
+    ]
+    assert result.summary["final_equity"] == bt.summary["final_equity"]

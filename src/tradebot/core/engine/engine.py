@@ -355,7 +355,7 @@ class Engine:
             for sym in sorted(stops.dirty - busy):
                 st = self._sym[sym]
                 wanted = stops.wanted(sym, self.ledger.position(sym), st.manager.protective_stop, st.mark)
-                out.extend(stops.sync(sym, t, wanted, st.mark))
+                out.extend(stops.sync(sym, stops.due_ms.pop(sym, t), wanted, st.mark))
         return out
 
     def on_fill(self, fill: Fill) -> list[Output]:

@@ -98,6 +98,11 @@ class VenueStops:
         self.triggered: set[str] = set()
         self.refused: dict[str, Decimal] = {}
         self.dirty: set[str] = set()
+        #: When each pending cancel was decided (ms UTC): the stop that replaces it dates from then, so
+        #: its time does not depend on when the venue's answer is handled.
+        self.cancel_ms: dict[ClientOrderId, int] = {}
+        #: Symbol → decision time of its next stop (the replaced stop's cancel time).
+        self.due_ms: dict[str, int] = {}
         self.seq = 0
 
     # ------------------------------------------------------------------ queries
@@ -182,12 +187,16 @@ class VenueStops:
         if cid is None or cid in self.cancelling:
             return []
         self.cancelling.add(cid)
+        self.cancel_ms[cid] = t
         return [CancelOrder(client_order_id=cid, symbol=Symbol(sym), reason=reason)]
 
     def on_terminal(self, order: Order) -> None:
         """A stop order reached a terminal state (filled, cancelled, expired, rejected)."""
         cid, sym = order.client_order_id, order.symbol
         self.cancelling.discard(cid)
+        decided = self.cancel_ms.pop(cid, None)
+        if decided is not None:
+            self.due_ms[sym] = decided
         if self.live.get(sym) == cid:
             del self.live[sym]
         self.triggered.discard(sym)
@@ -207,6 +216,8 @@ class VenueStops:
             "triggered": sorted(self.triggered),
             "refused": {s: str(p) for s, p in sorted(self.refused.items())},
             "dirty": sorted(self.dirty),
+            "cancel_ms": dict(sorted(self.cancel_ms.items())),
+            "due_ms": dict(sorted(self.due_ms.items())),
             "orders": {cid: order_state(orders[cid]) for cid in sorted(self.live.values())},
         }
 
@@ -221,6 +232,8 @@ class VenueStops:
         self.triggered = set(data["triggered"])
         self.refused = {s: Decimal(p) for s, p in data["refused"].items()}
         self.dirty = set(data["dirty"])
+        self.cancel_ms = {ClientOrderId(c): int(t) for c, t in data.get("cancel_ms", {}).items()}
+        self.due_ms = {s: int(t) for s, t in data.get("due_ms", {}).items()}
 
 
 __all__ = ["STOP_REASON", "VenueStops"]
