@@ -135,42 +135,45 @@ class StopBook:
         self,
         order: Order,
         candle: Candle,
-        open_price: Decimal,
         instrument: Instrument,
         *,
-        free_base: Decimal,
+        free: Callable[[str], Decimal],
         fill_price: Callable[[Side, Decimal, Instrument], Decimal],
         max_volume_fraction: Decimal | None,
     ) -> StopFill | StopExpiry | None:
-        """Apply one candle of ``order``'s symbol to the stop (module docstring of ``simulated``).
+        """Apply one candle of ``order``'s symbol to the stop (module docstring).
 
         The first candle arms it: an open that has reached the stop expires it, a sell takes the lock
-        of its units (``free_base`` is the balance not locked) or expires for lack of them. Then the
-        candle may trigger it (a fill at the slipped execution price), or, for a stop-limit that
-        was not marketable, fill the limit it rests as.
+        of its units (``free(asset)`` is the balance not locked) or expires for lack of them. Then
+        the candle may trigger it (a fill at the slipped execution price), or, for a stop-limit that
+        was not marketable, fill the limit it rests as. Cheap for an armed stop the candle does not
+        reach: two float comparisons.
         """
-        stop, side, t = self._stops[order.client_order_id], order.side, candle.open_time_ms
+        stop, side = self._stops[order.client_order_id], order.side
+        # an armed stop: the float look rules out most candles exactly (low > float(stop) implies
+        # low > stop, since the candle's floats are the shortest repr of its decimals)
+        beyond = (candle.low > stop.stop_f) if side is Side.SELL else (candle.high < stop.stop_f)
+        if beyond and stop.armed and stop.resting_after_ms is None:
+            return None
         leaves = order.qty - order.filled_qty
+        open_price = to_decimal(candle.open, field="open")
         if not stop.armed:
             if stop_is_crossed(side, stop.stop, open_price):
                 return StopExpiry(WOULD_TRIGGER_IMMEDIATELY)
             if side is Side.SELL:
-                if free_base < leaves:
+                if free(instrument.base) < leaves:
                     return StopExpiry(INSUFFICIENT_BALANCE)
                 stop.locked += leaves
                 self._locked[instrument.base] = self.locked(instrument.base) + leaves
             stop.armed = True
         if stop.resting_after_ms is not None:
             return self._limit_step(stop, side, candle, instrument, leaves, max_volume_fraction)
-        # the float look rules out most candles exactly: low > float(stop) implies low > stop
-        if (candle.low > stop.stop_f) if side is Side.SELL else (candle.high < stop.stop_f):
-            return None
         high, low = to_decimal(candle.high, field="high"), to_decimal(candle.low, field="low")
         if not stop_is_triggered(side, stop.stop, high, low):
             return None
         price = fill_price(side, stop_execution_price(side, stop.stop, open_price), instrument)
         if stop.limit is not None and not limit_is_marketable(side, price, stop.limit):
-            stop.resting_after_ms = t  # rests at its limit from the next candle on
+            stop.resting_after_ms = candle.open_time_ms  # rests at its limit from the next candle on
             return None
         return StopFill(leaves, price)
 

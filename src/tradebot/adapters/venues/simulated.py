@@ -306,15 +306,14 @@ class SimulatedExchange:
         if not eligible:
             return _EMPTY
         instrument = self.instruments[Symbol(candle.symbol)]
-        open_price = to_decimal(candle.open, field="open")
         # stops after the market orders, which fill at the open, before anything could trigger
-        stops = [s for s in eligible if s.stop_price is not None] if self._stops else None
+        stops = [s for s in eligible if s.stop_price is not None] if self._stops else ()
         if stops:
             eligible = [s for s in eligible if s.stop_price is None]
-        events = self._fill_market(eligible, candle, open_price, instrument) if eligible else []
-        for state in stops or ():
-            action = self._stops.step(state, candle, open_price, instrument, free_base=self._free(instrument.base),
-                                      fill_price=self.fill_price, max_volume_fraction=self.max_volume_fraction)  # fmt: skip
+        events = self._fill_market(eligible, candle, instrument) if eligible else []
+        for state in stops:
+            action = self._stops.step(state, candle, instrument, free=self._free, fill_price=self.fill_price,
+                                      max_volume_fraction=self.max_volume_fraction)  # fmt: skip
             if isinstance(action, StopExpiry):
                 events.append(self._expire(state, action.reason, t))
             elif action is not None:
@@ -322,13 +321,15 @@ class SimulatedExchange:
                 events.append(
                     self._fill(state, action.qty, action.price, rate, instrument, candle.close_time_ms)
                 )
-        self._queues[candle.symbol] = [s for s in queue if s.status.is_open]
+        if events:  # an order filled or expired (every change of status is an event): keep the open ones
+            self._queues[candle.symbol] = [s for s in queue if s.status.is_open]
         return events
 
     def _fill_market(
-        self, eligible: list[Order], candle: Candle, open_price: Decimal, instrument: Instrument
+        self, eligible: list[Order], candle: Candle, instrument: Instrument
     ) -> list[Fill | OrderUpdate]:
         t = candle.open_time_ms
+        open_price = to_decimal(candle.open, field="open")
         budget = None
         if self.max_volume_fraction is not None:
             budget = instrument.round_qty(
