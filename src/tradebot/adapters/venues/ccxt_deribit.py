@@ -122,6 +122,10 @@ class DeribitVenue(CcxtVenue):
     def _inverse(self, symbol: str) -> bool:
         return deribit_is_inverse(self._raw[Symbol(symbol)])
 
+    def is_inverse(self, symbol: str) -> bool:
+        """True for an inverse perpetual (``BTC-PERPETUAL``: amounts in USD)."""
+        return self._inverse(symbol)
+
     def _decode(self, raw: dict[str, Any], symbol: str, trades: Sequence[dict[str, Any]] = ()) -> OrderReport:
         inst, _ = self._instrument(symbol)
         return deribit_order(raw, inst, inverse=self._inverse(symbol), trades=trades, venue=self.name)

@@ -359,6 +359,19 @@ class CcxtVenue:
             self._order_types[sym] = frozenset(markets[s]["info"].get("orderTypes") or ())
         return {Symbol(s): self.instruments[Symbol(s)] for s in symbols}
 
+    def markets_by_wire(self) -> dict[str, Instrument]:
+        """The loaded instruments by the venue's own symbol (``"BTCUSDT"``), for pushed events."""
+        return {wire: self.instruments[sym] for sym, wire in self._wire_symbol.items()}
+
+    def own_client_order_id(self, wire_cid: str) -> ClientOrderId:
+        """Our client order id of one sent as ``wire_cid`` (:func:`wire_client_order_id`); the wire id
+        itself when this process never sent or looked up that order."""
+        return self._cid_by_wire.get(wire_cid, ClientOrderId(wire_cid))
+
+    def is_inverse(self, symbol: str) -> bool:
+        """True for an inverse contract (quantities in USD at the venue); Binance spot never is."""
+        return False
+
     def _instrument(self, symbol: str) -> tuple[Instrument, str]:
         inst = self.instruments.get(Symbol(symbol))
         if inst is None:

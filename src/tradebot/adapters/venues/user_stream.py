@@ -14,7 +14,9 @@ then puts on its queue, in the order received:
   consumer must look its open orders up over REST.
 
 Any failure of a session (connection refused or dropped, handshake or subscription timeout, an
-authentication refusal) ends it; the stream reconnects after a jittered exponential back-off
+authentication refusal, even an unexpected error, logged ``user_stream_failed``: polling is the
+fallback, so the stream never stops the daemon) ends it; the stream reconnects after a jittered
+exponential back-off
 (:class:`~tradebot.adapters.feeds.ws_base.Backoff`, reset once subscribed). A malformed frame is
 logged with its raw payload (``user_stream_frame_rejected``) and skipped. Connections are renewed
 after ``max_session_s`` (Binance ends them at 24 h).
@@ -172,6 +174,9 @@ class UserStream(ABC):
                 self._log.error("user_stream_refused", code=e.code, msg=e.msg[:200])
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as e:
                 reason, delay = f"{type(e).__name__}: {excerpt(e, 200)}", self._backoff.next_delay_s()
+            except Exception as e:  # a bug here must not stop trading: REST polling is the fallback
+                reason, delay = f"{type(e).__name__}: {excerpt(e, 200)}", self._backoff.next_delay_s()
+                self._log.error("user_stream_failed", error=reason, exc_info=True)
             self.stats.disconnects += 1
             await self._set_up(False, reason)
             self._log.info("user_stream_reconnecting", reason=reason, delay_s=round(delay, 3),
