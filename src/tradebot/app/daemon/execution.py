@@ -23,11 +23,17 @@ Guarantees (the "never duplicated, never lost" rules):
 Returned events are in the order the engine must apply them: status updates that carry the
 exchange id first, then fills, then a terminal CANCELED / EXPIRED / REJECTED update (FILLED is
 implied by the fills).
+
+Pushed reports (the venues' private streams, :meth:`OrderExecutor.apply_pushed`) go through the same
+path as lookups, so a fill seen by the stream and by a poll is returned once. A venue may push a
+report twice, late or out of order: a pushed status only moves forward (accepted → partially filled
+→ a terminal one), and a report that adds nothing writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -255,6 +261,27 @@ class OrderExecutor:
                 out = await self._emit(t, report, out)
         return out
 
+    async def apply_pushed(self, report: OrderReport) -> list[Event]:
+        """Apply a report a venue pushed (private stream) and return the new events for the engine.
+
+        The report goes through the path of a lookup's (fills once by (symbol, trade id), persisted
+        before they are returned), but its status is taken only when it moves the order forward
+        (module docstring). A report of an order this executor does not track (a manual order, or
+        one of another client of the account) is ignored: reconciliation adopts such orders.
+        """
+        t = self.orders.get(report.client_order_id)
+        if t is None:
+            log.debug("pushed_report_untracked", client_order_id=report.client_order_id, symbol=report.symbol)
+            return []
+        report = self._forward(t, report)
+        fresh = any(f.client_order_id == t.cmd.client_order_id and (f.symbol, f.trade_id) not in self._seen
+                    for f in report.fills)  # fmt: skip
+        moved = report.status is not OrderStatus.UNKNOWN and report.status is not t.status
+        if not (fresh or moved or report.filled_qty > t.venue_filled
+                or (report.exchange_order_id and report.exchange_order_id != t.exchange_order_id)):  # fmt: skip
+            return []
+        return await self._emit(t, report, [])
+
     async def drive(self, *, timeout_s: float, interval_s: float = 0.05) -> list[Event]:
         """Poll until every order is done or ``timeout_s`` passes (tests, shutdown); return the events."""
         out: list[Event] = []
@@ -372,6 +399,14 @@ class OrderExecutor:
             out.append(self._update(t))
         return out
 
+    def _forward(self, t: TrackedOrder, report: OrderReport) -> OrderReport:
+        # a pushed report older than what is known keeps its fills but not its status
+        if report.status is OrderStatus.UNKNOWN or t.status is OrderStatus.UNKNOWN:
+            return report
+        if _RANK.get(report.status, 3) > _RANK.get(t.status, 3) or (report.status is t.status):
+            return report
+        return dataclasses.replace(report, status=OrderStatus.UNKNOWN, reason="")
+
     def _new_fills(self, t: TrackedOrder, fills: Sequence[Fill]) -> list[Fill]:
         new = []
         for f in fills:
@@ -401,6 +436,10 @@ class OrderExecutor:
             intent_id=cmd.intent_id, created_ms=cmd.created_ms, updated_ms=t.updated_ms, ref_price=cmd.ref_price,
             exchange_order_id=t.exchange_order_id, status_reason=t.reason[:500],
         )  # fmt: skip
+
+
+#: How far an order has come: a pushed status of a lower rank is stale (terminal ones rank 3).
+_RANK = {OrderStatus.PENDING_SUBMIT: 0, OrderStatus.ACCEPTED: 1, OrderStatus.PARTIALLY_FILLED: 2}
 
 
 def signed_qty(fills: Sequence[Fill]) -> Decimal:

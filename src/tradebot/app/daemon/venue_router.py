@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 
 from tradebot.adapters.venues.ccxt_deribit import DeribitVenue, deribit_exchange
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, VenueConfig, binance_exchange
@@ -76,6 +77,7 @@ from tradebot.core.domain import (
 )
 from tradebot.core.engine import Engine
 from tradebot.errors import ConfigError, DataError, VenueBanned, VenueError, VenueUnavailable
+from tradebot.ports import OrderReport
 
 log = structlog.get_logger("tradebot.daemon")
 
@@ -138,6 +140,13 @@ class VenueRouter:
         now = self._engine.last_time_ms if self._engine is not None else 0
         with VenueGate.background():
             return self._stamp(await self.executor.poll(), now)
+
+    async def on_pushed(self, report: OrderReport) -> list[Event]:
+        """Apply an order report the venue's private stream pushed; return what changed (fills once:
+        one also seen by a poll or a submit answer is not returned again). Status updates are
+        stamped with the engine's time, like a poll's."""
+        now = self._engine.last_time_ms if self._engine is not None else 0
+        return self._stamp(await self.executor.apply_pushed(report), now)
 
     def _increases(self, cmd: PlaceOrder) -> bool:
         # True when cmd opens or adds to a position (a reduction or an exit is never refused)
@@ -411,12 +420,7 @@ def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncEx
     the mode's default host, already checked by the interlock); the keys are the mode's own
     (``TRADEBOT_TESTNET_API_*`` or ``TRADEBOT_LIVE_API_*``; the interlock refused the others).
     """
-    if settings.mode == "testnet":
-        key, secret = settings.testnet_api_key, settings.testnet_api_secret
-    else:
-        key, secret = settings.live_api_key, settings.live_api_secret
-    if key is None or secret is None:  # the interlock refuses this first; kept for direct callers
-        raise ConfigError(f"{settings.mode} mode needs its API key and secret")
+    key, secret = mode_keys(settings)
     url, timeout = endpoints.exchange_rest.url, settings.feeds.backfill.timeout_ms
     limits = settings.exchange.binance if settings.venue == "binance" else settings.exchange.deribit
     config = VenueConfig(backoff_initial_s=limits.backoff_initial_s, backoff_max_s=limits.backoff_max_s,
@@ -438,9 +442,21 @@ def build_venue(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncEx
     return venue
 
 
+def mode_keys(settings: Settings) -> tuple[SecretStr, SecretStr]:
+    """The mode's own API key and secret (``TRADEBOT_TESTNET_API_*`` or ``TRADEBOT_LIVE_API_*``; the
+    interlock refuses the others). Raises ``ConfigError`` when one is missing."""
+    if settings.mode == "testnet":
+        key, secret = settings.testnet_api_key, settings.testnet_api_secret
+    else:
+        key, secret = settings.live_api_key, settings.live_api_secret
+    if key is None or secret is None:  # the interlock refuses this first; kept for direct callers
+        raise ConfigError(f"{settings.mode} mode needs its API key and secret")
+    return key, secret
+
+
 def _update(cid: str, symbol: str, status: OrderStatus, ts_ms: int, reason: str) -> OrderUpdate:
     return OrderUpdate(client_order_id=ClientOrderId(cid), symbol=Symbol(symbol), status=status, ts_ms=ts_ms,
                        reason=reason)  # fmt: skip
 
 
-__all__ = ["VenueRouter", "build_venue"]
+__all__ = ["VenueRouter", "build_venue", "mode_keys"]
