@@ -59,12 +59,34 @@ def test_modes_default_to_their_own_hosts() -> None:
         "stream.testnet.binance.vision",
         "testnet.binance.vision",
         "testnet.binance.vision",
-        "stream.testnet.binance.vision",
+        "ws-api.testnet.binance.vision",  # the private stream: the WebSocket API
     ]
     live = check_interlock(settings(mode="live", live_confirmation=LIVE_CONFIRMATION_PHRASE, **LIVE_KEYS))
     assert {e.network for e in live.all()} == {"mainnet"}
     der = resolve_endpoints(settings(mode="testnet", venue="deribit", **TESTNET_KEYS))
     assert der.feed_ws.url == "wss://test.deribit.com/ws/api/v2"
+
+
+def test_the_private_stream_defaults_to_the_modes_websocket_api_and_never_crosses_modes() -> None:
+    live = check_interlock(settings(mode="live", live_confirmation=LIVE_CONFIRMATION_PHRASE, **LIVE_KEYS))
+    assert (live.exchange_ws.url, live.exchange_ws.network) == (
+        "wss://ws-api.binance.com:443/ws-api/v3",
+        "mainnet",
+    )
+    der = check_interlock(settings(mode="testnet", venue="deribit", **TESTNET_KEYS))
+    assert der.exchange_ws.url == "wss://test.deribit.com/ws/api/v2"
+    testnet_api = {"exchange": {"binance": {"ws_url": "wss://ws-api.testnet.binance.vision/ws-api/v3"}}}
+    msg = refusal(
+        settings(mode="live", live_confirmation=LIVE_CONFIRMATION_PHRASE, **LIVE_KEYS, **testnet_api)
+    )
+    assert (
+        "TRADEBOT_EXCHANGE__BINANCE__WS_URL=wss://ws-api.testnet.binance.vision/ws-api/v3 has host "
+        "'ws-api.testnet.binance.vision' (testnet), which live mode does not accept" in msg
+    )
+    assert "unset TRADEBOT_EXCHANGE__BINANCE__WS_URL to use wss://ws-api.binance.com:443/ws-api/v3" in msg
+    live_api = {"exchange": {"binance": {"ws_url": "wss://ws-api.binance.com:443/ws-api/v3"}}}
+    assert "(mainnet), which testnet mode does not accept" in refusal(settings(mode="testnet", **TESTNET_KEYS,
+                                                                               **live_api))  # fmt: skip
 
 
 def test_live_without_confirmation_refuses_and_says_what_to_set() -> None:

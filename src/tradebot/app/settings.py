@@ -219,7 +219,11 @@ class ExchangeEndpoint(_Section):
     and the request limits the daemon keeps towards it."""
 
     rest_url: str | None = None
-    ws_url: str | None = None
+    ws_url: str | None = Field(
+        None,
+        description="private websocket of the user stream (Binance WebSocket API, wss://ws-api.binance.com:443"
+        "/ws-api/v3; a URL without a path gets /ws-api/v3; Deribit JSON-RPC); None = the mode's default",
+    )
     backoff_initial_s: float = Field(
         1.0, gt=0, le=600, description="pause after a 429 (the venue's Retry-After if longer), seconds"
     )
@@ -311,6 +315,12 @@ class DaemonSettings(_Section):
     sequencer_timeout_s: float = Field(5.0, gt=0, description="hold a candle for slower symbols at most")
     shutdown_timeout_s: float = Field(20.0, gt=0, description="graceful shutdown budget, seconds")
     poll_interval_s: float = Field(2.0, gt=0, description="testnet/live: look up open orders every, seconds")
+    user_stream: bool = Field(
+        True,
+        description="testnet/live: receive order updates and fills as the venue pushes them (Binance "
+        "WebSocket API user-data subscription at TRADEBOT_EXCHANGE__<VENUE>__WS_URL, Deribit user.* "
+        "channels); polling stays the fallback. Off: fills arrive by polling only",
+    )
     reconcile_interval_s: float = Field(
         300.0, gt=0, description="testnet/live: reconcile with the venue every, seconds"
     )

@@ -11,7 +11,9 @@ venue of ``TRADEBOT_VENUE`` (:class:`~tradebot.adapters.venues.ccxt_venue.CcxtVe
 :class:`~tradebot.adapters.venues.ccxt_deribit.DeribitVenue`) on the mode's execution REST URL with
 the mode's own keys, the instruments come from the venue (``load_markets``), and orders go through
 :class:`~tradebot.app.daemon.venue_router.VenueRouter` (the order executor plus reconciliation). The
-start-up reconciliation runs before any order; a refusal stops the start with its message.
+start-up reconciliation runs before any order; a refusal stops the start with its message. With
+``TRADEBOT_DAEMON__USER_STREAM`` (default on) the venue's private stream
+(:func:`~tradebot.app.daemon.user_stream.build_user_stream`) is built on the engine's queue too.
 
 The daemon's store is a :class:`~tradebot.adapters.store.resilient.ResilientStore` once the database
 is open (an unusable database at start is still a refused start): a later outage pauses trading and
@@ -50,11 +52,14 @@ from tradebot.adapters.store import BatchingWriter, SqlEventStore
 from tradebot.adapters.store.engine import daemon_engine_options
 from tradebot.adapters.store.migrate import check_current, ensure_schema
 from tradebot.adapters.store.resilient import ResilientStore
+from tradebot.adapters.venues.ccxt_venue import CcxtVenue
+from tradebot.adapters.venues.user_stream import UserStream
 from tradebot.app.daemon.clock import LiveClock
 from tradebot.app.daemon.execution import OrderExecutor
 from tradebot.app.daemon.interlock import ResolvedEndpoints, check_interlock
 from tradebot.app.daemon.paper import PaperRouter
 from tradebot.app.daemon.reconcile import ReconcileConfig, ReconciliationRefused
+from tradebot.app.daemon.user_stream import build_user_stream
 from tradebot.app.daemon.venue_bans import ban_key, wait_out_ban
 from tradebot.app.daemon.venue_health import VenueHealth, VenueHealthConfig
 from tradebot.app.daemon.venue_router import VenueRouter, build_venue
@@ -126,6 +131,8 @@ class Components:
     last_reconciliation_ms: int
     startup_records: list[object] = field(default_factory=list)
     last_open: dict[Symbol, int] = field(default_factory=dict)
+    #: The venue's private stream (testnet / live with ``TRADEBOT_DAEMON__USER_STREAM``), onto ``queue``.
+    user_stream: UserStream | None = None
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -434,6 +441,9 @@ async def bootstrap(
                                 state=_state(engine, anchor, router), updated_ms=clock.now_ms())  # fmt: skip
         raise
     reconciled_ms = clock.now_ms()
+    user_stream = None
+    if isinstance(router, VenueRouter) and isinstance(router.venue, CcxtVenue):
+        user_stream = build_user_stream(settings, endpoints, router.venue, queue)
     writer = await stack.enter_async_context(BatchingWriter(store))
     feed = feed_cls(
         config=feed_cfg, history=history, queue=queue, last_open_ms=last_open, now_ms=clock.now_ms
@@ -457,6 +467,7 @@ async def bootstrap(
         last_reconciliation_ms=reconciled_ms,
         startup_records=startup,
         last_open=dict(last_open),
+        user_stream=user_stream,
     )
 
 

@@ -33,6 +33,11 @@ task that touches the engine:
    (:class:`~tradebot.app.daemon.venue_router.VenueRouter`);
 5. testnet/live: the executor's open orders are polled every ``TRADEBOT_DAEMON__POLL_INTERVAL_S``
    and the account reconciled every ``TRADEBOT_DAEMON__RECONCILE_INTERVAL_S`` (between candles).
+   With ``TRADEBOT_DAEMON__USER_STREAM`` (default on) the venue's private stream puts the order
+   updates and fills it pushes on the same queue as the candles; the engine loop applies them
+   between candle batches, like a poll's answers, through the executor (a fill seen by the stream
+   and by a poll is applied once). When the stream (re)subscribes the orders are polled at once:
+   what it pushed while it was down is lost.
 
 Database outages (connection lost, disk full): the store's calls wait and retry with back-off
 (:mod:`tradebot.adapters.store.resilient`), so the engine task — and with it every order, each
@@ -61,6 +66,8 @@ from typing import Any
 
 import structlog
 
+from tradebot.adapters.venues.user_stream import UserStreamStatus
+from tradebot.adapters.venues.user_stream_schemas import AccountPosition
 from tradebot.app.daemon.bootstrap import Components, DaemonOptions, bootstrap, checkpoint_state
 from tradebot.app.daemon.candle_guard import CandleGuard, GuardConfig
 from tradebot.app.daemon.health import write_health
@@ -89,9 +96,12 @@ from tradebot.core.domain import (
 )
 from tradebot.core.engine import Engine
 from tradebot.errors import DataError, VenueError
+from tradebot.ports import OrderReport
 
 log = structlog.get_logger("tradebot.daemon")
 
+#: Queue items of the venue's private stream (the rest are the feed's candles and statuses).
+_PUSHED = (OrderReport, UserStreamStatus, AccountPosition)
 _REBALANCE = (PositionEventType.REBALANCE_BUY, PositionEventType.REBALANCE_SELL)
 
 
@@ -134,6 +144,8 @@ class Daemon:
         self._speculation: _Speculation | None = None  # the state before an unusual candle
         #: The last order rejection (for the health file and ``tradebot status``), or None.
         self.last_error: str | None = None
+        #: The venue's private stream is subscribed (``None``: there is none, or not yet).
+        self.user_stream_up: bool | None = None
 
     def submit(self, event: object) -> None:
         """Queue a control event (e.g. a trading-state change from Telegram ``/pause``) for the engine
@@ -172,6 +184,8 @@ class Daemon:
                     for obs in self.observers
                     if (coro := obs.task(self)) is not None
                 ]
+                if c.user_stream is not None:
+                    watchers.append(tg.create_task(c.user_stream.run(), name="user-stream"))
                 tg.create_task(self._engine_loop(others=(feed, status, *watchers)), name="engine")
             notify(self.observers, "on_stopped", self.stopped_by)
             await self._checkpoint()
@@ -212,9 +226,14 @@ class Daemon:
         )
         try:
             while not self._stop.is_set():
+                pushed: list[object] = []  # from the venue's private stream
                 try:
                     event = await asyncio.wait_for(c.queue.get(), timeout=0.2)
-                    ready = seq.push(event, time.monotonic())
+                    if isinstance(event, _PUSHED):
+                        pushed.append(event)
+                        ready = seq.release(time.monotonic())
+                    else:
+                        ready = seq.push(event, time.monotonic())
                 except TimeoutError:
                     ready = seq.release(time.monotonic())
                 if self._controls:
@@ -225,6 +244,9 @@ class Daemon:
                     await self._process(ev)
                 self.end_speculation()
                 if isinstance(c.router, VenueRouter):
+                    for item in pushed:
+                        if await self._on_pushed(item):
+                            next_poll = 0.0  # (re)subscribed: look up what the stream may have missed
                     now = time.monotonic()
                     if now >= next_poll:
                         await self._apply(await c.router.poll())
@@ -254,6 +276,19 @@ class Daemon:
         finally:
             for task in others:
                 task.cancel()
+
+    async def _on_pushed(self, item: object) -> bool:
+        """Apply one item of the venue's private stream (engine task only); return True when the
+        stream has just subscribed, so that the orders are polled at once."""
+        c = self.c
+        assert c is not None and isinstance(c.router, VenueRouter)
+        if isinstance(item, OrderReport):
+            await self._apply(await c.router.on_pushed(item))
+            return False
+        if isinstance(item, UserStreamStatus):
+            self.user_stream_up = item.up
+            return item.up
+        return False  # AccountPosition: balances are compared over REST by reconciliation
 
     def _reached_stop_time(self) -> bool:
         stop_at = self.options.stop_at_open_ms

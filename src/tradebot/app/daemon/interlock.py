@@ -25,15 +25,29 @@ from tradebot.errors import ConfigError
 
 MAINNET, TESTNET, LOOPBACK, UNKNOWN = "mainnet", "testnet", "loopback", "unknown"
 
-#: Default URLs per (venue, network).
+#: Default URLs per (venue, network): market data ``ws``, ``rest`` (both), the private stream ``ws_private``
+#: (Binance: the WebSocket API of the user-data subscription; Deribit: its one JSON-RPC endpoint).
 DEFAULT_URLS: dict[tuple[str, str], dict[str, str]] = {
-    ("binance", MAINNET): {"ws": "wss://stream.binance.com:9443", "rest": "https://api.binance.com"},
+    ("binance", MAINNET): {
+        "ws": "wss://stream.binance.com:9443",
+        "rest": "https://api.binance.com",
+        "ws_private": "wss://ws-api.binance.com:443/ws-api/v3",
+    },
     ("binance", TESTNET): {
         "ws": "wss://stream.testnet.binance.vision",
         "rest": "https://testnet.binance.vision",
+        "ws_private": "wss://ws-api.testnet.binance.vision/ws-api/v3",
     },
-    ("deribit", MAINNET): {"ws": "wss://www.deribit.com/ws/api/v2", "rest": "https://www.deribit.com"},
-    ("deribit", TESTNET): {"ws": "wss://test.deribit.com/ws/api/v2", "rest": "https://test.deribit.com"},
+    ("deribit", MAINNET): {
+        "ws": "wss://www.deribit.com/ws/api/v2",
+        "rest": "https://www.deribit.com",
+        "ws_private": "wss://www.deribit.com/ws/api/v2",
+    },
+    ("deribit", TESTNET): {
+        "ws": "wss://test.deribit.com/ws/api/v2",
+        "rest": "https://test.deribit.com",
+        "ws_private": "wss://test.deribit.com/ws/api/v2",
+    },
 }
 #: Hosts per (venue, network).
 HOSTS: dict[tuple[str, str], frozenset[str]] = {
@@ -48,9 +62,12 @@ HOSTS: dict[tuple[str, str], frozenset[str]] = {
             "data-api.binance.vision",
             "stream.binance.com",
             "data-stream.binance.vision",
+            "ws-api.binance.com",
         }
     ),
-    ("binance", TESTNET): frozenset({"testnet.binance.vision", "stream.testnet.binance.vision"}),
+    ("binance", TESTNET): frozenset(
+        {"testnet.binance.vision", "stream.testnet.binance.vision", "ws-api.testnet.binance.vision"}
+    ),
     ("deribit", MAINNET): frozenset({"www.deribit.com", "deribit.com"}),
     ("deribit", TESTNET): frozenset({"test.deribit.com"}),
 }
@@ -76,7 +93,8 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResolvedEndpoints:
-    """The URLs the daemon will use in its mode (feed websocket and REST, execution REST and websocket)."""
+    """The URLs the daemon will use in its mode (feed websocket and REST, execution REST, and the
+    private websocket of the user stream)."""
 
     mode: str
     venue: str
@@ -142,7 +160,9 @@ def resolve_endpoints(settings: Settings) -> ResolvedEndpoints:
         exchange_rest=_endpoint(
             venue, f"TRADEBOT_EXCHANGE__{v}__REST_URL", exch.rest_url or defaults["rest"]
         ),
-        exchange_ws=_endpoint(venue, f"TRADEBOT_EXCHANGE__{v}__WS_URL", exch.ws_url or defaults["ws"]),
+        exchange_ws=_endpoint(
+            venue, f"TRADEBOT_EXCHANGE__{v}__WS_URL", exch.ws_url or defaults["ws_private"]
+        ),
     )
 
 
@@ -204,6 +224,8 @@ def _host_problems(endpoints: ResolvedEndpoints, *, paper_execution: bool) -> li
             continue
         default = DEFAULT_URLS[(endpoints.venue, _DEFAULT_NETWORK[endpoints.mode])]
         kind = "ws" if ep.variable.endswith("WS_URL") else "rest"
+        if ep is endpoints.exchange_ws:
+            kind = "ws_private"
         problems.append(
             f"{ep.variable}={ep.url} has host {ep.host!r} ({ep.network}), which {endpoints.mode} mode "
             f"does not accept (allowed: {', '.join(sorted(allowed))}): unset {ep.variable} to use "
