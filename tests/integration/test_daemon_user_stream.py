@@ -224,3 +224,52 @@ async def test_duplicated_and_reordered_execution_reports_apply_every_fill_once(
     assert sorted((f.trade_id, f.qty, f.price, f.fee_quote) for f in fills) == sorted(
         (str(t.trade_id), t.qty, t.price, t.fee) for t in trades
     )
+
+
+@pytest.mark.timeout(120)
+async def test_deribit_pushes_a_resting_orders_fill_to_the_engine_without_a_lookup(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The same on Deribit: ``public/auth`` + ``user.orders`` / ``user.trades`` of the instruments."""
+    key, secret = "sim-deribit-key-01", "sim-deribit-secret-02"
+    config = SimConfig(data_dir=FIXTURE, start_ms=START_MS, minute_wall_s=0.1)
+    async with ExchangeSim(config) as sim:
+        sim.market.pause()
+        sim.deribit_private.credentials[key] = secret
+        orders = sim.deribit_orders
+        tick = orders.rules["BTC_USDC-PERPETUAL"].tick
+        _, low = new_low_minute(sim, "BTCUSDT", after=0)
+        price = (low / tick).to_integral_value(rounding="ROUND_CEILING") * tick  # on the tick, >= the low
+        orders.place(symbol="BTC_USDC-PERPETUAL", side="BUY", type="LIMIT", qty=D("0.001"), price=price,
+                     client_order_id="web_limit_deribit")  # fmt: skip
+        env = {
+            **env_for(sim, tmp_path, pg_url, TRADEBOT_DAEMON__POLL_INTERVAL_S="30"),
+            "TRADEBOT_VENUE": "deribit", "TRADEBOT_QUOTE": "USDC",
+            "TRADEBOT_SYMBOLS": '["BTC/USDC:USDC", "ETH/USDC:USDC", "SOL/USDC:USDC"]',
+            "TRADEBOT_TESTNET_API_KEY": key, "TRADEBOT_TESTNET_API_SECRET": secret,
+            "TRADEBOT_FEEDS__DERIBIT__WS_URL": sim.deribit_ws_url,
+            "TRADEBOT_FEEDS__DERIBIT__REST_URL": sim.deribit_rest_url,
+            "TRADEBOT_EXCHANGE__DERIBIT__REST_URL": sim.deribit_rest_url,
+            "TRADEBOT_EXCHANGE__DERIBIT__WS_URL": sim.deribit_ws_url,
+            "TRADEBOT_FEEDS__DERIBIT__MAX_LAG_MS": str(10**13),
+        }  # fmt: skip
+        async with TimedDaemon(env, tmp_path) as d:
+            await d.wait_for(lambda: bool(d.events("user_stream_subscribed")), 60, "the user stream")
+            await d.wait_for(lambda: bool(d.events("trading_started")), 30, "trading")
+            assert [e["client_order_id"] for e in d.events("order_adopted")] == ["web_limit_deribit"]
+            await asyncio.sleep(1.0)
+            since, t0 = len(sim.deribit_private.requests), time.monotonic()
+            sim.market.step()
+            (trade,) = orders.trades
+            trade_id = f"USDC-T{trade.trade_id}"
+            await d.wait_for(lambda: d.filled_at(trade_id) is not None, 10, "the pushed fill")
+            latency_s = d.filled_at(trade_id) - t0  # type: ignore[operator]
+            lookups_made = [m for m in sim.deribit_private.requests[since:] if m.startswith("get_")]
+            assert await d.stop() == 0, d.tail()
+    print(f"deribit fill latency: stream {latency_s * 1000:.0f} ms")
+    assert lookups_made == [] and latency_s < 5, (lookups_made, latency_s)
+    async with SqlEventStore(pg_url) as store:
+        fills = await store.fills("testnet-deribit")
+    assert [(f.trade_id, f.client_order_id, f.qty, f.price) for f in fills] == [
+        (trade_id, "web_limit_deribit", trade.qty, trade.price)
+    ]

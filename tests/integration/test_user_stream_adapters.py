@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -22,6 +25,10 @@ from tradebot.adapters.venues.ccxt_schemas import deribit_instrument
 from tradebot.adapters.venues.deribit_user_stream import DeribitUserStream
 from tradebot.adapters.venues.user_stream import UserStream, UserStreamConfig, UserStreamStatus
 from tradebot.adapters.venues.user_stream_schemas import AccountPosition
+from tradebot.app.daemon.interlock import check_interlock
+from tradebot.app.daemon.user_stream import build_user_stream
+from tradebot.app.daemon.venue_router import build_venue
+from tradebot.app.settings import Settings
 from tradebot.core.domain import Asset, ClientOrderId, Instrument, OrderStatus, Side, Symbol
 from tradebot.exchange_sim import ExchangeSim, SimConfig
 from tradebot.exchange_sim.binance_private import API_KEY, API_SECRET
@@ -184,3 +191,39 @@ async def test_deribit_stream_authenticates_subscribes_and_answers_heartbeats(si
         and refused.stats.subscribed == 0
         and "unauthorized" in sim.deribit_user.auths
     )
+
+
+async def test_the_daemon_builds_the_stream_of_its_mode_and_none_when_switched_off(
+    sim: ExchangeSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
+        monkeypatch.delenv(key)
+    settings = Settings(
+        mode="testnet",
+        testnet_api_key=SecretStr(API_KEY),
+        testnet_api_secret=SecretStr(API_SECRET),
+        symbols=("BTC/USDT",),
+        feeds={"binance": {"ws_url": sim.binance_ws_url, "rest_url": sim.binance_rest_url, "backoff_max_s": 3,
+                           "open_timeout_s": 4}},
+        exchange={"binance": {"rest_url": sim.binance_rest_url, "ws_url": sim.binance_ws_url, "recv_window_ms": 7000}},
+    )  # type: ignore[arg-type]  # fmt: skip
+    endpoints = check_interlock(settings)
+    async with AsyncExitStack() as stack:
+        venue = build_venue(settings, endpoints, stack)
+        await venue.load_instruments(["BTC/USDT"])
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stream = build_user_stream(settings, endpoints, venue, queue)
+        assert isinstance(stream, BinanceUserStream)
+        assert stream.url == sim.binance_ws_api_url  # the host-only setting gets /ws-api/v3
+        assert (stream.config.backoff_max_s, stream.config.open_timeout_s, stream.config.recv_window_ms) == (
+            3,
+            4,
+            7000,
+        )
+        run = Running(stream, queue)
+        assert (await run.next(UserStreamStatus)).up is True
+        await run.stop()
+        off = settings.model_copy(
+            update={"daemon": settings.daemon.model_copy(update={"user_stream": False})}
+        )
+        assert build_user_stream(off, endpoints, venue, queue) is None
