@@ -83,6 +83,14 @@ def new_low_minute(sim: ExchangeSim, symbol: str, *, after: int) -> tuple[int, D
     raise AssertionError(f"no new low of {symbol} within 200 minutes")
 
 
+def health(tmp_path: Path) -> dict[str, object]:
+    try:
+        report: dict[str, object] = json.loads((tmp_path / "health.json").read_text())
+    except (OSError, ValueError):  # not written yet, or being replaced
+        return {}
+    return report
+
+
 def lookups(sim: ExchangeSim, since: int) -> int:
     return sum(1 for r in sim.binance_private.requests[since:] if r in LOOKUPS)
 
@@ -126,6 +134,7 @@ async def test_a_pushed_fill_reaches_the_engine_before_the_next_poll_and_polling
             sim.faults.binance.user.refuse(600)
             sim.faults.binance.user.drop()
             await d.wait_for(lambda: bool(d.events("user_stream_down")), 10, "the stream down")
+            await d.wait_for(lambda: health(tmp_path).get("user_stream_up") is False, 5, "the health file")
             since, t0 = len(sim.binance_private.requests), time.monotonic()
             for _ in range(k_eth):
                 sim.market.step()
@@ -139,6 +148,7 @@ async def test_a_pushed_fill_reaches_the_engine_before_the_next_poll_and_polling
             # 3. the stream comes back and subscribes again
             sim.faults.binance.user.refuse_until = 0.0
             await d.wait_for(lambda: len(d.events("user_stream_subscribed")) >= 2, 20, "the stream back")
+            await d.wait_for(lambda: health(tmp_path).get("user_stream_up") is True, 5, "the health file")
             assert await d.stop() == 0, d.tail()
         trades = list(orders.trades)
     print(f"fill latency: stream {stream_latency_s * 1000:.0f} ms, poll with the stream down "

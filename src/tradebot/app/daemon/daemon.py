@@ -749,6 +749,7 @@ class Daemon:
             "reconciliation_age_s": None if recon is None else round((now - recon) / 1000, 1),
             "reconcile_max_age_s": ds.health_max_reconcile_age_s or 2 * ds.reconcile_interval_s + 60,
             "equity_quote": fields["equity_quote"],
+            "user_stream_up": self.user_stream_up,
             **c.store.health.report(),
         }
 

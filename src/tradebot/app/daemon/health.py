@@ -4,13 +4,15 @@ The daemon writes, every ``TRADEBOT_DAEMON__STATUS_INTERVAL_S``::
 
     {"written_wall_ms", "run_id", "mode", "venue", "pid", "last_candle_close_ms", "feed_lag_ms",
      "trading_state", "halt_reason", "trading_blocked", "last_error", "last_reconciliation_ms",
-     "reconciliation_age_s", "reconcile_max_age_s", "equity_quote", "store_unavailable_since_ms",
-     "store_error", "store_outages"}
+     "reconciliation_age_s", "reconcile_max_age_s", "equity_quote", "user_stream_up",
+     "store_unavailable_since_ms", "store_error", "store_outages"}
 
 Times are ms UTC by the daemon's clock, ``written_wall_ms`` by the wall clock; ages in seconds, lag
 in ms. ``store_unavailable_since_ms`` (wall clock) is set while the database cannot be written
 (trading is paused, see :mod:`tradebot.adapters.store.resilient`), with the last ``store_error``;
-the daemon rewrites the file at once when an outage begins or ends. The file lives in the daemon's
+the daemon rewrites the file at once when an outage begins or ends. ``user_stream_up`` says whether
+the venue's private stream is subscribed (``None`` without one; a stream down is not unhealthy: fills
+then come by polling). The file lives in the daemon's
 state directory (``TRADEBOT_DAEMON__HEALTH_FILE``, default ``<data home>/health.json``) and is
 replaced atomically: written to a fresh temporary file created exclusively next to it (never an
 existing path, so a planted symlink is not followed), then renamed over it (a rename replaces a
