@@ -10,6 +10,7 @@ simulated exchange fills them from the candle that opens then.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
@@ -128,6 +129,10 @@ def stop_limit(cid: str, qty: str, stop: str, limit: str, ref: str, t: int) -> P
                limit_price=D(limit))  # fmt: skip
 
 
+def stop_market(cid: str, qty: str, stop: str, ref: str, t: int) -> PlaceOrder:
+    return cmd(cid, BTC, Side.SELL, qty, ref, t, order_type=OrderType.STOP_MARKET, stop_price=D(stop))
+
+
 def backtest(instrument: Instrument, balances: dict[str, D], bars: list[tuple[str, str, str, str]],
              orders: dict[int, list[PlaceOrder]]) -> list[Fill | OrderUpdate]:  # fmt: skip
     """The same orders in a SimulatedExchange (no slippage, the venue's fees), submitted at the open
@@ -145,22 +150,26 @@ def key(f: Fill) -> tuple[object, ...]:
     return (f.client_order_id, f.side, f.qty, f.price, f.fee_quote, f.ts_ms)
 
 
-async def test_binance_stop_limits_fill_like_the_backtest(sim: ExchangeSim, binance: CcxtVenue) -> None:
+async def test_binance_stops_fill_like_the_backtest(sim: ExchangeSim, binance: CcxtVenue) -> None:
+    # two STOP_MARKET (sent as STOP_LOSS_LIMIT 5 % beyond the stop: the symbol lacks STOP_LOSS) and a
+    # STOP_LIMIT; the backtest gets the same commands
     orders = {
-        0: [cmd("b-1-1", BTC, Side.BUY, "0.01", "20000.00", T), stop_limit("s-1-1", "0.01", "19900.00", "19800.00",
-                                                                          "20000.00", T)],
+        0: [cmd("b-1-1", BTC, Side.BUY, "0.01", "20000.00", T), stop_market("s-1-1", "0.01", "19900.00", "20000.00", T)],
         3: [cmd("b-2-1", BTC, Side.BUY, "0.01", "19890.00", T + 3 * M),
-            stop_limit("s-2-1", "0.01", "19850.00", "19000.00", "19890.00", T + 3 * M)],
+            stop_market("s-2-1", "0.01", "19850.00", "19890.00", T + 3 * M)],
         5: [cmd("b-3-1", BTC, Side.BUY, "0.01", "19700.00", T + 5 * M),
             stop_limit("s-3-1", "0.01", "19650.00", "19640.00", "19700.00", T + 5 * M)],
     }  # fmt: skip
     for n in range(len(BTC_BARS)):
         for order in orders.get(n, []):
             report = await binance.submit(order)
-            if order.order_type is OrderType.STOP_LIMIT:
+            if order.stop_price is not None:  # the wire type of both is STOP_LOSS_LIMIT
                 assert (report.status, report.order_type, report.stop_price) == (
                     OrderStatus.ACCEPTED, OrderType.STOP_LIMIT, order.stop_price)  # fmt: skip
         sim.market.step()
+    sent = {o.client_order_id: (o.type, o.stop_price, o.price) for o in sim.binance_orders.orders}
+    assert sent["s-1-1"] == ("STOP_LOSS_LIMIT", D("19900.00"), D("18905.00"))  # 19900 × 0.95
+    assert sent["s-2-1"] == ("STOP_LOSS_LIMIT", D("19850.00"), D("18857.50"))
     live = await binance.fetch_my_trades(BTC)
     replay = backtest(binance.instruments[BTC], {"USDT": D("10000")}, BTC_BARS, orders)
     assert all(isinstance(e, Fill) for e in replay)
@@ -180,9 +189,6 @@ async def test_binance_refusals_locks_and_cancel(sim: ExchangeSim, binance: Ccxt
     await binance.submit(cmd("b-4-1", BTC, Side.BUY, "0.01", "20000.00", T))
     with pytest.raises(OrderRejected, match=r"-2010 Order would trigger immediately\."):
         await binance.submit(stop_limit("s-4-1", "0.01", "20000.00", "19900.00", "20000.00", T))
-    with pytest.raises(OrderRejected, match=r"does not enable STOP_LOSS .*not sent"):
-        await binance.submit(cmd("s-4-2", BTC, Side.SELL, "0.01", "20000.00", T, order_type=OrderType.STOP_MARKET,
-                                 stop_price=D("19900.00")))  # fmt: skip
     with pytest.raises(OrderRejected, match=r"PRICE_FILTER.*not sent"):
         await binance.submit(stop_limit("s-4-3", "0.01", "19900.005", "19800.00", "20000.00", T))
     assert [o.client_order_id for o in sim.binance_orders.orders] == ["b-4-1"]
@@ -285,3 +291,34 @@ async def test_deribit_refuses_a_reached_trigger_and_cancels_an_untriggered_stop
 def test_the_deribit_stop_trigger_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"stop_trigger must be one of .*was 'close'"):
         DeribitVenue(object(), stop_trigger="close")
+
+
+async def test_a_symbol_enabling_stop_loss_gets_a_stop_market_as_stop_loss(sim: ExchangeSim) -> None:
+    # today's Binance lists STOP_LOSS in orderTypes on many symbols; the recorded BTCUSDT does not
+    (info,) = [s for s in sim.binance_rest.exchange_info["symbols"] if s["symbol"] == "BTCUSDT"]
+    info["orderTypes"] = [*info["orderTypes"], "STOP_LOSS"]
+    sim.binance_orders.rules["BTCUSDT"] = dataclasses.replace(
+        sim.binance_orders.rules["BTCUSDT"],
+        order_types=frozenset({"MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT"}),
+    )
+    venue = CcxtVenue(binance_exchange(sim.binance_rest_url, api_key=API_KEY, secret=API_SECRET, timeout_ms=2000),
+                      config=FAST)  # fmt: skip
+    try:
+        await venue.load_instruments(["BTC/USDT"])
+        await venue.submit(cmd("b-9-1", BTC, Side.BUY, "0.01", "20000.00", T))
+        report = await venue.submit(stop_market("s-9-1", "0.01", "19900.00", "20000.00", T))
+        assert (report.status, report.order_type, report.stop_price) == (
+            OrderStatus.ACCEPTED, OrderType.STOP_MARKET, D("19900"))  # fmt: skip
+        (placed,) = sim.binance_orders.orders_of("s-9-1")
+        assert (placed.type, placed.price) == ("STOP_LOSS", None)
+        for _ in range(3):
+            sim.market.step()
+        sells = [f for f in await venue.fetch_my_trades(BTC) if f.side is Side.SELL]
+        assert [(f.client_order_id, f.price, f.ts_ms) for f in sells] == [("s-9-1", D("19900"), T + 3 * M)]
+    finally:
+        await venue.close()
+
+
+def test_the_stop_limit_offset_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"stop_limit_offset_fraction must be in \(0, 1\), was 0"):
+        VenueConfig(stop_limit_offset_fraction=0)

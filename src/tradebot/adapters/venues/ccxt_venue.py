@@ -22,13 +22,17 @@ timeout, connection reset, 5xx, ``-1007``, report with status ``UNKNOWN``: resol
 
 Stop orders go out as Binance spot stop-loss orders with ``stopPrice`` on the tick grid (raw
 ``POST /api/v3/order``, like every order here, rather than ccxt's unified trigger-price params):
-``STOP_LIMIT`` as ``STOP_LOSS_LIMIT`` (``price`` = the limit, ``timeInForce=GTC``); ``STOP_MARKET`` as
-``STOP_LOSS`` only where the symbol's ``exchangeInfo`` ``orderTypes`` enables it. The recorded
+``STOP_LIMIT`` as ``STOP_LOSS_LIMIT`` (``price`` = the limit, ``timeInForce=GTC``); ``STOP_MARKET`` as ``STOP_LOSS``
+where the symbol's ``exchangeInfo`` ``orderTypes`` enables it, else as a ``STOP_LOSS_LIMIT`` whose
+limit is ``VenueConfig.stop_limit_offset_fraction`` (default 5 %) beyond the stop (sell: below,
+rounded down to the tick; buy: above, rounded up), as freqtrade's ``stoploss_on_exchange`` does on
+Binance. Triggered, such a limit is marketable and fills like a market order unless the market
+gaps more than the offset through the stop (it then rests at its limit). The recorded
 ``exchangeInfo`` of BTCUSDT, ETHUSDT and SOLUSDT (``exchange_sim/data``) lists only
-``STOP_LOSS_LIMIT``, so a ``STOP_MARKET`` there is refused here (``OrderRejected``, not sent) and the
-caller sends a ``STOP_LIMIT`` with a limit below a sell stop (above a buy stop) instead. A stop the
-last price has already reached is refused by the venue (``-2010 Order would trigger
-immediately.`` → ``OrderRejected``). An untriggered stop reports ``NEW`` → ``ACCEPTED``.
+``STOP_LOSS_LIMIT``. A stop the last price has already reached is refused by the venue (``-2010
+Order would trigger immediately.`` → ``OrderRejected``). An untriggered stop reports ``NEW`` →
+``ACCEPTED``; reports carry the wire type (a ``STOP_MARKET`` sent as ``STOP_LOSS_LIMIT`` reports
+``STOP_LIMIT``).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -72,6 +76,7 @@ from tradebot.core.domain import (
     OrderStatus,
     OrderType,
     PlaceOrder,
+    Side,
     Symbol,
     to_wire,
 )
@@ -135,6 +140,10 @@ class VenueConfig:
     clock_resync_s
         The clock is resynchronised (``GET /api/v3/time``) after a ``-1021`` at most once per this
         many seconds (default 5), so a storm of ``-1021`` does not double the requests.
+    stop_limit_offset_fraction
+        Where a symbol does not enable ``STOP_LOSS``, a ``STOP_MARKET`` goes out as a
+        ``STOP_LOSS_LIMIT`` with its limit this fraction beyond the stop (default 0.05 = 5 %; in
+        (0, 1)): the largest gap through the stop it still fills in.
     """
 
     timeout_ms: int = 10_000
@@ -151,6 +160,13 @@ class VenueConfig:
     budget_window_s: float = 60.0
     recv_window_ms: int = 5000
     clock_resync_s: float = 5.0
+    stop_limit_offset_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 < self.stop_limit_offset_fraction < 1:
+            raise ConfigError(
+                f"stop_limit_offset_fraction must be in (0, 1), was {self.stop_limit_offset_fraction!r}"
+            )
 
     def gate(
         self, name: str, *, requests_per_s: float = 10.0, orders_per_s: float | None = None
@@ -392,17 +408,14 @@ class CcxtVenue:
         inst, wire_symbol = self._instrument(order.symbol)
         wire_cid = wire_client_order_id(order.client_order_id)
         self._cid_by_wire[wire_cid] = order.client_order_id
-        wire_type = self._wire_type(order)
+        wire_type, limit = self._wire_type(order, inst)
         params = {"symbol": wire_symbol, "side": order.side.value.upper(), "type": wire_type,
                   "quantity": _on_grid(order.qty, inst.step_size, "LOT_SIZE", order), "newClientOrderId": wire_cid,
                   "newOrderRespType": "FULL"}  # fmt: skip
-        if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            if order.limit_price is None:
+        if wire_type in ("LIMIT", "STOP_LOSS_LIMIT"):
+            if limit is None:
                 raise OrderRejected(f"{order.client_order_id}: a limit order needs limit_price, was None")
-            params |= {
-                "price": _on_grid(order.limit_price, inst.tick_size, "PRICE_FILTER", order),
-                "timeInForce": "GTC",
-            }
+            params |= {"price": _on_grid(limit, inst.tick_size, "PRICE_FILTER", order), "timeInForce": "GTC"}
         if order.stop_price is not None:
             params["stopPrice"] = _on_grid(order.stop_price, inst.tick_size, "PRICE_FILTER", order)
         async with self.gate.slot(Priority.ORDER):  # VenueBanned here: nothing was sent
@@ -418,17 +431,19 @@ class CcxtVenue:
         except DataError as e:
             return self._unknown(order, f"undecodable answer: {e}")
 
-    def _wire_type(self, order: PlaceOrder) -> str:
-        # Binance's type of an order; a STOP_MARKET only where the symbol enables STOP_LOSS
-        if order.order_type is OrderType.STOP_MARKET:
-            enabled = self._order_types.get(order.symbol, frozenset())
-            if "STOP_LOSS" not in enabled:
-                raise OrderRejected(
-                    f"{order.client_order_id}: {order.symbol} does not enable STOP_LOSS (orderTypes "
-                    f"{sorted(enabled)}): send a stop_limit (not sent)"
-                )
-            return "STOP_LOSS"
-        return _BINANCE_TYPES[order.order_type]
+    def _wire_type(self, order: PlaceOrder, inst: Instrument) -> tuple[str, Decimal | None]:
+        # Binance's type and limit price of an order: a STOP_MARKET is a STOP_LOSS where the symbol
+        # enables it, else a STOP_LOSS_LIMIT with its limit the offset beyond the stop
+        if order.order_type is not OrderType.STOP_MARKET or order.stop_price is None:
+            return _BINANCE_TYPES[order.order_type], order.limit_price
+        if "STOP_LOSS" in self._order_types.get(order.symbol, frozenset()):
+            return "STOP_LOSS", None
+        offset = Decimal(str(self.config.stop_limit_offset_fraction))
+        if order.side is Side.SELL:
+            limit = inst.round_price(order.stop_price * (1 - offset), ROUND_FLOOR)
+        else:
+            limit = inst.round_price(order.stop_price * (1 + offset), ROUND_CEILING)
+        return "STOP_LOSS_LIMIT", max(limit, inst.tick_size)
 
     async def _submit_error(self, order: PlaceOrder, e: HttpAnswer) -> OrderReport:
         cid = order.client_order_id
