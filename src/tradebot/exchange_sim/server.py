@@ -286,6 +286,7 @@ async def main(args: argparse.Namespace) -> int:
     async with ExchangeSim(config) as sim:
         print(
             f"binance ws   {sim.binance_ws_url}\nbinance rest {sim.binance_rest_url}\n"
+            f"binance ws-api {sim.binance_ws_api_url}\n"
             f"deribit ws   {sim.deribit_ws_url}\nderibit rest {sim.deribit_rest_url}",
             flush=True,
         )
