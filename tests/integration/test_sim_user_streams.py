@@ -121,6 +121,21 @@ async def test_binance_pushes_every_order_change_with_the_account_balances(sim: 
     await ws.close()
 
 
+async def test_binance_reports_a_resting_stop_with_its_trigger_off_the_book(sim: ExchangeSim) -> None:
+    ws = await subscribed(sim)
+    orders = sim.binance_orders
+    orders.place(symbol="BTCUSDT", side="BUY", type="MARKET", qty=D("0.01"), price=None, client_order_id="b1")
+    await frames(ws, 3)
+    orders.place(symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT", qty=D("0.01"), price=D("20000"),
+                 stop_price=D("20010"), client_order_id="s1")  # fmt: skip
+    (new, _) = await frames(ws, 2)
+    ev = new["event"]
+    assert (ev["o"], ev["x"], ev["P"], ev["p"], ev["w"]) == ("STOP_LOSS_LIMIT", "NEW", "20010.00000000",
+                                                            "20000.00000000", False)  # fmt: skip
+    assert "W" not in ev  # not working before it triggers
+    await ws.close()
+
+
 async def test_binance_faults_duplicate_reorder_and_drop(sim: ExchangeSim) -> None:
     ws = await subscribed(sim)
     user, orders = sim.faults.binance.user, sim.binance_orders

@@ -78,20 +78,23 @@ def execution_report(order: SimOrder, exec_type: str, trade: SimTrade | None, *,
     cid, orig = order.client_order_id, ""
     if exec_type == "CANCELED":  # the cancel request's own id in c, the cancelled order's in C
         cid, orig = generated_cancel_id(order.order_id, 0), order.client_order_id
-    on_book = order.type == "LIMIT" and order.is_open
+    # a stop is on the book only once triggered (a STOP_LOSS then trades at once)
+    on_book = order.is_open and (
+        order.type == "LIMIT" or (order.type == "STOP_LOSS_LIMIT" and order.triggered_ms is not None)
+    )
     report: dict[str, Any] = {
         "e": "executionReport", "E": event_ms, "s": order.symbol, "c": cid, "S": order.side, "o": order.type,
-        "f": "GTC", "q": f8(order.qty), "p": f8(order.price or Decimal(0)), "P": _ZERO8, "F": _ZERO8, "g": -1,
+        "f": "GTC", "q": f8(order.qty), "p": f8(order.price or Decimal(0)), "P": f8(order.stop_price or Decimal(0)), "F": _ZERO8, "g": -1,
         "C": orig, "x": exec_type, "X": order.status, "r": "NONE", "i": order.order_id,
         "l": f8(trade.qty) if trade else _ZERO8, "z": f8(order.filled), "L": f8(trade.price) if trade else _ZERO8,
         "n": f8(trade.fee) if trade else "0", "N": trade.fee_asset if trade else None,
         "T": trade.ts_ms if trade else order.updated_ms, "t": trade.trade_id if trade else -1,
-        "I": execution_id, "w": on_book, "m": bool(trade) and order.type == "LIMIT", "M": bool(trade),
+        "I": execution_id, "w": on_book, "m": trade is not None and trade.maker, "M": bool(trade),
         "O": order.created_ms, "Z": f8(order.quote_filled), "Y": f8(trade.qty * trade.price) if trade else _ZERO8,
         "Q": _ZERO8,
     }  # fmt: skip
-    if order.type == "LIMIT":
-        report["W"] = order.created_ms
+    if on_book or (order.type != "MARKET" and order.filled > 0):
+        report["W"] = order.triggered_ms or order.created_ms
     report["V"] = "NONE"
     return report
 
