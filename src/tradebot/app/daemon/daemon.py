@@ -324,6 +324,12 @@ class Daemon:
         else:
             self._speculation.after.append(candle)
         try:
+            if isinstance(c.router, VenueRouter):
+                resting = c.engine.resting_stop(candle.symbol)
+                if resting is not None and to_decimal(candle.low) <= resting[1]:
+                    # the venue has filled (or is filling) the stop: its fill before the candle, as
+                    # the backtest's venue has it
+                    await self._apply(await c.router.refresh(resting[0]))
             for ev in c.router.on_candle(candle):
                 await self._dispatch(c.engine.handle(ev))
             await self._dispatch(c.engine.on_candle(candle))

@@ -50,7 +50,6 @@ from tradebot.core.domain import (
     Instrument,
     OrderRecord,
     OrderStatus,
-    OrderType,
     OrderUpdate,
     PlaceOrder,
     Side,
@@ -90,6 +89,10 @@ class ExecutionConfig:
         Re-sends after a "not processed" refusal (429, clock skew) before giving up (default 3).
     trade_lookback_ms
         Trades are listed from ``created_ms − lookback`` (default 60 000).
+    resting_poll_s
+        A stop order resting at the venue is looked up at most this often by :meth:`OrderExecutor.poll`
+        (default 30 s; it may rest for days — its fill comes by the private stream, by the daemon's
+        look-up before a candle that reaches it, or by this poll).
     """
 
     lookup_initial_s: float = 0.5
@@ -99,6 +102,7 @@ class ExecutionConfig:
     resolve_timeout_s: float = 60.0
     resend_limit: int = 3
     trade_lookback_ms: int = 60_000
+    resting_poll_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -115,6 +119,7 @@ class TrackedOrder:
     reason: str = ""
     updated_ms: int = 0
     announced: bool = False  # the terminal CANCELED / EXPIRED / REJECTED update was returned
+    polled_at_s: float = float("-inf")  # last poll look-up (monotonic), for resting stops
 
     @property
     def filled(self) -> Decimal:
@@ -250,16 +255,31 @@ class OrderExecutor:
     async def poll(self) -> list[Event]:
         """Look up every order not yet done once; return the new events (call periodically)."""
         out: list[Event] = []
+        now = self._monotonic()
         for t in list(self.orders.values()):
             if t.done:
                 continue
             if t.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT):
-                report = await self._resolve(t, deadline_s=self._monotonic())
+                report = await self._resolve(t, deadline_s=now)
             else:
+                if t.cmd.order_type.is_stop and t.status is OrderStatus.ACCEPTED:
+                    if now - t.polled_at_s < self.config.resting_poll_s:
+                        continue  # resting: its fill comes by the stream or the candle look-up
+                    t.polled_at_s = now
                 report = await self._lookup(t)
             if report is not None:
                 out = await self._emit(t, report, out)
         return out
+
+    async def refresh(self, client_order_id: ClientOrderId) -> list[Event]:
+        """Look one tracked order up now and return the new events (its fills once, its status);
+        ``[]`` for an order not tracked or done. The daemon calls it for a resting stop before
+        handing the engine a candle that reaches it, so the fill comes before the candle, as in the
+        backtest."""
+        t = self.orders.get(client_order_id)
+        if t is None or t.done:
+            return []
+        return await self._emit(t, await self._lookup(t), [])
 
     async def apply_pushed(self, report: OrderReport) -> list[Event]:
         """Apply a report a venue pushed (private stream) and return the new events for the engine.
@@ -297,7 +317,8 @@ class OrderExecutor:
         inst = self.instruments.get(cmd.symbol)
         if inst is None:
             return f"unknown symbol {cmd.symbol!r}"
-        price = cmd.limit_price if cmd.order_type is OrderType.LIMIT and cmd.limit_price else cmd.ref_price
+        # the price the venues check the notional at: a limit's, else a stop's trigger, else the mark
+        price = cmd.limit_price or cmd.stop_price or cmd.ref_price
         return inst.check_order(cmd.qty, price)
 
     async def _finish_denied(self, t: TrackedOrder, reason: str) -> list[Event]:
@@ -434,7 +455,8 @@ class OrderExecutor:
             qty=cmd.qty, status=t.status, filled_qty=filled, avg_fill_price=notional / filled if filled else ZERO,
             fees_quote=sum((f.fee_quote for f in t.fills.values()), ZERO), reason=cmd.reason,
             intent_id=cmd.intent_id, created_ms=cmd.created_ms, updated_ms=t.updated_ms, ref_price=cmd.ref_price,
-            exchange_order_id=t.exchange_order_id, status_reason=t.reason[:500],
+            exchange_order_id=t.exchange_order_id, status_reason=t.reason[:500], stop_price=cmd.stop_price,
+            limit_price=cmd.limit_price,
         )  # fmt: skip
 
 

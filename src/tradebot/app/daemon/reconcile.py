@@ -209,7 +209,8 @@ def order_from_record(r: OrderRecord) -> PlaceOrder:
     """The command a stored order row stands for (to track it; it is never sent again)."""
     return PlaceOrder(client_order_id=r.client_order_id, symbol=r.symbol, side=r.side, qty=r.qty,
                       ref_price=r.ref_price, reason=r.reason, intent_id=r.intent_id, created_ms=r.created_ms,
-                      order_type=r.order_type)  # fmt: skip
+                      order_type=r.order_type, stop_price=r.stop_price, limit_price=r.limit_price,
+                      reduce_only=r.order_type.is_stop)  # fmt: skip
 
 
 def _adopted(report: OrderReport, now_ms: int) -> PlaceOrder:

@@ -272,7 +272,7 @@ class VenueRouter:
         else:
             self.baseline = {a: Decimal(v) for a, v in saved["baseline"].items()}
             self._since_ms = int(saved.get("since_ms", fresh_since_ms))
-        in_flight = set(engine.in_flight)
+        in_flight = engine.at_venue  # the plans' orders in flight and the resting protective stops
         applied = [f for f in db_fills if f.client_order_id not in in_flight
                    or f.trade_id in engine.orders[ClientOrderId(f.client_order_id)].fill_ids]  # fmt: skip
         rows: list[OrderRecord] = []
@@ -292,15 +292,24 @@ class VenueRouter:
         except ReconciliationRefused as e:
             raise ReconciliationRefused(str(e), [*out, *e.records]) from None
         known = {r.client_order_id for r in db_orders}
-        for cid in sorted(c for c in in_flight if c not in known and c in engine.in_flight):
+        for cid in sorted(c for c in in_flight if c not in known and c in engine.at_venue):
             order = engine.orders[cid]
+            if order.status.is_terminal:
+                continue
             cmd = PlaceOrder(client_order_id=cid, symbol=order.symbol, side=order.side, qty=order.qty,
                              ref_price=to_decimal(engine.mark(order.symbol)), reason=order.reason,
                              intent_id=cid.rsplit("-", 1)[0], created_ms=order.created_ms,
-                             order_type=order.order_type, limit_price=order.limit_price)  # fmt: skip
+                             order_type=order.order_type, limit_price=order.limit_price,
+                             stop_price=order.stop_price, reduce_only=order.reduce_only)  # fmt: skip
             log.info("order_sent_after_restart", client_order_id=cid, symbol=order.symbol)
             out.append(cmd)
+        out.extend(engine.pending_cancels())  # a stop's cancel decided before the restart
         return out
+
+    async def refresh(self, client_order_id: ClientOrderId) -> list[Event]:
+        """Look one order up at the venue now (a resting stop a candle reached); return its news."""
+        now = self._engine.last_time_ms if self._engine is not None else 0
+        return self._stamp(await self.executor.refresh(client_order_id), now)
 
     async def _reconcile(self, engine: Engine, rows: Sequence[OrderRecord], applied: Iterable[Fill], *,
                          startup: bool) -> list[object]:  # fmt: skip

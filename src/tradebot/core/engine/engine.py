@@ -37,6 +37,7 @@ from typing import Any
 
 from tradebot.core.config import EngineConfig
 from tradebot.core.domain import (
+    CancelOrder,
     Candle,
     CashFlow,
     ClientOrderId,
@@ -679,6 +680,39 @@ class Engine:
     def in_flight(self) -> set[ClientOrderId]:
         """Client order ids of the orders not yet in a terminal state."""
         return self._planning.in_flight
+
+    @property
+    def at_venue(self) -> set[ClientOrderId]:
+        """Client order ids of every order the venue may still hold: the plans' orders in flight and
+        the protective stops resting (or being cancelled). A restart looks each one up."""
+        stops = self._stops
+        if stops is None:
+            return set(self._planning.in_flight)
+        return self._planning.in_flight | set(stops.live.values()) | stops.cancelling
+
+    def resting_stop(self, symbol: str) -> tuple[ClientOrderId, Decimal] | None:
+        """The protective stop order resting at the venue for ``symbol``: ``(client order id, stop
+        price in quote currency)``, or ``None``."""
+        stops = self._stops
+        if stops is None:
+            return None
+        cid = stops.live.get(symbol)
+        price = stops.resting_price(symbol)
+        return None if cid is None or price is None else (cid, price)
+
+    def pending_cancels(self) -> list[CancelOrder]:
+        """Cancels of protective stops the engine decided and the venue has not answered (after a
+        restart they are sent again: the earlier request may never have left)."""
+        stops = self._stops
+        if stops is None:
+            return []
+        return [
+            CancelOrder(
+                client_order_id=c, symbol=self._planning.orders[c].symbol, reason="cancel after restart"
+            )
+            for c in sorted(stops.cancelling)
+            if c in self._planning.orders and not self._planning.orders[c].status.is_terminal
+        ]
 
     @property
     def trading_state(self) -> TradingState:
