@@ -49,8 +49,7 @@ def measure(data_dir: Path, timeframe: str, config: Path | None, start_ms: int |
     from tradebot.core.domain import Fill, PositionEvent, PositionEventType, Timeframe, TradeRecord
 
     settings = load_settings(config)
-    if stops_at_venue:
-        settings = settings.model_copy(update={"stops_at_venue": True})
+    settings = settings.model_copy(update={"stops_at_venue": stops_at_venue})  # whatever the mode says
     options = BacktestOptions(
         data_dir=data_dir, timeframe=Timeframe(timeframe), start_ms=start_ms, end_ms=end_ms
     )

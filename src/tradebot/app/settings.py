@@ -431,8 +431,9 @@ class Settings(BaseSettings):
     #: asset's streams change (respect) or plan it back to target at the next rebalance (rebalance).
     manual_trades: Literal["respect", "rebalance"] = "respect"
     #: Keep the management overlay's stop as a STOP_MARKET order resting at the venue (filled there,
-    #: also while the daemon is down) instead of a market exit after a candle reached it.
-    stops_at_venue: bool = False
+    #: also while the daemon is down) instead of a market exit after a candle reached it. ``None``
+    #: (default): on in testnet and live, off in backtest and paper (:attr:`venue_stops`).
+    stops_at_venue: bool | None = None
     streams: tuple[StreamSettings, ...] = (
         StreamSettings(timeframe="1h"),
         StreamSettings(timeframe="4h"),
@@ -465,6 +466,14 @@ class Settings(BaseSettings):
     live_confirmation: str | None = Field(
         None, description=f"must be exactly {LIVE_CONFIRMATION_PHRASE!r} for TRADEBOT_MODE=live"
     )
+
+    @property
+    def venue_stops(self) -> bool:
+        """Whether the overlay's stops rest at the venue: ``stops_at_venue``, or by default on in
+        testnet and live mode and off in backtest and paper mode."""
+        if self.stops_at_venue is not None:
+            return self.stops_at_venue
+        return self.mode in ("testnet", "live")
 
     @field_validator("symbols")
     @classmethod
@@ -682,7 +691,7 @@ def build_engine_config(settings: Settings, *, run_id: str, base_timeframe: Time
             management=ManagementConfig.from_dict(dict(settings.management)),
             risk=RiskLimits.from_dict(dict(settings.risk)),
             manual_trades=settings.manual_trades,
-            stops_at_venue=settings.stops_at_venue,
+            stops_at_venue=settings.venue_stops,
         )
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None

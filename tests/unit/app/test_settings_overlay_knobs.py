@@ -90,3 +90,21 @@ def test_the_defaults_are_todays_behaviour() -> None:
 def test_bad_values_are_refused_at_load_naming_the_key_and_value(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings(**overrides)
+
+
+def test_stops_rest_at_the_venue_by_default_in_testnet_and_live_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
+        monkeypatch.delenv(key)
+    by_mode = {}
+    for mode in ("backtest", "paper", "testnet"):
+        monkeypatch.setenv("TRADEBOT_MODE", mode)
+        settings = load_settings()
+        by_mode[mode] = (settings.stops_at_venue, settings.venue_stops)
+        config = build_engine_config(settings, run_id="r", base_timeframe=Timeframe.M1)
+        assert config.stops_at_venue is settings.venue_stops
+    assert by_mode == {"backtest": (None, False), "paper": (None, False), "testnet": (None, True)}
+    monkeypatch.setenv("TRADEBOT_STOPS_AT_VENUE", "false")
+    assert load_settings().venue_stops is False  # testnet, switched off
+    monkeypatch.setenv("TRADEBOT_MODE", "paper")
+    monkeypatch.setenv("TRADEBOT_STOPS_AT_VENUE", "true")
+    assert load_settings().venue_stops is True
