@@ -27,7 +27,7 @@ from tradebot.adapters.store import SqlEventStore
 from tradebot.app.backtest.backtest import BacktestOptions, run_backtest
 from tradebot.app.demo.demo import DemoOptions, run_demo
 from tradebot.app.settings import load_settings
-from tradebot.core.domain import PositionEventType, Side, Timeframe
+from tradebot.core.domain import OrderStatus, PositionEventType, Side, Timeframe
 from tradebot.exchange_sim import ExchangeSim, Market, SimConfig, Tape
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "ohlcv"
@@ -233,3 +233,60 @@ async def test_market_clock_pauses_and_resumes() -> None:
         assert not market.paused
     finally:
         clock.cancel()
+
+
+@pytest.mark.timeout(240)
+async def test_testnet_demo_with_stops_at_the_venue_decides_exactly_like_a_backtest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The managed overlay with its stops resting at the simulator (STOP_LOSS_LIMIT through ccxt; the
+    default in testnet mode): ``tradebot demo`` over 4 days of the sample equals a backtest of the same
+    candles with ``stops_at_venue`` — every order with its type and trigger price, every position
+    event, the final equity. The stop fills reach the engine before the candle that triggered them
+    (the daemon looks a reached stop up first), as the backtest's venue has them."""
+    for key in [k for k in os.environ if k.startswith("TRADEBOT_")]:
+        monkeypatch.delenv(key)
+    structlog.reset_defaults()
+    config = tmp_path / "managed.toml"
+    config.write_text((REPO / "config" / "managed.toml").read_text(), encoding="utf-8")
+    settings = load_settings(config)
+    assert settings.stops_at_venue is None  # the mode decides: on in testnet
+    demo_db = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    result = await run_demo(
+        settings, DemoOptions(data_dir=SAMPLE, days=4.0, minute_wall_s=1e-4, db_url=demo_db)
+    )
+    assert result.daemon.c is not None and result.daemon.c.settings.venue_stops is True
+    instruments = result.daemon.c.engine.instruments
+    bt_settings = settings.model_copy(update={"stops_at_venue": True})
+    bt_db = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
+    bt = await run_backtest(bt_settings, BacktestOptions(data_dir=SAMPLE, timeframe=Timeframe.M1,
+                                                         start_ms=result.start_ms, end_ms=result.end_ms,
+                                                         db_url=bt_db, instruments=instruments))  # fmt: skip
+    run_id, bt_run = result.daemon.c.run_id, bt.summary["run"]["run_id"]
+    async with SqlEventStore(demo_db) as store:
+        orders, events = await store.orders(run_id), await store.position_events(run_id)
+    async with SqlEventStore(bt_db) as store:
+        bt_orders, bt_events = await store.orders(bt_run), await store.position_events(bt_run)
+
+    def order_key(o) -> tuple:  # type: ignore[no-untyped-def]
+        return (o.symbol, o.side, o.order_type, o.stop_price, o.qty, o.created_ms, o.status, o.filled_qty,
+                o.avg_fill_price, o.fees_quote)  # fmt: skip
+
+    def event_key(e) -> tuple:  # type: ignore[no-untyped-def]
+        return (
+            e.event_type,
+            e.symbol,
+            e.event_time_ms,
+            e.price,
+            e.size_before,
+            e.size_after,
+            _plain(e.action_taken),
+        )
+
+    stops = [o for o in orders if o.order_type.is_stop]
+    assert any(o.status is OrderStatus.FILLED for o in stops), [order_key(o) for o in stops]
+    assert [order_key(o) for o in orders] == [order_key(o) for o in bt_orders]
+    assert [event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
+        event_key(e) for e in bt_events
+    ]
+    assert Decimal(result.summary["final_equity"]) == Decimal(bt.summary["final_equity"])
