@@ -160,6 +160,24 @@ SAMPLE = REPO / "data" / "sample"
 FEED_EVENTS = {PositionEventType.FEED_STALE, PositionEventType.FEED_RECOVERED}
 
 
+def _order_key(o) -> tuple:  # type: ignore[no-untyped-def]
+    # what a daemon order row and a backtest one must agree on (type and trigger first)
+    return (o.order_type, o.stop_price, o.symbol, o.side, o.qty, o.created_ms, o.status, o.filled_qty,
+            o.avg_fill_price, o.fees_quote)  # fmt: skip
+
+
+def _event_key(e) -> tuple:  # type: ignore[no-untyped-def]
+    return (
+        e.event_type,
+        e.symbol,
+        e.event_time_ms,
+        e.price,
+        e.size_before,
+        e.size_after,
+        _plain(e.action_taken),
+    )
+
+
 def _plain(text: str) -> str:
     # "buy 0.17104000 @ 24995.14000000" (venue decimals) == "buy 0.17104 @ 24995.14"
     return re.sub(r"(\d+\.\d*?)0+\b", r"\1", text).replace(". ", " ")
@@ -195,24 +213,10 @@ async def test_testnet_demo_day_decides_exactly_like_a_backtest(
     async with SqlEventStore(bt_db) as store:
         bt_orders, bt_events = await store.orders(bt_run), await store.position_events(bt_run)
 
-    def order_key(o) -> tuple:  # type: ignore[no-untyped-def]
-        return (o.symbol, o.side, o.qty, o.created_ms, o.status, o.filled_qty, o.avg_fill_price, o.fees_quote)
-
-    def event_key(e) -> tuple:  # type: ignore[no-untyped-def]
-        return (
-            e.event_type,
-            e.symbol,
-            e.event_time_ms,
-            e.price,
-            e.size_before,
-            e.size_after,
-            _plain(e.action_taken),
-        )
-
     assert len(orders) >= 5 and len(fills) == len(orders)
-    assert [order_key(o) for o in orders] == [order_key(o) for o in bt_orders]
-    assert [event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
-        event_key(e) for e in bt_events
+    assert [_order_key(o) for o in orders] == [_order_key(o) for o in bt_orders]
+    assert [_event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
+        _event_key(e) for e in bt_events
     ]
     assert Decimal(result.summary["final_equity"]) == Decimal(bt.summary["final_equity"])
 
@@ -268,25 +272,10 @@ async def test_testnet_demo_with_stops_at_the_venue_decides_exactly_like_a_backt
     async with SqlEventStore(bt_db) as store:
         bt_orders, bt_events = await store.orders(bt_run), await store.position_events(bt_run)
 
-    def order_key(o) -> tuple:  # type: ignore[no-untyped-def]
-        return (o.symbol, o.side, o.order_type, o.stop_price, o.qty, o.created_ms, o.status, o.filled_qty,
-                o.avg_fill_price, o.fees_quote)  # fmt: skip
-
-    def event_key(e) -> tuple:  # type: ignore[no-untyped-def]
-        return (
-            e.event_type,
-            e.symbol,
-            e.event_time_ms,
-            e.price,
-            e.size_before,
-            e.size_after,
-            _plain(e.action_taken),
-        )
-
     stops = [o for o in orders if o.order_type.is_stop]
-    assert any(o.status is OrderStatus.FILLED for o in stops), [order_key(o) for o in stops]
-    assert [order_key(o) for o in orders] == [order_key(o) for o in bt_orders]
-    assert [event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
-        event_key(e) for e in bt_events
+    assert any(o.status is OrderStatus.FILLED for o in stops), [_order_key(o) for o in stops]
+    assert [_order_key(o) for o in orders] == [_order_key(o) for o in bt_orders]
+    assert [_event_key(e) for e in events if e.event_type not in FEED_EVENTS] == [
+        _event_key(e) for e in bt_events
     ]
     assert Decimal(result.summary["final_equity"]) == Decimal(bt.summary["final_equity"])
