@@ -1,6 +1,6 @@
 """The exchange simulator answers like the exchanges: each answer has the keys and value types of a
-recorded answer (a real capture or the exchange's documentation example under ``tests/fixtures``,
-sources in the folders' READMEs and ``/work/shared/data/payloads/README.md``).
+recorded answer (a real capture or the exchange's documentation example under
+``tests/fixtures/<venue>/{orders,wire,user_stream}``, sources in the folders' READMEs).
 
 Requests go over HTTP with the venues' own signing, not through ccxt, so the test sees the wire.
 Keys the documentation marks as conditional are named per comparison, with the reason.
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import time
@@ -30,11 +31,11 @@ from tradebot.exchange_sim import ExchangeSim, SimConfig
 from tradebot.exchange_sim.binance_private import API_KEY, API_SECRET
 from tradebot.exchange_sim.binance_ws import kline_frame
 from tradebot.exchange_sim.deribit_private import CLIENT_ID, CLIENT_SECRET
+from tradebot.exchange_sim.deribit_ws import RESOLUTIONS
 from tradebot.exchange_sim.market import Bar, MarketEvent
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = FIX / "binance" / "ohlcv"
-SHARED = Path("/work/shared/data/payloads")
 START_MS = 1679529600000 + 60 * 60_000
 
 #: Documented as present only when the order sets them ("Conditional fields in Order Responses").
@@ -50,8 +51,8 @@ def _fresh_logging() -> None:
 
 
 def recorded(venue: str, name: str) -> Any:
-    """A recorded answer: ``tests/fixtures/<venue>/[orders/]<name>``, else the shared payloads."""
-    for path in (FIX / venue / "orders" / name, FIX / venue / name, SHARED / venue / name):
+    """A recorded answer: ``tests/fixtures/<venue>/{orders,wire,user_stream,}/<name>``."""
+    for path in (FIX / venue / folder / name for folder in ("orders", "wire", "user_stream", "")):
         if path.exists():
             return json.loads(path.read_text())
     raise FileNotFoundError(name)
@@ -163,6 +164,23 @@ async def test_binance_exchange_info_and_its_filters(sim: ExchangeSim, http: aio
             assert f["filterType"] in by_type, f"{symbol['symbol']}: undocumented filter {f['filterType']}"
             assert_same_shape(f, by_type[f["filterType"]], what=f"{symbol['symbol']} {f['filterType']}")
         assert symbol["permissions"] == [] and symbol["permissionSets"][0][:2] == ["SPOT", "MARGIN"]
+        documented = set(recorded("binance", "enums_permissions_docs.json"))
+        assert {p for s in symbol["permissionSets"] for p in s} <= documented, symbol["symbol"]
+        assert "MIN_NOTIONAL" not in {f["filterType"] for f in symbol["filters"]}  # legacy, replaced
+        notional = next(f for f in symbol["filters"] if f["filterType"] == "NOTIONAL")
+        assert (notional["minNotional"], notional["applyMinToMarket"]) == ("5.00000000", True)
+    # the docs' rateLimits are placeholders ([{}]); each limiter has the shape of enums.md's examples
+    limiters = {r["rateLimitType"]: r for r in recorded("binance", "rest_rate_limiters_docs.json")}
+    for limit in info["rateLimits"]:
+        assert_same_shape(
+            limit, limiters[limit["rateLimitType"]], what=f"rateLimits {limit['rateLimitType']}"
+        )
+    weight = [(r["interval"], r["intervalNum"], r["limit"]) for r in info["rateLimits"]
+              if r["rateLimitType"] == "REQUEST_WEIGHT"]  # fmt: skip
+    example = limiters["REQUEST_WEIGHT"]
+    assert (
+        weight == [(example["interval"], example["intervalNum"], example["limit"])] == [("MINUTE", 1, 6000)]
+    )
 
 
 async def test_binance_timing_security(sim: ExchangeSim, http: aiohttp.ClientSession) -> None:
@@ -231,6 +249,26 @@ async def test_deribit_public_answers(sim: ExchangeSim, http: aiohttp.ClientSess
     now = await deribit(http, sim, "public/get_time")
     assert_same_shape(now, recorded("deribit", "docs_public_get_time_response.json"), what="public/get_time",
                       optional=RPC_OPTIONAL)  # fmt: skip
+
+
+async def test_deribit_chart_data_of_every_documented_resolution(
+    sim: ExchangeSim, http: aiohttp.ClientSession
+) -> None:
+    documented = recorded("deribit", "docs_public_get_tradingview_chart_data_resolutions.json")
+    assert list(RESOLUTIONS) == documented  # the REST endpoint and the chart.trades channels alike
+    real = recorded("deribit", "rest_tradingview_chart_data.json")
+    end = START_MS + 3 * 86_400_000  # the simulated clock stops the answer at now: the periods so far
+    for resolution in documented:
+        chart = await deribit(http, sim, "public/get_tradingview_chart_data", instrument_name="BTC-PERPETUAL",
+                              resolution=resolution, start_timestamp=str(START_MS - 2 * 86_400_000),
+                              end_timestamp=str(end))  # fmt: skip
+        assert_same_shape(chart, real, what=f"chart data {resolution}", optional=RPC_OPTIONAL)
+        ticks = chart["result"]["ticks"]
+        assert ticks and all(t % RESOLUTIONS[resolution] == 0 for t in ticks), resolution
+        assert {b - a for a, b in itertools.pairwise(ticks)} <= {RESOLUTIONS[resolution]}, resolution
+    refused = await deribit(http, sim, "public/get_tradingview_chart_data", instrument_name="BTC-PERPETUAL",
+                            resolution="7", start_timestamp=str(START_MS - 3_600_000), end_timestamp=str(START_MS))  # fmt: skip
+    assert (refused["error"]["code"], refused["error"]["message"]) == (-32602, "Invalid params")
 
 
 async def test_deribit_order_answers(sim: ExchangeSim, http: aiohttp.ClientSession) -> None:
