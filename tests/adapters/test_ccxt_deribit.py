@@ -4,6 +4,7 @@ fills and balances, refusals, and an UNKNOWN submit resolved through the OrderEx
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -104,11 +105,34 @@ async def test_market_buy_round_trip_is_exact(sim: ExchangeSim, venue: DeribitVe
     }
 
 
-async def test_inverse_amount_is_sent_in_usd(venue: DeribitVenue) -> None:
-    # 0.0123 BTC at 40 000 USD → 490 USD (10-USD contracts, rounded down); the simulator trades
-    # linear instruments only and echoes the amount it received
-    with pytest.raises(OrderRejected, match=r"'BTC-PERPETUAL' \(amount 490\)"):
-        await venue.submit(cmd("d-2-1", "0.0123", symbol=BTC_INVERSE, ref="40000"))
+async def test_inverse_orders_round_trip_in_usd_amounts(sim: ExchangeSim, venue: DeribitVenue) -> None:
+    # 0.0123 BTC at 40 000 USD → 490 USD (10-USD contracts, rounded down): the amount sent
+    sim.deribit_orders.coin_accounts["BTC"] = D("1")
+    price = D("27322.5")  # a buy fills at the last price (27322.27) rounded up to the 0.5 tick
+    report = await venue.submit(cmd("d-2-1", "0.0123", symbol=BTC_INVERSE, ref="40000"))
+    (placed,) = sim.deribit_orders.orders_of("d-2-1")
+    assert placed.qty == D("490")
+    (fill,) = report.fills
+    fee = (D(490) / price * D("0.0005")).quantize(D("1e-8"))  # in BTC
+    assert (report.status, report.exchange_order_id, report.filled_qty, report.avg_price) == (
+        OrderStatus.FILLED, "1", (D(490) / price).quantize(D("1e-8")), price)  # fmt: skip
+    assert (fill.trade_id, fill.qty, fill.price, fill.fee, fill.fee_currency, fill.fee_quote) == (
+        "1", D("0.01793394"), price, fee, "BTC", fee * price)  # fmt: skip
+    assert await venue.fetch_my_trades(BTC_INVERSE) == [fill]
+    found = await venue.fetch_order(BTC_INVERSE, ClientOrderId("d-2-1"))
+    assert found is not None and (found.status, found.filled_qty) == (OrderStatus.FILLED, fill.qty)
+    # the coin account (1 BTC − fee) plus the position's size_currency (490 USD / mark) in BTC
+    mark = sim.deribit_orders.last_price("BTC-PERPETUAL")
+    assert await venue.fetch_balances() == {
+        "USDC": D("10000"), "BTC": D(1) - fee + D(repr(float(D(490) / mark)))}  # fmt: skip
+    # a reduce-only protective stop rests untriggered for the position's USD amount at its trigger
+    sell = cmd("d-2-2", str(fill.qty), symbol=BTC_INVERSE, ref=str(price), order_type=OrderType.STOP_MARKET,
+               stop_price=D("26000.0"), reduce_only=True)  # fmt: skip
+    stop = await venue.submit(dataclasses.replace(sell, side=Side.SELL))
+    (resting,) = sim.deribit_orders.orders_of("d-2-2")
+    assert (resting.qty, resting.stop_price, resting.reduce_only) == (D("460"), D("26000.0"), True)
+    assert (stop.status, stop.stop_price, stop.qty) == (OrderStatus.ACCEPTED, D("26000"), D("0.01769231"))
+    assert (await venue.cancel(BTC_INVERSE, ClientOrderId("d-2-2"))).status is OrderStatus.CANCELED
 
 
 async def test_refusals(sim: ExchangeSim, venue: DeribitVenue) -> None:

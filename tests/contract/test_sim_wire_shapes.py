@@ -17,6 +17,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -318,6 +319,67 @@ async def test_deribit_positions_and_account_summary(sim: ExchangeSim, http: aio
                       what="private/get_account_summary", optional=(*RPC_OPTIONAL, "btc_usd"))  # fmt: skip
     plain = await deribit(http, sim, "private/get_account_summary", currency="USDC")
     assert "email" not in plain["result"] and "balance" in plain["result"]
+
+
+async def test_deribit_inverse_btc_perpetual_answers(sim: ExchangeSim, http: aiohttp.ClientSession) -> None:
+    # the docs examples are inverse ones: amounts in USD, fees and PnL in the coin, size_currency in coins
+    sim.deribit_orders.coin_accounts["BTC"] = D("1")
+    flat = await deribit(http, sim, "private/get_position", instrument_name="BTC-PERPETUAL")
+    # get_position's example predates "realized_funding" (get_positions' example has it)
+    assert_same_shape(flat, recorded("deribit", "docs_private_get_position_response.json"),
+                      what="private/get_position", optional=(*RPC_OPTIONAL, "realized_funding"))  # fmt: skip
+    assert [flat["result"][k] for k in ("size", "size_currency", "average_price")] == [0, 0, 0]
+    buy = await deribit(http, sim, "private/buy", instrument_name="BTC-PERPETUAL", amount="500", type="market",
+                        label="inv-1")  # fmt: skip
+    assert_same_shape(buy, recorded("deribit", "docs_private_buy_response.json"), what="private/buy inverse",
+                      optional=(*RPC_OPTIONAL, *DERIBIT_ORDER_OPTIONAL))  # fmt: skip
+    (trade,) = buy["result"]["trades"]
+    price = D(repr(trade["price"]))
+    fee = (D(500) / price * D("0.0005")).quantize(D("1e-8"))
+    assert (trade["amount"], trade["fee_currency"], D(repr(trade["fee"])), buy["result"]["order"]["amount"]) == (
+        500, "BTC", fee, 500)  # fmt: skip
+    # BTC ids are plain numbers, like the docs' user.trades example on BTC-PERPETUAL
+    docs_trade = recorded("deribit", "docs_sub_user_trades_notification_data.json")[0]["data"][0]
+    ids = (trade["trade_id"], trade["order_id"], docs_trade["trade_id"], docs_trade["order_id"])
+    assert all(re.fullmatch(r"\d+", x) for x in ids)
+    positions = await deribit(http, sim, "private/get_positions", currency="BTC", kind="future")
+    assert_same_shape(positions, recorded("deribit", "docs_private_get_positions_response.json"),
+                      what="private/get_positions inverse", optional=RPC_OPTIONAL)  # fmt: skip
+    (pos,) = positions["result"]
+    mark = sim.deribit_orders.last_price("BTC-PERPETUAL")
+    assert (pos["instrument_name"], pos["size"], pos["average_price"], pos["direction"]) == (
+        "BTC-PERPETUAL", 500, trade["price"], "buy")  # fmt: skip
+    # the docs example's relation: size_currency = delta = size / mark (50 / 7476.65 = 0.006687487)
+    assert pos["size_currency"] == pos["delta"] == pytest.approx(float(D(500) / mark), rel=1e-12)
+    assert pos["floating_profit_loss"] == pytest.approx(float(D(500) * (1 / price - 1 / mark)), rel=1e-9)
+    summary = await deribit(http, sim, "private/get_account_summary", currency="BTC", extended="true")
+    assert_same_shape(summary, recorded("deribit", "docs_private_get_account_summary_response.json"),
+                      what="private/get_account_summary BTC", optional=(*RPC_OPTIONAL, "btc_usd"))  # fmt: skip
+    result = summary["result"]
+    assert (result["currency"], D(repr(result["balance"])), result["fees"][0]["index_name"]) == (
+        "BTC", D(1) - fee, "btc_usd")  # fmt: skip
+    assert result["equity"] == pytest.approx(float(D(1) - fee) + pos["floating_profit_loss"], rel=1e-12)
+    # the linear account is untouched: inverse contracts settle in the coin account only
+    assert sim.deribit_orders.balances() == {"USDC": D(10000)}
+    for _ in range(30):
+        sim.market.step()
+    sell = await deribit(http, sim, "private/sell", instrument_name="BTC-PERPETUAL", amount="500", type="market",
+                         label="inv-3")  # fmt: skip
+    exit_price = D(repr(sell["result"]["trades"][0]["price"]))
+    realized = (D(500) * (1 / price - 1 / exit_price)).quantize(D("1e-8"))  # a long: 1/entry − 1/exit
+    exit_fee = (D(500) / exit_price * D("0.0005")).quantize(D("1e-8"))
+    assert exit_price != price and sim.deribit_orders.coin_accounts["BTC"] == D(1) - fee - exit_fee + realized
+    closed = (await deribit(http, sim, "private/get_position", instrument_name="BTC-PERPETUAL"))["result"]
+    assert (closed["size"], closed["size_currency"]) == (0, 0)
+    assert D(repr(closed["realized_profit_loss"])) == realized
+    off_grid = await deribit(http, sim, "private/sell", instrument_name="BTC-PERPETUAL", amount="5", type="market",
+                             label="inv-2")  # fmt: skip
+    assert off_grid["error"]["code"] == -32602  # 5 USD is not a multiple of the 10-USD contract
+    unknown = await deribit(http, sim, "private/get_position", instrument_name="DOGE-PERPETUAL")
+    error = unknown["error"]
+    assert (error["code"], error["message"]) == (10020, "invalid_or_unsupported_instrument")
+    legacy = {row["code"]: row["message"] for row in recorded("deribit", "errors_rpc_codes_legacy_docs.json")}
+    assert legacy[10020] == "invalid_or_unsupported_instrument"
 
 
 async def test_deribit_auth_errors_are_the_documented_ones(

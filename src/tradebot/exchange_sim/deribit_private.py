@@ -1,11 +1,19 @@
 """Simulated Deribit private JSON-RPC-over-HTTP endpoints (``GET /api/v2/private/<method>``) for ccxt:
 ``buy``, ``sell``, ``cancel``, ``get_order_state``, ``get_order_state_by_label``,
-``get_open_orders_by_instrument``, ``get_user_trades_by_instrument``, ``get_positions`` and
-``get_account_summary``, over an :class:`~tradebot.exchange_sim.orders.OrderEngine`.
+``get_open_orders_by_instrument``, ``get_user_trades_by_instrument``, ``get_position``,
+``get_positions`` and ``get_account_summary``, over an
+:class:`~tradebot.exchange_sim.orders.OrderEngine`.
 
-Only the linear USDC perpetuals trade here (amounts in base units, settled in USDC); the account
-is kept spot-like (a position in the base coin, USDC paying the notional), a simplification that
-keeps "ledger = venue" checkable. Inverse (USD-amount) instruments answer ``-32602``.
+The linear USDC perpetuals (amounts in base units, settled in USDC) keep a spot-like account (a
+position in the base coin, USDC paying the notional), a simplification that keeps "ledger = venue"
+checkable. The inverse perpetuals (``BTC-PERPETUAL``, ``ETH-PERPETUAL``, ``SOL-PERPETUAL``) trade
+as on Deribit: ``amount`` in USD (a multiple of the 10-USD / 1-USD contract size), fees and
+realized PnL in the coin, settled in the coin's account (``get_account_summary?currency=BTC``);
+a position has ``size`` in USD and ``size_currency`` = size / mark in coins, like the docs example
+(50 USD at mark 7476.65 → 0.006687487 BTC), with the harmonic entry price and the PnL of
+:func:`tradebot.exchange_sim.orders.inverse_position`. Ids follow the docs examples: plain numbers
+on ``BTC`` instruments (``"4008965646"``), ``ETH-…`` / ``SOL-…`` otherwise, ``USDC-…`` on the
+linear ones (trades ``USDC-T…``).
 
 Authentication like Deribit's ``deri-hmac-sha256`` header: ``sig = HMAC-SHA256(secret,
 ts\\nnonce\\nGET\\n<path?query>\\n\\n)``. Refusals (HTTP 400) use the documented codes
@@ -43,7 +51,15 @@ from aiohttp import web
 
 from tradebot.exchange_sim.deribit_ws import rpc_result, tape_symbol
 from tradebot.exchange_sim.market import Market
-from tradebot.exchange_sim.orders import STOP_TYPES, OrderEngine, SimOrder, SimReject, SimTrade, SymbolRules
+from tradebot.exchange_sim.orders import (
+    STOP_TYPES,
+    OrderEngine,
+    SimOrder,
+    SimReject,
+    SimTrade,
+    SymbolRules,
+    inverse_position,
+)
 
 CLIENT_ID = "sim-deribit-id"
 CLIENT_SECRET = "sim-deribit-secret"
@@ -71,25 +87,35 @@ _PROFILE: dict[str, Any] = {
 #: Binance-worded engine refusals → Deribit (code, message).
 #: Deribit order types → the engine's (Binance-named) types, and back.
 _TYPES = {"limit": "LIMIT", "market": "MARKET", "stop_market": "STOP_LOSS", "stop_limit": "STOP_LOSS_LIMIT"}
-_WIRE_TYPES = {v: k for k, v in _TYPES.items()}
+WIRE_TYPES = {v: k for k, v in _TYPES.items()}
 _TRIGGERS = ("index_price", "mark_price", "last_price")
 _CODES = {-2010: (10009, "not_enough_funds"), -2013: (10004, "order_not_found"), -2011: (11044, "not_open_order"),
-          -1121: (10000, "instrument_not_found")}  # fmt: skip
+          -1121: (10020, "invalid_or_unsupported_instrument")}  # fmt: skip
 
 
 def deribit_rules(instruments: list[dict[str, Any]]) -> dict[str, SymbolRules]:
-    """Rules of the linear (USDC) perpetuals of ``public/get_instruments``."""
+    """Rules of the perpetuals of ``public/get_instruments``: linear (USDC; step and minimum in base
+    units) and inverse (``quote_currency`` USD; step and minimum in USD, :attr:`SymbolRules.inverse`)."""
     out = {}
     for i in instruments:
-        if i.get("quote_currency") == "USD":
-            continue
         name = i["instrument_name"]
         out[name] = SymbolRules(
             symbol=name, base=i["base_currency"], quote=i["quote_currency"], tick=Decimal(repr(i["tick_size"])),
             step=Decimal(repr(i["contract_size"])), min_qty=Decimal(repr(i["min_trade_amount"])),
-            min_notional=Decimal(0), tape=tape_symbol(name),
+            min_notional=Decimal(0), tape=tape_symbol(name), inverse=i.get("quote_currency") == "USD",
         )  # fmt: skip
     return out
+
+
+def id_prefixes(rules: SymbolRules) -> tuple[str, str]:
+    """(order id prefix, trade id prefix) of a symbol's ids, as in the docs examples (module docstring)."""
+    if not rules.inverse:
+        return "USDC-", "USDC-T"
+    return ("", "") if rules.base == "BTC" else (f"{rules.base}-", f"{rules.base}-")
+
+
+def _order_number(order_id: str) -> str:
+    return order_id.rsplit("-", 1)[-1]
 
 
 def _num(value: Decimal) -> float | int:
@@ -97,7 +123,7 @@ def _num(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def order_json(o: SimOrder) -> dict[str, Any]:
+def order_json(o: SimOrder, prefix: str = "USDC-") -> dict[str, Any]:
     """Deribit order object with the keys of the docs examples (``private/buy``, ``get_order_state``;
     for a stop, ``private/cancel``'s untriggered ``stop_market``).
 
@@ -105,6 +131,7 @@ def order_json(o: SimOrder) -> dict[str, Any]:
     (Deribit shows a market order's price limit there), except ``"market_price"`` for an untriggered
     stop-market, which also has no ``filled_amount`` / ``average_price`` yet. A stop adds
     ``trigger``, ``trigger_price`` and ``triggered``; it is ``untriggered`` until it triggers.
+    ``prefix`` starts the order id (:func:`id_prefixes`).
     """
     avg = o.quote_filled / o.filled if o.filled else Decimal(0)
     untriggered = o.untriggered
@@ -112,10 +139,10 @@ def order_json(o: SimOrder) -> dict[str, Any]:
     if untriggered and o.price is None:
         price = "market_price"
     body = {
-        "order_id": f"USDC-{o.order_id}", "label": o.client_order_id, "instrument_name": o.symbol,
+        "order_id": f"{prefix}{o.order_id}", "label": o.client_order_id, "instrument_name": o.symbol,
         "direction": o.side.lower(), "amount": _num(o.qty), "filled_amount": _num(o.filled),
         "average_price": _num(avg), "order_state": "untriggered" if untriggered else _STATE[o.status],
-        "order_type": _WIRE_TYPES[o.type], "price": price, "time_in_force": "good_til_cancelled",
+        "order_type": WIRE_TYPES[o.type], "price": price, "time_in_force": "good_til_cancelled",
         "max_show": _num(o.qty), "creation_timestamp": o.created_ms, "last_update_timestamp": o.updated_ms,
         "api": True, "web": False, "post_only": False, "reduce_only": o.reduce_only, "replaced": False,
         "is_liquidation": False, "is_rebalance": False,
@@ -129,15 +156,17 @@ def order_json(o: SimOrder) -> dict[str, Any]:
 
 
 def trade_json(t: SimTrade, label: str, *, order_type: str = "market", tick_direction: int = 0,
-               mark: Decimal | None = None) -> dict[str, Any]:  # fmt: skip
+               mark: Decimal | None = None, prefixes: tuple[str, str] = ("USDC-", "USDC-T")) -> dict[str, Any]:  # fmt: skip
     """Deribit user trade with the keys of the docs example (``private/buy`` ``trades[]``).
 
     ``tick_direction``: 0 plus tick, 1 zero-plus, 2 minus, 3 zero-minus (:func:`tick_directions`);
-    ``mark`` is the mark and index price at the trade (default: the trade price).
+    ``mark`` is the mark and index price at the trade (default: the trade price); ``prefixes`` start
+    the order and trade ids (:func:`id_prefixes`).
     """
     ref = _num(mark if mark is not None else t.price)
+    order_prefix, trade_prefix = prefixes
     return {
-        "trade_id": f"USDC-T{t.trade_id}", "order_id": f"USDC-{t.order_id}", "label": label,
+        "trade_id": f"{trade_prefix}{t.trade_id}", "order_id": f"{order_prefix}{t.order_id}", "label": label,
         "instrument_name": t.symbol, "direction": t.side.lower(), "amount": _num(t.qty), "price": _num(t.price),
         "fee": _num(t.fee), "fee_currency": t.fee_asset, "timestamp": t.ts_ms, "state": "filled",
         "order_type": order_type, "liquidity": "M" if t.maker else "T", "trade_seq": t.trade_id,
@@ -260,11 +289,8 @@ class DeribitPrivate:
     async def _place(self, q: dict[str, str], side: str) -> web.Response:
         name = q.get("instrument_name", "")
         if name not in self.engine.rules:
-            return self._error(
-                -32602,
-                "Invalid params",
-                f"instrument {name!r} (amount {q.get('amount')}) is not traded by the simulator",
-            )
+            return self._error(10020, "invalid_or_unsupported_instrument",
+                               f"instrument {name!r} (amount {q.get('amount')}) is not listed")  # fmt: skip
         values: dict[str, Decimal | None] = {}
         for key in ("amount", "price", "trigger_price"):
             try:
@@ -292,7 +318,7 @@ class DeribitPrivate:
             return web.Response(status=503, text="Service Unavailable", content_type="text/html")
         trades = [self._trade(t, order.client_order_id) for t in order.trades]
         return self._ok(
-            {"order": order_json(order), "trades": trades + trades if faults.duplicate_trades else trades}
+            {"order": self._order(order), "trades": trades + trades if faults.duplicate_trades else trades}
         )
 
     async def _m_get_order_state_by_label(self, q: dict[str, str]) -> web.Response:
@@ -300,25 +326,26 @@ class DeribitPrivate:
         if faults.lookup_not_found > 0:
             faults.lookup_not_found -= 1
             return self._ok([])
-        label = q.get("label", "")
-        return self._ok([order_json(o) for o in self.engine.orders if o.client_order_id == label])
+        label, currency = q.get("label", ""), q.get("currency")
+        return self._ok([self._order(o) for o in self.engine.orders if o.client_order_id == label
+                         and currency in (None, _settlement(self.engine.rules[o.symbol]))])  # fmt: skip
+
+    def _find(self, q: dict[str, str]) -> SimOrder:
+        number = _order_number(q.get("order_id", ""))
+        order = next((o for o in self.engine.orders if str(o.order_id) == number), None)
+        if order is None:
+            raise SimReject(-2013, "Order does not exist.")
+        return order
 
     async def _m_get_order_state(self, q: dict[str, str]) -> web.Response:
-        oid = q.get("order_id", "").removeprefix("USDC-")
-        order = next((o for o in self.engine.orders if str(o.order_id) == oid), None)
-        if order is None:
-            raise SimReject(-2013, "Order does not exist.")
-        return self._ok(order_json(order))
+        return self._ok(self._order(self._find(q)))
 
     async def _m_cancel(self, q: dict[str, str]) -> web.Response:
-        oid = q.get("order_id", "").removeprefix("USDC-")
-        order = next((o for o in self.engine.orders if str(o.order_id) == oid), None)
-        if order is None:
-            raise SimReject(-2013, "Order does not exist.")
-        return self._ok(order_json(self.engine.cancel(order.symbol, order.client_order_id)))
+        order = self._find(q)
+        return self._ok(self._order(self.engine.cancel(order.symbol, order.client_order_id)))
 
     async def _m_get_open_orders_by_instrument(self, q: dict[str, str]) -> web.Response:
-        return self._ok([order_json(o) for o in self.engine.open_orders(q.get("instrument_name"))])
+        return self._ok([self._order(o) for o in self.engine.open_orders(q.get("instrument_name"))])
 
     async def _m_get_user_trades_by_instrument(self, q: dict[str, str]) -> web.Response:
         labels = {o.order_id: o.client_order_id for o in self.engine.orders}
@@ -329,9 +356,16 @@ class DeribitPrivate:
             rows = [r for row in rows for r in (row, row)]
         return self._ok({"trades": rows[: int(q.get("count", "1000"))], "has_more": False})
 
+    def prefixes(self, symbol: str) -> tuple[str, str]:
+        """(order id prefix, trade id prefix) of ``symbol`` (:func:`id_prefixes`)."""
+        return id_prefixes(self.engine.rules[symbol])
+
+    def _order(self, o: SimOrder) -> dict[str, Any]:
+        return order_json(o, self.prefixes(o.symbol)[0])
+
     def _trade(self, t: SimTrade, label: str) -> dict[str, Any]:
         order = next(o for o in self.engine.orders if o.order_id == t.order_id)
-        return trade_json(t, label, order_type=_WIRE_TYPES[order.type],
+        return trade_json(t, label, order_type=WIRE_TYPES[order.type], prefixes=self.prefixes(t.symbol),
                           tick_direction=tick_directions(self.engine.trades)[t.trade_id])  # fmt: skip
 
     def _mark(self, name: str) -> Decimal:
@@ -340,49 +374,82 @@ class DeribitPrivate:
         except SimReject:  # the market has not opened: no mark yet
             return Decimal(0)
 
+    def _position(self, name: str) -> dict[str, Any]:
+        """The position object of ``name`` (the docs examples' fields; flat: zeros, as ``get_position``)."""
+        rules = self.engine.rules[name]
+        mark, trades = self._mark(name), self.engine.trades_of(name)
+        if rules.inverse:  # size in USD; PnL, margin and size_currency in the coin
+            size, avg, realized = inverse_position(trades)
+            coins = size / mark if mark else Decimal(0)
+            upl = size * (1 / avg - 1 / mark) if size and mark else Decimal(0)
+        else:
+            size, avg, realized = position_of(trades)
+            coins, upl = size, (mark - avg) * size
+        return {
+            "instrument_name": name, "kind": "future", "size": _num(size), "size_currency": _num(coins),
+            "direction": "sell" if size < 0 else "buy", "average_price": _num(avg), "delta": _num(coins),
+            "mark_price": _num(mark), "index_price": _num(mark), "settlement_price": _num(mark),
+            "floating_profit_loss": _num(upl), "total_profit_loss": _num(upl + realized),
+            "realized_profit_loss": _num(realized), "realized_funding": 0, "interest_value": 0,
+            "estimated_liquidation_price": 0, "leverage": 1,
+            "initial_margin": _num(abs(coins)) if rules.inverse else 0, "maintenance_margin": 0,
+            "open_orders_margin": 0,
+        }  # fmt: skip
+
+    async def _m_get_position(self, q: dict[str, str]) -> web.Response:
+        name = q.get("instrument_name", "")
+        if name not in self.engine.rules:
+            raise SimReject(-1121, "Invalid symbol.")
+        return self._ok(self._position(name))
+
     async def _m_get_positions(self, q: dict[str, str]) -> web.Response:
         rows = []
         for name, rules in self.engine.rules.items():
-            if rules.quote != q.get("currency", rules.quote):  # linear perpetuals settle in their quote
+            if q.get("currency", "any") not in ("any", _settlement(rules)):
                 continue
-            size, avg, realized = position_of(self.engine.trades_of(name))
-            if size:
-                mark = self._mark(name)
-                upl = (mark - avg) * size
-                rows.append({
-                    "instrument_name": name, "kind": "future", "size": _num(size), "size_currency": _num(size),
-                    "direction": "buy" if size > 0 else "sell", "average_price": _num(avg), "delta": _num(size),
-                    "mark_price": _num(mark), "index_price": _num(mark), "settlement_price": _num(mark),
-                    "floating_profit_loss": _num(upl), "total_profit_loss": _num(upl + realized),
-                    "realized_profit_loss": _num(realized), "realized_funding": 0, "interest_value": 0,
-                    "estimated_liquidation_price": 0, "leverage": 1, "initial_margin": 0,
-                    "maintenance_margin": 0, "open_orders_margin": 0,
-                })  # fmt: skip
+            position = self._position(name)
+            if position["size"]:
+                rows.append(position)
         return self._ok(rows)
 
     async def _m_get_account_summary(self, q: dict[str, str]) -> web.Response:
         currency = q.get("currency", "USDC")
         e = self.engine
-        balance, free = e.balances().get(currency, Decimal(0)), e.free.get(currency, Decimal(0))
-        locked = e.locked.get(currency, Decimal(0))
         maker = e.fee_rate if e.maker_fee_rate is None else e.maker_fee_rate
+        settled = [r for r in e.rules.values() if _settlement(r) == currency]
+        if any(r.inverse for r in settled):  # a coin account: margin at leverage 1, PnL in coins
+            balance = e.coin_accounts.get(currency, Decimal(0))
+            positions = [self._position(r.symbol) for r in settled]
+            upl = sum((Decimal(repr(p["floating_profit_loss"])) for p in positions), Decimal(0))
+            margin = sum((Decimal(repr(p["initial_margin"])) for p in positions), Decimal(0))
+            equity, locked = balance + upl, Decimal(0)
+            free = equity - margin
+        else:
+            balance, free = e.balances().get(currency, Decimal(0)), e.free.get(currency, Decimal(0))
+            locked, equity, upl, margin = e.locked.get(currency, Decimal(0)), balance, Decimal(0), Decimal(0)
+        index = "usd" if currency != "USDC" else "usdc"
         summary: dict[str, Any] = {
-            "currency": currency, "balance": _num(balance), "equity": _num(balance),
-            "margin_balance": _num(balance), "available_funds": _num(free), "available_withdrawal_funds": _num(free),
-            "spot_reserve": _num(locked), "initial_margin": 0, "maintenance_margin": 0,
-            "projected_initial_margin": 0, "projected_maintenance_margin": 0, "fee_balance": 0,
-            "total_pl": 0, "session_upl": 0, "session_rpl": 0, "futures_pl": 0, "futures_session_upl": 0,
-            "futures_session_rpl": 0, "options_pl": 0, "options_session_upl": 0, "options_session_rpl": 0,
-            "options_value": 0, "options_delta": 0, "options_gamma": 0, "options_vega": 0, "options_theta": 0,
-            "options_gamma_map": {}, "options_vega_map": {}, "options_theta_map": {}, "delta_total": 0,
-            "delta_total_map": {}, "projected_delta_total": 0, "estimated_liquidation_ratio": 0,
+            "currency": currency, "balance": _num(balance), "equity": _num(equity),
+            "margin_balance": _num(equity), "available_funds": _num(free), "available_withdrawal_funds": _num(free),
+            "spot_reserve": _num(locked), "initial_margin": _num(margin), "maintenance_margin": 0,
+            "projected_initial_margin": _num(margin), "projected_maintenance_margin": 0, "fee_balance": 0,
+            "total_pl": _num(upl), "session_upl": _num(upl), "session_rpl": 0, "futures_pl": _num(upl),
+            "futures_session_upl": _num(upl), "futures_session_rpl": 0, "options_pl": 0, "options_session_upl": 0,
+            "options_session_rpl": 0, "options_value": 0, "options_delta": 0, "options_gamma": 0, "options_vega": 0,
+            "options_theta": 0, "options_gamma_map": {}, "options_vega_map": {}, "options_theta_map": {},
+            "delta_total": 0, "delta_total_map": {}, "projected_delta_total": 0, "estimated_liquidation_ratio": 0,
             "estimated_liquidation_ratio_map": {}, "portfolio_margining_enabled": False,
             "cross_collateral_enabled": False, "margin_model": "segregated_sm", "limits": _LIMITS,
-            "fees": [{"kind": "perpetual", "index_name": f"{r.base.lower()}_{currency.lower()}",
+            "fees": [{"kind": "perpetual", "index_name": f"{r.base.lower()}_{index}",
                       "value": {"default": {"type": "fixed", "taker": float(e.fee_rate), "maker": float(maker)},
                                 "block_trade": 0.3}}
-                     for r in e.rules.values() if r.quote == currency],
+                     for r in settled],
         }  # fmt: skip
         if q.get("extended") == "true":
             summary |= _PROFILE
         return self._ok(summary)
+
+
+def _settlement(rules: SymbolRules) -> str:
+    # the currency account settling a symbol: the coin of an inverse one, the quote (USDC) of a linear one
+    return rules.base if rules.inverse else rules.quote

@@ -76,7 +76,9 @@ class DeribitRest:
         known = {i["instrument_name"]: i for i in self.instruments}
         price = self.market.last_price(tape_symbol(name)) if name in known else None
         if price is None:
-            return web.json_response(json.loads(rpc_error(None, 10000, "instrument_not_found")), status=400)
+            return web.json_response(
+                json.loads(rpc_error(None, 10020, "invalid_or_unsupported_instrument")), status=400
+            )
         last, tick = float(price), float(known[name].get("tick_size", 0.0))
         result = {
             "instrument_name": name,
@@ -102,7 +104,9 @@ class DeribitRest:
         except (KeyError, ValueError):
             return web.json_response(json.loads(rpc_error(None, -32602, "Invalid params")), status=400)
         if instrument not in names:
-            return web.json_response(json.loads(rpc_error(None, 10000, "instrument_not_found")), status=400)
+            return web.json_response(
+                json.loads(rpc_error(None, 10020, "invalid_or_unsupported_instrument")), status=400
+            )
         bars = self.market.tape.window(tape_symbol(instrument), tf_ms, start, min(end, now) + 1)
         cols: dict[str, list[Any]] = {
             k: [] for k in ("ticks", "open", "high", "low", "close", "volume", "cost")

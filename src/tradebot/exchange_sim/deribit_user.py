@@ -28,7 +28,13 @@ import json
 import secrets
 from typing import Any
 
-from tradebot.exchange_sim.deribit_private import DeribitPrivate, order_json, tick_directions, trade_json
+from tradebot.exchange_sim.deribit_private import (
+    WIRE_TYPES,
+    DeribitPrivate,
+    order_json,
+    tick_directions,
+    trade_json,
+)
 from tradebot.exchange_sim.deribit_ws import rpc_error, rpc_result
 from tradebot.exchange_sim.faults import SimConnection, VenueFaults
 from tradebot.exchange_sim.orders import SimOrder, SimTrade
@@ -131,11 +137,12 @@ class DeribitUserStreams:
         frames: list[tuple[str, Any]] = []
         if trade is not None:
             direction = tick_directions(self.private.engine.trades)[trade.trade_id]
-            row = trade_json(
-                trade, order.client_order_id, order_type=order.type.lower(), tick_direction=direction
-            )
+            row = trade_json(trade, order.client_order_id, order_type=WIRE_TYPES[order.type],
+                             tick_direction=direction, prefixes=self.private.prefixes(order.symbol))  # fmt: skip
             frames.append((f"{_TRADES}{order.symbol}.raw", [row]))
-        frames.append((f"{_ORDERS}{order.symbol}.raw", order_json(order)))
+        frames.append(
+            (f"{_ORDERS}{order.symbol}.raw", order_json(order, self.private.prefixes(order.symbol)[0]))
+        )
         for conn, channels in self._subs.items():
             for channel, data in frames:
                 if channel in channels:

@@ -33,6 +33,17 @@ Fill model (deterministic, so tests can compute balances by hand):
   not as good as its limit (sell: below it) rests from the next candle on as a limit order at its
   price (``NEW``, working; Deribit ``open``) and fills like one, as the maker. ``reduce_only`` is
   recorded and echoed (the spot-like account cannot hold a short that a buy would reduce).
+* An **inverse** symbol (:attr:`SymbolRules.inverse`, Deribit ``BTC-PERPETUAL``) trades USD
+  contracts: ``qty`` is in USD, a multiple of ``step`` (the contract size, 10 USD), and the account
+  of its base coin (:attr:`OrderEngine.coin_accounts`, e.g. ``BTC``) settles it, as on Deribit. A
+  fill of ``qty`` USD at ``price`` moves ``qty / price`` coins; it pays ``qty / price × rate`` in
+  the coin (1e-8, half-even; the docs' 20 USD at 8954 and 0.075 % → 1.68e-06 BTC), and a fill that
+  reduces the position realizes ``closed × (1/entry − 1/price)`` coins for a long (the reverse for a
+  short; 1e-8, half-even) into the account, entry being the harmonic mean of the opening fills
+  (:func:`inverse_position`). Shorts are allowed; nothing is locked: an order that adds to the
+  position needs the account to cover the position after it at leverage 1 (``|size| / price``
+  coins), else ``-2010`` insufficient balance; one that reduces it needs nothing. A resting
+  limit fills at most ``volume × price × limit_volume_fraction`` USD per candle.
 * Filters are checked without rounding like Binance: quantity on the step and ≥ min qty
   (``LOT_SIZE``), limit price on the tick (``PRICE_FILTER``), ``qty × price`` ≥ min notional
   (``NOTIONAL``) → :class:`SimReject` ``-1013``; not enough free balance → ``-2010``. A client order
@@ -100,6 +111,8 @@ class SymbolRules:
     tape: str
     #: Order types the symbol enables (Binance ``exchangeInfo`` ``orderTypes``; default: all).
     order_types: frozenset[str] = ORDER_TYPES
+    #: An inverse contract: quantities in USD (``quote``), settled in the ``base`` coin's account.
+    inverse: bool = False
 
 
 @dataclass
@@ -217,13 +230,19 @@ class OrderEngine:
     buy_fee_in_base
         Charge a buy's commission in the base asset, as Binance does (default ``False``: in quote;
         see the module docstring).
+    coin_accounts
+        Initial balance of each coin account settling inverse symbols (e.g. ``{"BTC": 1}``);
+        separate from ``balances``, which hold the spot-like assets (module docstring).
     """
 
     def __init__(self, market: Market, rules: dict[str, SymbolRules], balances: dict[str, Decimal], *,
                  fee_rate: Decimal = Decimal("0.001"), slippage_bps: Decimal = ZERO,
                  limit_volume_fraction: Decimal = Decimal(1), buy_fee_in_base: bool = False,
-                 maker_fee_rate: Decimal | None = None) -> None:  # fmt: skip
+                 maker_fee_rate: Decimal | None = None,
+                 coin_accounts: dict[str, Decimal] | None = None) -> None:  # fmt: skip
         self.market, self.rules = market, rules
+        #: Balance of each coin account settling inverse symbols: fees and realized PnL, in coins.
+        self.coin_accounts: dict[str, Decimal] = dict(coin_accounts or {})
         self.buy_fee_in_base = buy_fee_in_base
         self.free: dict[str, Decimal] = dict(balances)
         self.locked: dict[str, Decimal] = {}
@@ -311,6 +330,7 @@ class OrderEngine:
         self._check_filters(rules, qty, price if type == "LIMIT" else None, ref)
         fill_price = self._market_price(side, ref, rules) if type == "MARKET" else ref
         self._check_funds(rules, side, qty, fill_price, self._rate(type))
+        self._check_margin(rules, side, qty, fill_price)
         self._order_seq += 1
         order = SimOrder(self._order_seq, client_order_id, symbol, side, type, qty, price, now, now)
         self.orders.append(order)
@@ -359,6 +379,7 @@ class OrderEngine:
             raise SimReject(-2010, "Order would trigger immediately.")
         if side == "SELL":
             self._check_funds(rules, side, qty, stop, self.fee_rate)
+        self._check_margin(rules, side, qty, stop)
         self._order_seq += 1
         now = self.market.now_ms
         order = SimOrder(self._order_seq, cid, rules.symbol, side, type, qty, limit, now, now, stop_price=stop,
@@ -383,9 +404,10 @@ class OrderEngine:
         order.triggered_ms = order.updated_ms = ts
         if order.price is not None and not limit_is_marketable(side, price, order.price):
             return  # a stop-limit that is not marketable rests at its limit from the next candle on
-        if order.side == "BUY":
+        if order.side == "BUY" or rules.inverse:
             try:
                 self._check_funds(rules, order.side, order.qty, price, self.fee_rate)
+                self._check_margin(rules, order.side, order.qty - order.filled, price)
             except SimReject:
                 order.status = "EXPIRED"
                 self._notify(order, "EXPIRED")
@@ -436,6 +458,8 @@ class OrderEngine:
     def _check_funds(
         self, rules: SymbolRules, side: str, qty: Decimal, price: Decimal, rate: Decimal
     ) -> None:
+        if rules.inverse:  # a margin account: _check_margin
+            return
         if side == "BUY":
             need, asset = qty * price + self._quote_fee(side, qty * price, rate), rules.quote
         else:
@@ -443,7 +467,18 @@ class OrderEngine:
         if self.free.get(asset, ZERO) < need:
             raise SimReject(-2010, "Account has insufficient balance for requested action.")
 
+    def _check_margin(self, rules: SymbolRules, side: str, qty: Decimal, price: Decimal) -> None:
+        # an inverse order that adds to the position: the coin account covers it at leverage 1
+        if not rules.inverse:
+            return
+        size = inverse_position(self.trades_of(rules.symbol))[0]
+        after = size + (qty if side == "BUY" else -qty)
+        if abs(after) > abs(size) and self.coin_accounts.get(rules.base, ZERO) < abs(after) / price:
+            raise SimReject(-2010, "Account has insufficient balance for requested action.")
+
     def _lock(self, order: SimOrder, rules: SymbolRules, qty: Decimal) -> None:
+        if rules.inverse:  # nothing is locked on a margin account
+            return
         asset = rules.quote if order.side == "BUY" else rules.base
         rate = self._rate(order.type)
         if order.side == "BUY":
@@ -456,6 +491,8 @@ class OrderEngine:
         self.locked[asset] = self.locked.get(asset, ZERO) + amount
 
     def _unlock(self, order: SimOrder, rules: SymbolRules) -> None:
+        if rules.inverse:
+            return
         asset = rules.quote if order.side == "BUY" else rules.base
         self.free[asset] = self.free.get(asset, ZERO) + order.locked
         self.locked[asset] = self.locked.get(asset, ZERO) - order.locked
@@ -467,7 +504,13 @@ class OrderEngine:
         sign = 1 if order.side == "BUY" else -1
         if order.locked:  # a resting order pays from its locked funds
             self._unlock(order, rules)
-        if order.side == "BUY" and self.buy_fee_in_base:  # paid in the asset received
+        if rules.inverse:  # USD contracts settled in the coin: fee and realized PnL in coins
+            fee, fee_asset = self._fee(qty / price, rate), rules.base
+            before = inverse_position(self.trades_of(rules.symbol))[2]
+            signed = qty if order.side == "BUY" else -qty
+            realized = inverse_position(self.trades_of(rules.symbol), (signed, price))[2] - before
+            self.coin_accounts[rules.base] = self.coin_accounts.get(rules.base, ZERO) + realized - fee
+        elif order.side == "BUY" and self.buy_fee_in_base:  # paid in the asset received
             fee, fee_asset = self._fee(qty, rate), rules.base
             self.free[rules.base] = self.free.get(rules.base, ZERO) + qty - fee
             self.free[rules.quote] = self.free.get(rules.quote, ZERO) - notional
@@ -510,7 +553,8 @@ class OrderEngine:
         crossed = Decimal(bar.low) <= order.price if order.side == "BUY" else Decimal(bar.high) >= order.price
         if not crossed:
             return
-        cap = (Decimal(bar.volume) * self.limit_volume_fraction / rules.step).to_integral_value(ROUND_DOWN)
+        volume = Decimal(bar.volume) * (order.price if rules.inverse else 1)  # inverse: in USD
+        cap = (volume * self.limit_volume_fraction / rules.step).to_integral_value(ROUND_DOWN)
         qty = min(order.qty - order.filled, cap * rules.step)
         if qty > 0:
             self._execute(
@@ -519,3 +563,33 @@ class OrderEngine:
 
 
 _SIDE = {"BUY": Side.BUY, "SELL": Side.SELL}
+
+
+def inverse_position(
+    trades: list[SimTrade], then: tuple[Decimal, Decimal] | None = None
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Return (size in USD, signed; entry price; realized PnL in coins) of one inverse symbol's
+    trades, oldest first, and of the fill ``then`` = (signed USD, price) after them.
+
+    The entry is the harmonic mean of the fills that opened the position (USD over coins, as
+    Deribit averages an inverse position); a reducing fill realizes ``closed × (1/entry − 1/price)``
+    coins for a long, the opposite for a short, quantized to 1e-8 (half-even); a fill through zero
+    opens the rest at its price.
+    """
+    size = avg = realized = ZERO
+    fills = [(t.qty if t.side == "BUY" else -t.qty, t.price) for t in trades]
+    for signed, price in [*fills, *([then] if then is not None else [])]:
+        if size == 0:
+            avg = price
+        elif (size > 0) == (signed > 0):  # adding: USD over coins
+            avg = (abs(size) + abs(signed)) / (abs(size) / avg + abs(signed) / price)
+        else:
+            closed = min(abs(size), abs(signed))
+            pnl = closed * (1 / avg - 1 / price) * (1 if size > 0 else -1)
+            realized += pnl.quantize(_FEE_Q, rounding=ROUND_HALF_EVEN)
+            if abs(signed) > abs(size):
+                avg = price
+        size += signed
+        if size == 0:
+            avg = ZERO
+    return size, avg, realized

@@ -40,7 +40,8 @@ from tradebot.exchange_sim.faults import Faults, RandomFaults
 from tradebot.exchange_sim.market import MINUTE_MS, Market, Tape
 from tradebot.exchange_sim.orders import OrderEngine
 
-#: Initial balances of the simulated accounts (tests may set ``sim.binance_orders.free`` / ``deribit_orders``).
+#: Initial balances of the simulated accounts (tests may set ``sim.binance_orders.free`` / ``deribit_orders``;
+#: the Deribit coin accounts settling inverse perpetuals, ``deribit_orders.coin_accounts``, start empty).
 DEFAULT_BALANCES = {"USDT": Decimal("10000")}
 DERIBIT_BALANCES = {"USDC": Decimal("10000")}
 
