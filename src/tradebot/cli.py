@@ -1,4 +1,4 @@
-"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | …``.
+"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | ml dataset | …``.
 
 Thin: parse → load settings → call an app function → print. Errors that a user can fix
 (:class:`ConfigError`, :class:`DataError`) are printed as one clear message with exit code 2.
@@ -189,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wf.add_argument("--out", type=Path, default=Path("out/walkforward"), help="output folder")
 
+    ml = sub.add_parser("ml", help="learned position management: the position dataset")
+    mlsub = ml.add_subparsers(dest="ml_command", required=True)
+    from tradebot.app.ml.dataset_args import add_arguments as add_dataset_arguments
+
+    add_dataset_arguments(
+        mlsub.add_parser(
+            "dataset", help="one row per open position per rebalance close: features, labels (Parquet)"
+        ),
+        utc_ms=_utc_ms,
+        symbols=_symbols,
+        default_data=DEFAULT_DATA,
+    )
+
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
     run.add_argument(
@@ -278,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tradebot.app.research.walkforward import cmd_walkforward
 
             return cmd_walkforward(args)
+        if args.command == "ml":
+            from tradebot.app.ml.command import cmd_ml_dataset
+
+            return cmd_ml_dataset(args)
         if args.command in ("run", "demo", "healthcheck", "status", "trades", "plot"):
             from tradebot.app import commands
 

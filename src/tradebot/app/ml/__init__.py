@@ -1,0 +1,7 @@
+"""Learned position management, the runtime side (issue 16): ``tradebot ml dataset`` builds the
+position dataset from a backtest over stored candles (``dataset``, with ``observer`` reading the
+engine at each rebalance close) and writes it as Parquet (``files``) with its ``manifest``;
+``command`` drives it with progress and a ``summary``. The features and labels themselves are pure
+and live in :mod:`tradebot.core.ml`. Like :mod:`tradebot.app.backtest`, the package re-exports
+nothing, so that building the CLI parser (``dataset_args``) does not import pyarrow.
+"""
