@@ -1,4 +1,4 @@
-"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | ml dataset | …``.
+"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | ml dataset | ml train | …``.
 
 Thin: parse → load settings → call an app function → print. Errors that a user can fix
 (:class:`ConfigError`, :class:`DataError`) are printed as one clear message with exit code 2.
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wf.add_argument("--out", type=Path, default=Path("out/walkforward"), help="output folder")
 
-    ml = sub.add_parser("ml", help="learned position management: the position dataset")
+    ml = sub.add_parser("ml", help="learned position management: the position dataset and its models")
     mlsub = ml.add_subparsers(dest="ml_command", required=True)
     from tradebot.app.ml.dataset_args import add_arguments as add_dataset_arguments
 
@@ -200,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         utc_ms=_utc_ms,
         symbols=_symbols,
         default_data=DEFAULT_DATA,
+    )
+    from tradebot.app.ml.train_args import add_arguments as add_train_arguments
+
+    add_train_arguments(
+        mlsub.add_parser(
+            "train", help="walk-forward scored LightGBM models from a dataset, saved with their cards"
+        )
     )
 
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
@@ -292,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_walkforward(args)
         if args.command == "ml":
+            if args.ml_command == "train":
+                from tradebot.app.ml.command import cmd_ml_train
+
+                return cmd_ml_train(args)
             from tradebot.app.ml.command import cmd_ml_dataset
 
             return cmd_ml_dataset(args)

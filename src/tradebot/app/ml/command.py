@@ -104,3 +104,36 @@ def cmd_ml_dataset(args: Any) -> int:
     render_summary(dataset.manifest, console, elapsed_s=dataset.elapsed_s)
     console.print(f"dataset: {parquet}   manifest: {manifest}")
     return 0
+
+
+def cmd_ml_train(args: Any) -> int:
+    """``tradebot ml train``: walk-forward score the three models, train them on all rows, write the
+    model files, their cards and ``report.json``; print the tables and whether each beats its base.
+
+    Raises
+    ------
+    ConfigError
+        For a bad ``--dataset`` (missing, not Parquet, no or mismatched manifest) or ``--out``.
+    """
+    import time
+
+    from tradebot.app.ml.train import TrainOptions, load_dataset, train_models, write_models
+    from tradebot.app.ml.train_report import render_report
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out must name a folder, was the file {str(out)!r}")
+    started = time.perf_counter()
+    data = load_dataset(args.dataset)
+    if len(data.times) == 0:
+        raise ConfigError(f"--dataset: {str(args.dataset)!r} has no row with a complete horizon")
+    options = TrainOptions(folds=args.folds, seed=args.seed)
+    trained = train_models(data, options)
+    report = write_models(data, options, trained, out)
+    console = Console(width=max(120, Console().width))
+    render_report(report, console)
+    console.print(
+        f"models, cards and report: {out}   ({len(data.times):,} rows, {options.folds} folds, "
+        f"seed {options.seed}, {time.perf_counter() - started:.1f} s)"
+    )
+    return 0
