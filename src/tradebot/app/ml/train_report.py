@@ -22,17 +22,23 @@ def _day(ms: int | None) -> str:
 
 
 def verdict(name: str, model: dict[str, Any]) -> str:
-    """One line: whether ``model`` beats its base rate on the pooled out-of-fold rows, with the numbers."""
+    """One line: whether ``model`` beats its base rate on the pooled out-of-fold rows, with the numbers
+    and its skill (``1 − score / base score`` for the Brier score or the MAE; > 0 is better)."""
     pooled = model.get("pooled")
     if not pooled:
         return f"{name}: NOT SCORED (no fold had enough train rows)"
     if model["kind"] == "classifier":
+        skill = 1.0 - pooled["brier"] / pooled["base_brier"] if pooled["base_brier"] else 0.0
         nums = (
             f"AUC {_f(pooled['auc'])} vs 0.5, Brier {_f(pooled['brier'], 4)} vs base "
-            f"{_f(pooled['base_brier'], 4)}"
+            f"{_f(pooled['base_brier'], 4)}, skill {skill * 100:+.1f} %"
         )
     else:
-        nums = f"MAE {_f(pooled['mae'], 5)} vs base (train median) {_f(pooled['base_mae'], 5)}"
+        skill = 1.0 - pooled["mae"] / pooled["base_mae"] if pooled["base_mae"] else 0.0
+        nums = (
+            f"MAE {_f(pooled['mae'], 5)} vs base (train median) {_f(pooled['base_mae'], 5)}, "
+            f"skill {skill * 100:+.1f} %"
+        )
     if model["beats_base"]:
         return f"{name}: beats its base rate ({nums})"
     return f"{name}: DOES NOT BEAT its base rate ({nums})"
