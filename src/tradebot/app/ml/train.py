@@ -301,6 +301,7 @@ def _train_one(spec: ModelSpec, data: Loaded, options: TrainOptions) -> Trained:
                 "brier": brier(py, pp),
                 "base_brier": brier(py, pb),
                 "base_auc": 0.5,
+                "base_rate": float(np.mean(pb)),  # the folds' train rates, weighted by test rows
                 "test_rows": len(py),
                 "test_rate": float(np.mean(py)),
             }

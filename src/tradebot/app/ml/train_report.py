@@ -76,7 +76,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
             if clf:
                 t.add_row(
                     "all", "", f"{pooled['test_rows']:,}", "", "pooled out-of-fold", _f(pooled["auc"]),
-                    _f(pooled["brier"], 4), _f(pooled["base_brier"], 4), _f(pooled["test_rate"]),
+                    _f(pooled["brier"], 4), _f(pooled["base_brier"], 4), _f(pooled["base_rate"]),
                     style="bold",
                 )  # fmt: skip
             else:
