@@ -90,6 +90,7 @@ from tradebot.core.domain import (
     PositionEvent,
     PositionEventType,
     StreamSignal,
+    Symbol,
     Timeframe,
     TradeRecord,
     to_decimal,
@@ -382,7 +383,7 @@ class Daemon:
         assert c is not None and spec is not None and isinstance(c.router, VenueRouter)
         self._speculation = None
         candle = spec.candle
-        engine = Engine(c.engine.config, c.engine.instruments)  # type: ignore[arg-type]
+        engine = Engine(c.engine.config, {Symbol(s): i for s, i in c.engine.instruments.items()})
         engine.restore(spec.engine)
         c.engine = engine
         c.router.rebind(engine)

@@ -275,12 +275,7 @@ class Engine:
                 st.lo = candle[5]
             if st.managed:
                 stops = self._stops
-                if (
-                    stops is not None
-                    and stops.live
-                    and st.symbol in stops.live
-                    and self._stop_reached(st, candle, t)
-                ):
+                if stops is not None and st.symbol in stops.live and self._stop_reached(st, candle):
                     out = self._stop_wait(st, t)
                 else:
                     actions = st.manager.on_bar(
@@ -312,7 +307,7 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ stops at the venue
-    def _stop_reached(self, st: SymState, candle: Candle, t: int) -> bool:
+    def _stop_reached(self, st: SymState, candle: Candle) -> bool:
         # True when the candle's low reaches the symbol's resting stop order: the venue fills it
         stops = self._stops
         assert stops is not None
