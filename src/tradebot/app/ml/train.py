@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tradebot import __version__
-from tradebot.app.ml.files import manifest_path
+from tradebot.app.ml.files import atomic_target, manifest_path, write_json_atomic
 from tradebot.app.ml.manifest import DATASET_FORMAT
 from tradebot.core.ml import (
     Platt,
@@ -305,12 +304,12 @@ def _train_one(spec: ModelSpec, data: Loaded, options: TrainOptions) -> Trained:
                 "test_rows": len(py),
                 "test_rate": float(np.mean(py)),
             }
-            auc = roc_auc(py, pp)
-            beats = auc is not None and auc > 0.5 and brier(py, pp) < brier(py, pb)
+            auc = pooled["auc"]
+            beats = auc is not None and auc > 0.5 and pooled["brier"] < pooled["base_brier"]
             report["calibration"] = calibration_table(py, pp)
         else:
             pooled = {"mae": mae(py, pp), "base_mae": mae(py, pb), "test_rows": len(py)}
-            beats = mae(py, pp) < mae(py, pb)
+            beats = pooled["mae"] < pooled["base_mae"]
         report["pooled"] = pooled
         report["beats_base"] = bool(beats)
     else:
@@ -351,12 +350,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_models(data: Loaded, options: TrainOptions, trained: list[Trained], out: Path) -> dict[str, Any]:
     """Write ``out/<model>/model.txt`` (LightGBM text) and ``card.json`` for each trained model, and
     ``out/report.json``; return the report."""
@@ -380,9 +373,8 @@ def write_models(data: Loaded, options: TrainOptions, trained: list[Trained], ou
         folder = out / item.spec.name
         folder.mkdir(exist_ok=True)
         model = folder / "model.txt"
-        tmp = folder / ".model.txt.tmp"
-        item.booster.save_model(str(tmp))
-        os.replace(tmp, model)
+        with atomic_target(model) as tmp:
+            item.booster.save_model(str(tmp))
         card = {
             "format": CARD_FORMAT,
             "model": item.spec.name,
@@ -409,6 +401,6 @@ def write_models(data: Loaded, options: TrainOptions, trained: list[Trained], ou
             },
             "versions": versions,
         }
-        _write_json(folder / "card.json", card)
-    _write_json(out / "report.json", report)
+        write_json_atomic(folder / "card.json", card)
+    write_json_atomic(out / "report.json", report)
     return report

@@ -23,6 +23,7 @@ from typing import Any
 
 from tradebot.core.domain import Candle
 from tradebot.core.indicators import Macd, WilderAtr, WilderRsi, check_period
+from tradebot.core.indicators.volatility import atr_fraction
 
 __all__ = [
     "FeatureConfig",
@@ -185,14 +186,14 @@ class MarketTracker:
         volumes = self._volumes
         vol_mean = math.fsum(volumes) / len(volumes) if len(volumes) == volumes.maxlen else None
         volumes.append(candle.volume)
-        atr_fraction = regime = None
+        frac = regime = None
         if atr is not None and close > 0:
-            atr_fraction = atr / close
+            frac = atr_fraction(atr, close)
             fractions = self._atr_fractions
-            fractions.append(atr_fraction)
+            fractions.append(frac)
             if len(fractions) == fractions.maxlen:
                 mean = math.fsum(fractions) / len(fractions)
-                regime = atr_fraction / mean if mean > 0 else None
+                regime = frac / mean if mean > 0 else None
         close_ms = candle.open_time_ms + candle.timeframe.ms
         return MarketState(
             close_ms=close_ms,
@@ -200,7 +201,7 @@ class MarketTracker:
             close=close,
             volume=candle.volume,
             atr=atr,
-            atr_fraction=atr_fraction,
+            atr_fraction=frac,
             atr_regime=regime,
             macd_hist_fraction=hist / close if hist is not None and close > 0 else None,
             rsi=rsi,
