@@ -36,6 +36,7 @@ from tradebot.adapters.venues.ccxt_schemas import (
     plain,
 )
 from tradebot.adapters.venues.ccxt_venue import CcxtVenue, HttpAnswer, _on_grid, _retry_after
+from tradebot.adapters.venues.deribit_schemas import DERIBIT_TYPE
 from tradebot.adapters.venues.gate import Priority
 from tradebot.adapters.venues.wire import positive_price
 from tradebot.core.domain import ClientOrderId, Fill, Instrument, OrderType, PlaceOrder, Symbol, to_wire
@@ -55,12 +56,8 @@ _RATE_LIMITED = frozenset({10028})
 _NOT_FOUND = frozenset({10004, 11044})
 _NO_FUNDS = frozenset({10009})
 #: Domain order type → Deribit ``type``.
-_DERIBIT_TYPES = {
-    OrderType.MARKET: "market",
-    OrderType.LIMIT: "limit",
-    OrderType.STOP_MARKET: "stop_market",
-    OrderType.STOP_LIMIT: "stop_limit",
-}
+#: Our order type → Deribit's ``type`` (the decoder's table inverted).
+_DERIBIT_TYPES = {ours: wire for wire, ours in DERIBIT_TYPE.items() if ours is not None}
 #: Deribit's trigger kinds of a stop order.
 STOP_TRIGGERS = ("last_price", "mark_price", "index_price")
 

@@ -457,7 +457,7 @@ class SimulatedVenue:
         self.exchange = exchange
         self.name = exchange.name
         self._now_ms = now_ms or (lambda: exchange.last_time_ms)
-        self._last_close: dict[Symbol, Decimal] = {}
+        self._last_close: dict[Symbol, float] = {}
 
     async def load_instruments(self, symbols: Sequence[str]) -> dict[Symbol, Instrument]:
         """Return the instruments of ``symbols``; raise ``ConfigError`` naming an unknown symbol."""
@@ -504,14 +504,14 @@ class SimulatedVenue:
         VenueError
             If no candle of ``symbol`` has been seen yet.
         """
-        price = self._last_close.get(symbol)
-        if price is None:
+        close = self._last_close.get(symbol)
+        if close is None:
             raise VenueError(f"{self.name}: no price of {symbol!r} yet")
-        return price
+        return to_decimal(close)
 
     def on_candle(self, candle: Candle) -> Sequence[Fill | OrderUpdate]:
         """Pass ``candle`` to the exchange and return its fills and updates."""
-        self._last_close[Symbol(candle.symbol)] = to_decimal(candle.close)
+        self._last_close[Symbol(candle.symbol)] = candle.close  # made exact only when asked for
         return self.exchange.on_candle(candle)
 
     async def close(self) -> None:
