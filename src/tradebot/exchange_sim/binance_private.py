@@ -152,6 +152,22 @@ def _error(code: int, msg: str, status: int = 400, headers: dict[str, str] | Non
     return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
 
 
+def timing_refusal(timestamp_ms: int, window_ms: float, server_ms: int | None) -> tuple[int, str] | None:
+    """Binance's timing rules for a signed request (REST and WebSocket API alike): ``(code, msg)`` of
+    the refusal, or ``None``. ``recvWindow`` above :data:`MAX_RECV_WINDOW_MS` is -1102; with a
+    server clock (``server_ms``, ms), a timestamp 1 s or more ahead of it or older than the window
+    is -1021."""
+    if window_ms > MAX_RECV_WINDOW_MS:
+        return -1102, f"'recvWindow' contains unexpected value. Cannot be greater than {MAX_RECV_WINDOW_MS}."
+    if server_ms is None:
+        return None
+    if timestamp_ms >= server_ms + 1000:
+        return -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+    if server_ms - timestamp_ms > window_ms:
+        return -1021, "Timestamp for this request is outside of the recvWindow."
+    return None
+
+
 class BinancePrivate:
     """aiohttp handlers of the Binance private order endpoints."""
 
@@ -221,18 +237,10 @@ class BinancePrivate:
             return _error(
                 -1102, "Mandatory parameter 'recvWindow' was not sent, was empty/null, or malformed."
             )
-        if window > MAX_RECV_WINDOW_MS:
-            return _error(
-                -1102, f"'recvWindow' contains unexpected value. Cannot be greater than {MAX_RECV_WINDOW_MS}."
-            )
-        if self.server_clock_ms is None:
-            return None
-        server = self.server_clock_ms()
-        if timestamp >= server + 1000:
-            return _error(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-        if server - timestamp > window:
-            return _error(-1021, "Timestamp for this request is outside of the recvWindow.")
-        return None
+        refusal = timing_refusal(
+            timestamp, window, None if self.server_clock_ms is None else self.server_clock_ms()
+        )
+        return None if refusal is None else _error(*refusal)
 
     def _authenticate(self, request: web.Request, body: str) -> tuple[dict[str, str], web.Response | None]:
         secret = self.credentials.get(request.headers.get("X-MBX-APIKEY", ""))

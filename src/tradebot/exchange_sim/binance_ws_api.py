@@ -48,10 +48,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from tradebot.exchange_sim.binance_private import (
-    MAX_RECV_WINDOW_MS,
     BinancePrivate,
     f8,
     generated_cancel_id,
+    timing_refusal,
 )
 from tradebot.exchange_sim.faults import SimConnection, VenueFaults
 from tradebot.exchange_sim.orders import SimOrder, SimTrade
@@ -207,20 +207,8 @@ class BinanceWsApi:
             return -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
         if isinstance(window, bool) or not isinstance(window, int | float):
             return -1102, "Mandatory parameter 'recvWindow' was not sent, was empty/null, or malformed."
-        if window > MAX_RECV_WINDOW_MS:
-            return (
-                -1102,
-                f"'recvWindow' contains unexpected value. Cannot be greater than {MAX_RECV_WINDOW_MS}.",
-            )
         clock = self.private.server_clock_ms
-        if clock is None:
-            return None
-        server = clock()
-        if timestamp >= server + 1000:
-            return -1021, "Timestamp for this request was 1000ms ahead of the server's time."
-        if server - timestamp > window:
-            return -1021, "Timestamp for this request is outside of the recvWindow."
-        return None
+        return timing_refusal(timestamp, window, None if clock is None else clock())
 
     # -- push ----------------------------------------------------------------------------------
     def _on_order(self, order: SimOrder, exec_type: str, trade: SimTrade | None) -> None:
