@@ -122,7 +122,7 @@ async def test_upgrade_to_head_creates_the_schema_of_the_models(empty_db_url: st
 
     await upgrade(empty_db_url)
 
-    assert await current_revision(empty_db_url) == head_revision() == "0003"
+    assert await current_revision(empty_db_url) == head_revision() == "0004"
     assert await check_current(empty_db_url) is True
     async with SqlEventStore(empty_db_url) as s, s.engine.connect() as conn:
         diff = await conn.run_sync(

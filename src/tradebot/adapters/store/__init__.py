@@ -9,13 +9,14 @@ from tradebot.adapters.store.engine import (
 )
 from tradebot.adapters.store.event_store import RunInfo, SqlEventStore
 from tradebot.adapters.store.migrate import check_current, current_revision, ensure_schema, upgrade
-from tradebot.adapters.store.records import MlPositionPrediction
+from tradebot.adapters.store.records import MlPositionPrediction, MlPredictionOutcome
 from tradebot.adapters.store.writer import BatchingWriter, WriterQueueFull
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "BatchingWriter",
     "MlPositionPrediction",
+    "MlPredictionOutcome",
     "RunInfo",
     "SqlEventStore",
     "WriterQueueFull",

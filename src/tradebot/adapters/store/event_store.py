@@ -3,8 +3,9 @@
 Writes are idempotent batches, one transaction per :meth:`SqlEventStore.write` call (and per
 :meth:`~SqlEventStore.commit_step`, which adds the engine state that covers the records):
 ``INSERT … ON CONFLICT DO NOTHING`` for the append-only tables (fills, position events, equity
-snapshots, stream signals, ML predictions) and upserts for orders (by client order id, never
-going back to an older ``updated_ms``) and trades (by position id). The dialect's own ``insert``
+snapshots, stream signals, ML predictions), upserts for orders (by client order id, never
+going back to an older ``updated_ms``) and trades (by position id), and an ``UPDATE`` of its
+stored prediction for an ML prediction's outcome (after the batch's inserts). The dialect's own ``insert``
 (SQLite or PostgreSQL) is chosen once at :meth:`~SqlEventStore.open`. Reads return the domain
 records that were written (``==``), so state can be rebuilt by replay.
 """
@@ -20,14 +21,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Select, Table, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tradebot.adapters.store import migrate
 from tradebot.adapters.store.engine import create_engine, parse_database_url
 from tradebot.adapters.store.records import (
-    MlPositionPrediction,
     equity_from_row,
     fill_from_row,
     jsonable,
@@ -45,6 +45,8 @@ from tradebot.adapters.store.statements import (
     RUNS,
     TRADES,
     WRITE_ORDER,
+    RowUpdate,
+    WriteTarget,
     one_row_per_key,
     prepare_statements,
 )
@@ -59,6 +61,7 @@ from tradebot.adapters.store.writer import BatchingWriter, WriterQueueFull
 from tradebot.core.domain import (
     EquitySnapshot,
     Fill,
+    MlPositionPrediction,
     OrderRecord,
     PositionEvent,
     PositionEventType,
@@ -134,7 +137,7 @@ class SqlEventStore:
         self._engine_options = engine_options
         self._engine_or_none: AsyncEngine | None = None
         self._state = _State.UNOPENED
-        self._statements: dict[Table, Any] = {}
+        self._statements: dict[WriteTarget, Any] = {}
         self._run_id: str | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -272,10 +275,13 @@ class SqlEventStore:
         Parameters
         ----------
         records
-            PositionEvent, OrderRecord, Fill, TradeRecord, EquitySnapshot, StreamSignal or
-            MlPositionPrediction, in engine order. Duplicates by unique key (a fill's
-            (venue, symbol, trade id), an event's (run, seq) or id, a snapshot's (run, ts), a
-            signal's (run, stream, ts)) are ignored; orders and trades are upserted.
+            PositionEvent, OrderRecord, Fill, TradeRecord, EquitySnapshot, StreamSignal,
+            MlPositionPrediction or MlPredictionOutcome, in engine order. Duplicates by unique key
+            (a fill's (venue, symbol, trade id), an event's (run, seq) or id, a snapshot's
+            (run, ts), a signal's (run, stream, ts), a prediction's id) are ignored; orders and
+            trades are upserted. An outcome updates its prediction's row (stored before, or in
+            this batch: every insert of a batch is written before its outcomes); the same outcome
+            again sets the same values, a later one replaces it.
         run_id
             Run the records belong to; default the run of :meth:`start_run` / :meth:`bind_run`.
 
@@ -283,6 +289,8 @@ class SqlEventStore:
         ------
         TypeError
             If a record has another type (nothing is written).
+        ValueError
+            If an outcome names a prediction that is not stored for the run (nothing is written).
         RuntimeError
             If no run is given or bound, or the store is not open.
         """
@@ -323,7 +331,8 @@ class SqlEventStore:
         TypeError
             If a record has another type (nothing is written).
         ValueError
-            If ``state`` is not strict JSON data (nothing is written).
+            If ``state`` is not strict JSON data, or an outcome names a prediction that is not
+            stored for the run (nothing is written).
         """
         grouped = _grouped(records, run_id)
         row = _state_row(run_id, state, updated_ms)
@@ -331,11 +340,28 @@ class SqlEventStore:
             await self._insert(conn, grouped)
             await conn.execute(self._statements[ENGINE_STATE], row)
 
-    async def _insert(self, conn: AsyncConnection, grouped: dict[Table, list[dict[str, Any]]]) -> None:
-        for table in WRITE_ORDER:
-            rows = grouped.get(table)
-            if rows:
-                await conn.execute(self._statements[table], one_row_per_key(table, rows))
+    async def _insert(self, conn: AsyncConnection, grouped: dict[WriteTarget, list[dict[str, Any]]]) -> None:
+        for target in WRITE_ORDER:
+            rows = grouped.get(target)
+            if not rows:
+                continue
+            if isinstance(target, RowUpdate):
+                await self._update(conn, target, rows)
+            else:
+                await conn.execute(self._statements[target], one_row_per_key(target, rows))
+
+    async def _update(self, conn: AsyncConnection, target: RowUpdate, rows: list[dict[str, Any]]) -> None:
+        # One statement per row, in record order (a later outcome wins), each checked to match its row:
+        # executemany row counts are not reliable on every driver. Outcomes are few (one per trade).
+        stmt = self._statements[target]
+        for row in rows:
+            result = await conn.execute(stmt, row)
+            if result.rowcount != 1:
+                raise ValueError(
+                    f"SqlEventStore.write: {target.name} of {target.table.name} row "
+                    f"{row['b_id']} of run {row['b_run_id']!r} matched {result.rowcount} rows, not 1 "
+                    f"(its record must be written first, in this batch or before)"
+                )
 
     async def save_engine_state(
         self, run_id: str, state: dict[str, Any], *, updated_ms: int | None = None
@@ -418,10 +444,16 @@ class SqlEventStore:
         return [signal_from_row(r) for r in await self._fetch(stmt.order_by(c.ts, c.stream))]
 
     async def ml_predictions(self, run_id: str) -> list[MlPositionPrediction]:
-        """Return the ML predictions recorded for ``run_id`` by creation time, then id."""
+        """Return the ML predictions recorded for ``run_id``, each with its outcome once recorded.
+
+        Ordered by prediction time (``time_ms``; predictions without one last), then by id: the
+        same order on every backend, whatever the batches they were written in.
+        """
         c = MlPositionPredictionRow.__table__.c
         stmt = (
-            select(MlPositionPredictionRow.__table__).where(c.run_id == run_id).order_by(c.created_at, c.id)
+            select(MlPositionPredictionRow.__table__)
+            .where(c.run_id == run_id)
+            .order_by(c.ts_ms.asc().nulls_last(), c.id)
         )
         return [prediction_from_row(r) for r in await self._fetch(stmt)]
 
@@ -431,9 +463,9 @@ class SqlEventStore:
             return list(result.mappings())
 
 
-def _grouped(records: Iterable[object], run_id: str) -> dict[Table, list[dict[str, Any]]]:
-    # rows per table, in record order (raises TypeError before anything is written)
-    grouped: dict[Table, list[dict[str, Any]]] = {}
+def _grouped(records: Iterable[object], run_id: str) -> dict[WriteTarget, list[dict[str, Any]]]:
+    # rows per write target, in record order (raises TypeError before anything is written)
+    grouped: dict[WriteTarget, list[dict[str, Any]]] = {}
     for record in records:
         table, row = to_row(record, run_id)
         grouped.setdefault(table, []).append(row)

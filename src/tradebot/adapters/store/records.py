@@ -1,6 +1,8 @@
 """The one mapping between engine records (``tradebot.core.domain``) and table rows, both ways.
 
-``to_row(record, run_id)`` turns a frozen record into ``(table, row dict)``; ``*_from_row``
+``to_row(record, run_id)`` turns a frozen record into ``(target, row dict)``: the target is the
+table the row is inserted into (or upserted), or, for an :class:`MlPredictionOutcome`, the update
+:data:`~tradebot.adapters.store.statements.ML_OUTCOMES` of its prediction's row. ``*_from_row``
 rebuild the record from a row mapping, so what is written reads back equal (``==``). Times are
 stored both as the exact int ms and as aware UTC datetimes; JSON payloads are made strict JSON
 (``Decimal`` → decimal string, non-finite float → ``null``, tuple → list, enum → value).
@@ -11,14 +13,12 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Table
-
+from tradebot.adapters.store.statements import ML_OUTCOMES, WriteTarget
 from tradebot.adapters.store.tables import (
     EquitySnapshotRow,
     FillRow,
@@ -46,39 +46,12 @@ from tradebot.core.domain import (
     TradeRecord,
 )
 
+# The ML records are the core's (tradebot.core.domain.ml: the engine emits them); re-exported here
+# and by tradebot.adapters.store for the store's users.
+from tradebot.core.domain import MlPositionPrediction as MlPositionPrediction
+from tradebot.core.domain import MlPredictionOutcome as MlPredictionOutcome
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MlPositionPrediction:
-    """A model's prediction about a position: one ``ml_position_predictions`` row.
-
-    Attributes
-    ----------
-    prediction_id
-        Row id (UUID).
-    model_name, model_version
-        Which model.
-    prediction
-        Model output (JSON-serialisable).
-    position_event_id
-        The position event it informed, or ``None``.
-    trade_id
-        The position (trade) id, or ``None``.
-    confidence
-        Model confidence in [0, 1], or ``None``.
-    features
-        Model inputs (JSON-serialisable), or ``None``.
-    """
-
-    prediction_id: uuid.UUID
-    model_name: str
-    model_version: str
-    prediction: dict[str, Any]
-    position_event_id: uuid.UUID | None = None
-    trade_id: str | None = None
-    confidence: float | None = None
-    features: dict[str, Any] | None = field(default=None)
 
 
 def ms_to_utc(ms: int) -> datetime:
@@ -116,14 +89,18 @@ def _decimal_map(data: Mapping[str, Any]) -> dict[str, Decimal]:
     return {k: Decimal(v) for k, v in data.items()}
 
 
-def to_row(record: object, run_id: str) -> tuple[Table, dict[str, Any]]:
-    """Return the table and the row (column → value) that persist ``record`` for run ``run_id``.
+def to_row(record: object, run_id: str) -> tuple[WriteTarget, dict[str, Any]]:
+    """Return the write target and the row that persist ``record`` for run ``run_id``.
+
+    The target is a table (the row maps column → value) or, for an :class:`MlPredictionOutcome`,
+    :data:`~tradebot.adapters.store.statements.ML_OUTCOMES` (the row holds the update's
+    ``b_``-prefixed bind values).
 
     Raises
     ------
     TypeError
         If ``record`` is not one of PositionEvent, OrderRecord, Fill, TradeRecord, EquitySnapshot,
-        StreamSignal, MlPositionPrediction.
+        StreamSignal, MlPositionPrediction, MlPredictionOutcome.
     """
     mapper = _TO_ROW.get(type(record))
     if mapper is None:
@@ -203,7 +180,20 @@ def _prediction_row(p: MlPositionPrediction, run_id: str) -> dict[str, Any]:
         "id": p.prediction_id, "position_event_id": p.position_event_id, "run_id": run_id,
         "trade_id": p.trade_id, "model_name": p.model_name, "model_version": p.model_version,
         "prediction": jsonable(p.prediction), "confidence": _finite_or_none(p.confidence),
-        "features": jsonable(p.features),
+        "features": jsonable(p.features), "symbol": p.symbol,
+        "ts": None if p.time_ms is None else ms_to_utc(p.time_ms), "ts_ms": p.time_ms,
+        "recommended_action": p.recommended_action, "action_taken": p.action_taken,
+        "outcome": jsonable(p.outcome), "prediction_accuracy": p.prediction_accuracy,
+        "outcome_ts_ms": p.outcome_time_ms,
+    }  # fmt: skip
+
+
+def _outcome_row(o: MlPredictionOutcome, run_id: str) -> dict[str, Any]:
+    # bind values of statements.ML_OUTCOMES: the row (b_id, b_run_id) and what it is set to
+    return {
+        "b_id": o.prediction_id, "b_run_id": run_id, "b_trade_id": o.trade_id,
+        "b_outcome": jsonable(o.outcome), "b_prediction_accuracy": o.prediction_accuracy,
+        "b_outcome_ts_ms": o.outcome_time_ms,
     }  # fmt: skip
 
 
@@ -211,7 +201,7 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-_TO_ROW: dict[type, tuple[Table, Any]] = {
+_TO_ROW: dict[type, tuple[WriteTarget, Any]] = {
     OrderRecord: (OrderRow.__table__, _order_row),  # type: ignore[dict-item]
     Fill: (FillRow.__table__, _fill_row),  # type: ignore[dict-item]
     TradeRecord: (TradeRow.__table__, _trade_row),  # type: ignore[dict-item]
@@ -219,6 +209,7 @@ _TO_ROW: dict[type, tuple[Table, Any]] = {
     EquitySnapshot: (EquitySnapshotRow.__table__, _equity_row),  # type: ignore[dict-item]
     StreamSignal: (StreamSignalRow.__table__, _signal_row),  # type: ignore[dict-item]
     MlPositionPrediction: (MlPositionPredictionRow.__table__, _prediction_row),  # type: ignore[dict-item]
+    MlPredictionOutcome: (ML_OUTCOMES, _outcome_row),
 }
 
 
@@ -295,9 +286,13 @@ def signal_from_row(m: Mapping[str, Any]) -> StreamSignal:
 
 
 def prediction_from_row(m: Mapping[str, Any]) -> MlPositionPrediction:
-    """Return the :class:`MlPositionPrediction` stored in an ``ml_position_predictions`` row mapping."""
+    """Return the :class:`MlPositionPrediction` stored in an ``ml_position_predictions`` row mapping,
+    with its outcome fields when the outcome was recorded."""
     return MlPositionPrediction(
         prediction_id=m["id"], model_name=m["model_name"], model_version=m["model_version"],
         prediction=m["prediction"], position_event_id=m["position_event_id"],
         trade_id=m["trade_id"], confidence=m["confidence"], features=m["features"],
+        symbol=m["symbol"], time_ms=m["ts_ms"], recommended_action=m["recommended_action"],
+        action_taken=m["action_taken"], outcome=m["outcome"],
+        prediction_accuracy=m["prediction_accuracy"], outcome_time_ms=m["outcome_ts_ms"],
     )  # fmt: skip

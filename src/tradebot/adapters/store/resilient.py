@@ -16,7 +16,8 @@ records carry — fills by (venue, symbol, trade id), position events by (run, s
 id, equity snapshots by (run, time), stream signals by (run, stream, time) and ML predictions by
 their id are ``INSERT … ON CONFLICT DO NOTHING``; orders are upserted by client order id (``updated_ms
 <=`` lets the same row through again), trades by position id, the engine state and the run by run
-id; ``finish_run`` is an ``UPDATE`` to the same values. A retry sends the same arguments.
+id; ``finish_run`` and an ML prediction's outcome are an ``UPDATE`` to the same values (the outcome's
+by prediction id and run). A retry sends the same arguments.
 
 Outages are logged as structlog events ``store_unavailable`` (the first failure: operation, error),
 ``store_retry`` (each wait: attempt, delay_s, error), ``store_recovered`` (outage_s, retries) and
@@ -39,8 +40,7 @@ import structlog
 from sqlalchemy import exc as sa_exc
 
 from tradebot.adapters.store.event_store import RunInfo, SqlEventStore
-from tradebot.adapters.store.records import MlPositionPrediction
-from tradebot.core.domain import Fill, OrderRecord, PositionEvent, TradeRecord
+from tradebot.core.domain import Fill, MlPositionPrediction, OrderRecord, PositionEvent, TradeRecord
 from tradebot.errors import StoreUnavailable
 
 log = structlog.get_logger("tradebot.store")

@@ -2,14 +2,17 @@
 
 Append-only tables get ``INSERT … ON CONFLICT DO NOTHING`` (a duplicate by any unique key is
 ignored); ``orders`` are upserted by client order id but never back to an older ``updated_ms``;
-``trades`` by position id; ``runs`` and ``engine_state`` by run id.
+``trades`` by position id; ``runs`` and ``engine_state`` by run id. ML predictions are inserted
+like the append-only rows, and their outcomes are an ``UPDATE`` of the stored prediction by (id,
+run) (:data:`ML_OUTCOMES`), written after every insert of the batch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tradebot.adapters.store.tables import (
@@ -29,18 +32,40 @@ RUNS: Table = Run.__table__  # type: ignore[assignment]
 ORDERS: Table = OrderRow.__table__  # type: ignore[assignment]
 TRADES: Table = TradeRow.__table__  # type: ignore[assignment]
 ENGINE_STATE: Table = EngineStateRow.__table__  # type: ignore[assignment]
+ML_PREDICTIONS: Table = MlPositionPredictionRow.__table__  # type: ignore[assignment]
+#: Tables written with ``INSERT … ON CONFLICT DO NOTHING`` (ML predictions are updated later too).
 APPEND_ONLY: tuple[Table, ...] = tuple(
     t.__table__  # type: ignore[misc]
     for t in (FillRow, PositionEventRow, MlPositionPredictionRow, EquitySnapshotRow, StreamSignalRow)
 )
-#: Order in which one batch is written: parents before children (predictions → position events).
-WRITE_ORDER: tuple[Table, ...] = (ORDERS, TRADES, *APPEND_ONLY)
-
-_UPSERT_KEYS = {ORDERS: "client_order_id", TRADES: "position_id"}
 
 
-def prepare_statements(dialect: str) -> dict[Table, Any]:
-    """Return the insert/upsert statement of every written table for ``dialect``.
+@dataclass(frozen=True, slots=True)
+class RowUpdate:
+    """A write step that updates rows already stored (``UPDATE table … WHERE key``), not an insert.
+
+    Its rows carry ``b_``-prefixed bind names (SQLAlchemy reserves the column names for the SET
+    clause). Each row must match exactly one stored row (the event store checks the row count).
+    """
+
+    table: Table
+    name: str
+
+
+#: The outcome of an ML prediction: sets ``outcome``, ``prediction_accuracy`` and ``outcome_ts_ms``
+#: (and a missing ``trade_id``) of the prediction ``b_id`` of run ``b_run_id``.
+ML_OUTCOMES = RowUpdate(ML_PREDICTIONS, "outcome")
+#: What one batch writes to: a table (insert or upsert) or a :class:`RowUpdate`.
+WriteTarget: TypeAlias = Table | RowUpdate
+#: Order in which one batch is written: parents before children (position events before the
+#: predictions that refer to them), and every insert before the updates of the rows it adds.
+WRITE_ORDER: tuple[WriteTarget, ...] = (ORDERS, TRADES, *APPEND_ONLY, ML_OUTCOMES)
+
+_UPSERT_KEYS: dict[WriteTarget, str] = {ORDERS: "client_order_id", TRADES: "position_id"}
+
+
+def prepare_statements(dialect: str) -> dict[WriteTarget, Any]:
+    """Return the insert/upsert statement of every written table (and the updates) for ``dialect``.
 
     Raises
     ------
@@ -53,7 +78,17 @@ def prepare_statements(dialect: str) -> dict[Table, Any]:
         insert = postgresql.insert
     else:
         raise ConfigError(f"event store supports sqlite and postgresql, was {dialect!r}")
-    statements: dict[Table, Any] = {t: insert(t).on_conflict_do_nothing() for t in APPEND_ONLY}
+    statements: dict[WriteTarget, Any] = {t: insert(t).on_conflict_do_nothing() for t in APPEND_ONLY}
+    p = ML_PREDICTIONS.c
+    statements[ML_OUTCOMES] = (
+        update(ML_PREDICTIONS)
+        .where(p.id == bindparam("b_id"), p.run_id == bindparam("b_run_id"))
+        .values(
+            outcome=bindparam("b_outcome"), prediction_accuracy=bindparam("b_prediction_accuracy"),
+            outcome_ts_ms=bindparam("b_outcome_ts_ms"),
+            trade_id=func.coalesce(p.trade_id, bindparam("b_trade_id")),
+        )
+    )  # fmt: skip
     orders = insert(ORDERS)
     keep = {"client_order_id", "run_id", "created_at", "created_ms"}
     statements[ORDERS] = orders.on_conflict_do_update(
@@ -85,8 +120,9 @@ def prepare_statements(dialect: str) -> dict[Table, Any]:
     return statements
 
 
-def one_row_per_key(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return ``rows`` with one row per upsert key of ``table`` (all rows for append-only tables).
+def one_row_per_key(table: WriteTarget, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return ``rows`` with one row per upsert key of ``table`` (all rows for append-only tables
+    and updates).
 
     One upsert statement must not touch a row twice (PostgreSQL refuses), so the last row per
     key is kept, except that an order never goes back to an older ``updated_ms``.

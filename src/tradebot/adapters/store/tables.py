@@ -3,8 +3,9 @@
 Money and quantities are :class:`~tradebot.adapters.store.types.DecimalType` (quote currency or
 base units as named), times are aware UTC datetimes (:class:`UTCDateTime`) plus the exact int ms
 where the engine reasons in ms. Append-only tables: ``fills``, ``position_events``,
-``equity_snapshots``, ``stream_signals``, ``ml_position_predictions``. Upserted tables: ``runs``,
-``orders`` (by ``client_order_id``), ``trades`` (by ``position_id``), ``engine_state`` (by run).
+``equity_snapshots``, ``stream_signals``. ``ml_position_predictions`` is inserted, then updated
+once with the prediction's outcome (by id). Upserted tables: ``runs``, ``orders`` (by
+``client_order_id``), ``trades`` (by ``position_id``), ``engine_state`` (by run).
 """
 
 from __future__ import annotations
@@ -209,7 +210,11 @@ class PositionEventRow(Base):
 
 
 class MlPositionPredictionRow(Base):
-    """A model's prediction about a position (seed schema). Insert-only."""
+    """A model's prediction about a position (seed schema, extended in revision 0004).
+
+    Inserted once (a duplicate id is ignored), then updated once with the outcome (``outcome``,
+    ``prediction_accuracy``, ``outcome_ts_ms``) when the trade it was about has closed.
+    """
 
     __tablename__ = "ml_position_predictions"
     __table_args__ = (Index("ix_ml_position_predictions_trade_id", "trade_id"),)
@@ -226,6 +231,15 @@ class MlPositionPredictionRow(Base):
     confidence: Mapped[float | None]
     features: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # revision 0004: where and when the prediction was made, and what came of it (all nullable)
+    symbol: Mapped[str | None] = mapped_column(String(_SYMBOL))
+    ts: Mapped[datetime | None]  # the rebalance-clock close the prediction was made at
+    ts_ms: Mapped[int | None] = mapped_column(BigInteger)  # = ts, ms UTC
+    recommended_action: Mapped[str | None] = mapped_column(String(32))
+    action_taken: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[dict[str, Any] | None]  # the actual values, set by the outcome update
+    prediction_accuracy: Mapped[float | None]  # fraction in [0, 1]
+    outcome_ts_ms: Mapped[int | None] = mapped_column(BigInteger)  # when the trade closed, ms UTC
 
 
 class EquitySnapshotRow(Base):

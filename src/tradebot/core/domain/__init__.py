@@ -1,4 +1,5 @@
-"""Value types shared by the whole core: ids, enums, instruments, candles, orders, events, commands."""
+"""Value types shared by the whole core: ids, enums, instruments, candles, orders, events, commands,
+ML prediction records."""
 
 from tradebot.core.domain.commands import (
     CancelOrder,
@@ -46,6 +47,7 @@ from tradebot.core.domain.market import (
     ms_to_datetime,
     validate_candle,
 )
+from tradebot.core.domain.ml import MlPositionPrediction, MlPredictionOutcome
 from tradebot.core.domain.orders import Fill, Order, OrderIntent
 from tradebot.core.domain.stops import (
     limit_is_marketable,
@@ -68,6 +70,8 @@ __all__ = [
     "FeedStatus",
     "Fill",
     "Instrument",
+    "MlPositionPrediction",
+    "MlPredictionOutcome",
     "Order",
     "OrderIntent",
     "OrderRecord",
