@@ -22,7 +22,15 @@ import pytest
 from tradebot.app.ml.dataset import DatasetOptions, build_dataset
 from tradebot.app.ml.files import manifest_path, write_dataset
 from tradebot.app.ml.manifest import DATASET_FORMAT
-from tradebot.app.ml.train import TrainOptions, load_dataset, train_models
+from tradebot.app.ml.model import CONDITIONAL_LEVELS, MODEL_KINDS
+from tradebot.app.ml.train import (
+    MODELS,
+    TrainOptions,
+    conditional_table,
+    load_dataset,
+    train_models,
+    write_models,
+)
 from tradebot.app.settings import load_settings
 from tradebot.cli import main
 from tradebot.core.domain import Timeframe
@@ -53,6 +61,7 @@ def synthetic_dataset(out: Path, *, positions: int = 240, rows_per: int = 8, shu
     recovered = x + rng.normal(scale=0.7, size=n) > 0
     scale_in = x + rng.normal(scale=0.7, size=n) > 0.3
     additional = 0.01 * np.maximum(x, 0) + 0.005 * rng.random(n)
+    best_ms = np.round(np.random.default_rng(8).random(n) * 24) * HOUR  # noise (own stream: rng unchanged)
     if shuffle:
         recovered, scale_in, additional = (rng.permutation(v) for v in (recovered, scale_in, additional))
     losing = rng.random(n) < 0.6
@@ -68,6 +77,7 @@ def synthetic_dataset(out: Path, *, positions: int = 240, rows_per: int = 8, shu
             "recovered": pa.array([bool(r) if lo else None for r, lo in zip(recovered, losing, strict=True)]),
             "additional_return": additional,
             "scale_in_success": pa.array(scale_in),
+            "time_to_best_ms": pa.array(best_ms.astype(np.int64), pa.int64()),
         }
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +86,7 @@ def synthetic_dataset(out: Path, *, positions: int = 240, rows_per: int = 8, shu
         "format": DATASET_FORMAT,
         "config_hash": "synthetic",
         "features": FEATURES,
-        "labels": ["recovered", "additional_return", "scale_in_success"],
+        "labels": ["recovered", "additional_return", "scale_in_success", "time_to_best_ms"],
         "label_definitions": {},
         "horizon": {"periods": 24, "timeframe": "1h", "ms": 24 * HOUR},
         "candle_range": {"start_ms": 0, "end_ms": int(t.max() + 25 * HOUR), "start": "-", "end": "-"},
@@ -101,6 +111,44 @@ def test_shuffled_labels_bring_the_test_auc_to_one_half(tmp_path: Path) -> None:
         assert 0.4 < shuffled[name]["auc"] < 0.6, (name, shuffled[name])
     assert real["additional_return"]["mae"] < 0.8 * real["additional_return"]["base_mae"]
     assert shuffled["additional_return"]["mae"] > 0.95 * shuffled["additional_return"]["base_mae"]
+
+
+def test_the_additional_return_card_holds_its_conditional_table(tmp_path: Path) -> None:
+    data = load_dataset(synthetic_dataset(tmp_path / "ds.parquet"))
+    options = TrainOptions(folds=4, seed=1)
+    report = write_models(data, options, train_models(data, options), tmp_path / "models")
+    card = json.loads((tmp_path / "models" / "additional_return" / "card.json").read_text(encoding="utf-8"))
+    table = card["conditional"]
+    assert len(table["edges"]) == 9 and table["edges"] == sorted(table["edges"])
+    assert table["quantiles"] == [i / 20 for i in range(21)] == list(CONDITIONAL_LEVELS)
+    assert len(table["actual"]) == 10 and all(len(q) == 21 for q in table["actual"])
+    assert all(q == sorted(q) for q in table["actual"])
+    assert sum(table["rows"]) == report["models"]["additional_return"]["pooled"]["test_rows"]
+    assert "out-of-fold" in table["fitted_on"] and "searchsorted" in table["applies_to"]
+    medians = [q[10] for q in table["actual"]]
+    assert medians[-1] > medians[0]  # the label rises with x, and so do the predictions
+    for name in ("recovered", "scale_in_success", "time_to_best"):
+        other = json.loads((tmp_path / "models" / name / "card.json").read_text(encoding="utf-8"))
+        assert "conditional" not in other, name
+    assert {m.name: m.kind for m in MODELS} == MODEL_KINDS  # what the loader expects of each card
+
+
+def test_conditional_table_is_deterministic_and_fills_empty_bins_with_all_rows() -> None:
+    rng = np.random.default_rng(3)
+    pred = rng.normal(size=500)
+    actual = pred + rng.normal(size=500)
+    a, b = conditional_table(pred, actual), conditional_table(pred.copy(), actual.copy())
+    assert a == b and a["rows"] == [50] * 10
+    assert a["edges"] == [float(v) for v in np.quantile(pred, np.arange(1, 10) / 10)]
+    # tied predictions: half the rows predict 0, so most edges are 0 and their bins are empty
+    tied = np.where(np.arange(500) < 250, 0.0, pred)
+    t = conditional_table(tied, actual)
+    pooled = [float(v) for v in np.quantile(actual, CONDITIONAL_LEVELS)]
+    empty = [i for i, n in enumerate(t["rows"]) if n == 0]
+    assert empty and all(t["actual"][i] == pooled for i in empty)
+    assert sum(t["rows"]) == 500
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        conditional_table([], [])
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -128,7 +176,7 @@ def test_same_dataset_and_seed_give_the_same_model_files(
             == 0
         )
     a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
-    assert set(a) == {"recovered", "additional_return", "scale_in_success"}
+    assert set(a) == {"recovered", "additional_return", "scale_in_success", "time_to_best"}
     assert a == b
     card = json.loads((tmp_path / "a" / "recovered" / "card.json").read_text(encoding="utf-8"))
     assert card["model_sha256"] == a["recovered"] and card["seed"] == 3

@@ -1,11 +1,12 @@
-"""``tradebot ml train``: the three position-management models, walk-forward scored, then saved.
+"""``tradebot ml train``: the four position-management models, walk-forward scored, then saved.
 
 From a dataset of ``tradebot ml dataset`` (its Parquet file and manifest), only the rows whose horizon
 is complete:
 
 - ``recovered`` — a binary classifier on the losing rows (where the label is defined);
 - ``additional_return`` — a regressor (L1 objective: it predicts a median, scored by MAE);
-- ``scale_in_success`` — a binary classifier.
+- ``scale_in_success`` — a binary classifier;
+- ``time_to_best`` — a regressor (L1) of ``time_to_best_ms``, the time to the best further excursion.
 
 Each is scored on purged, embargoed walk-forward folds grouped by position
 (:func:`tradebot.core.ml.purged_walk_forward`, embargo = the label horizon H). In each fold a
@@ -20,7 +21,11 @@ The final models train on all the rows (same parameters and rounds); a final cla
 scaling is fitted on the pooled out-of-fold raw scores of the fold models, which no tree saw in
 training. LightGBM runs with ``deterministic=True``, one thread and the seed, so the same dataset and
 seed give byte-identical model files. Models are saved in LightGBM's text format (never a pickle)
-with a ``card.json``.
+with a ``card.json`` (read back by :func:`tradebot.app.ml.model.load_predictor`).
+
+The ``additional_return`` card also holds a *conditional table* (:func:`conditional_table`): the
+distribution of the realized label given the prediction, from the pooled out-of-fold (prediction,
+actual) pairs, so that the engine can tell how sure "the further return is below 0.5 %" is.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import pyarrow.parquet as pq
 from tradebot import __version__
 from tradebot.app.ml.files import atomic_target, manifest_path, write_json_atomic
 from tradebot.app.ml.manifest import DATASET_FORMAT
+from tradebot.app.ml.model import CARD_FORMAT, CONDITIONAL_BINS, CONDITIONAL_LEVELS
 from tradebot.core.ml import (
     Platt,
     brier,
@@ -52,9 +58,17 @@ from tradebot.core.ml import (
 )
 from tradebot.errors import ConfigError
 
-__all__ = ["MODELS", "ModelSpec", "TrainOptions", "load_dataset", "train_models", "write_models"]
+__all__ = [
+    "CARD_FORMAT",
+    "MODELS",
+    "ModelSpec",
+    "TrainOptions",
+    "conditional_table",
+    "load_dataset",
+    "train_models",
+    "write_models",
+]
 
-CARD_FORMAT = "tradebot-ml-model/1"
 REPORT_FORMAT = "tradebot-ml-report/1"
 #: The share of a fold's train positions held out to calibrate a classifier.
 CALIBRATION_FRACTION = 0.25
@@ -62,18 +76,27 @@ CALIBRATION_FRACTION = 0.25
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One model: its name (folder), label column, kind and the rows it learns from."""
+    """One model: its name (folder), label column, kind and the rows it learns from; ``conditional``:
+    its card gets a :func:`conditional_table` (regressors only)."""
 
     name: str
     label: str
     kind: str  # "classifier" | "regressor"
     rows: str  # a plain-words description, for the card and the report
+    conditional: bool = False
 
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("recovered", "recovered", "classifier", "losing rows with a complete horizon"),
-    ModelSpec("additional_return", "additional_return", "regressor", "rows with a complete horizon"),
+    ModelSpec(
+        "additional_return",
+        "additional_return",
+        "regressor",
+        "rows with a complete horizon",
+        conditional=True,
+    ),
     ModelSpec("scale_in_success", "scale_in_success", "classifier", "rows with a complete horizon"),
+    ModelSpec("time_to_best", "time_to_best_ms", "regressor", "rows with a complete horizon"),
 )
 
 
@@ -228,6 +251,59 @@ def _regressor_metrics(
     return {"mae": mae(y, pred), "base_median": median, "base_mae": mae(y, np.full(len(y), median))}
 
 
+def conditional_table(pred: npt.ArrayLike, actual: npt.ArrayLike) -> dict[str, Any]:
+    """Return the distribution of ``actual`` given the bin of ``pred``, for a regressor's card.
+
+    The predictions are cut at their 9 inner decile edges (``numpy.quantile`` at 0.1 … 0.9, linear
+    interpolation) into 10 bins: a prediction ``p`` is in bin ``numpy.searchsorted(edges, p,
+    side="right")`` (0 … 9; on an edge: the upper bin). For each bin, the 21 quantiles (levels 0,
+    0.05, …, 1) of the actual values of its rows; a bin without rows (tied edges) gets the quantiles
+    of all the rows.
+
+    Parameters
+    ----------
+    pred, actual
+        Pooled out-of-fold predictions and the realized labels, shape ``(n,)``, ``n >= 1``, same units
+        (for ``additional_return``: fractions).
+
+    Returns
+    -------
+    dict
+        ``{"edges": [9 floats], "quantiles": [21 levels], "actual": [10 x 21 floats], "rows": [10
+        ints], "applies_to": ..., "fitted_on": ...}`` (JSON-able). Deterministic.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are empty or of different lengths.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(actual, dtype=np.float64)
+    if len(p) == 0 or len(p) != len(y):
+        raise ValueError(f"conditional_table needs equal, non-empty arrays, had {len(p)} and {len(y)}")
+    levels = np.asarray(CONDITIONAL_LEVELS, dtype=np.float64)
+    edges = np.quantile(p, np.arange(1, CONDITIONAL_BINS) / CONDITIONAL_BINS)
+    bins = np.searchsorted(edges, p, side="right")
+    pooled = np.quantile(y, levels)
+    table: list[list[float]] = []
+    rows: list[int] = []
+    for b in range(CONDITIONAL_BINS):
+        part = y[bins == b]
+        rows.append(len(part))
+        table.append([float(v) for v in (np.quantile(part, levels) if len(part) else pooled)])
+    return {
+        "edges": [float(v) for v in edges],
+        "quantiles": list(CONDITIONAL_LEVELS),
+        "actual": table,
+        "rows": rows,
+        "applies_to": "the booster's prediction p: bin = numpy.searchsorted(edges, p, side='right') "
+        "(0..9; an edge belongs to the upper bin); actual[bin] = quantiles of the realized label of "
+        "that bin's rows at the levels of 'quantiles' (the quantiles of all rows for a bin without "
+        "rows, see 'rows')",
+        "fitted_on": "pooled out-of-fold predictions of the fold models",
+    }
+
+
 def _train_one(spec: ModelSpec, data: Loaded, options: TrainOptions) -> Trained:
     y_all = data.labels[spec.label]
     rows = np.flatnonzero(~np.isnan(y_all))
@@ -329,12 +405,14 @@ def _train_one(spec: ModelSpec, data: Loaded, options: TrainOptions) -> Trained:
             "applies_to": "raw score (log-odds) of the booster: p = 1 / (1 + exp(-(a * raw + b)))",
             "fitted_on": "pooled out-of-fold raw scores of the fold models",
         }
+    if spec.conditional and oof_p:
+        card["conditional"] = conditional_table(np.concatenate(oof_p), np.concatenate(oof_y))
     card["train_window"] = {"start_ms": int(t.min()), "end_ms": int(e.max()), "rows": len(rows)}
     return Trained(spec=spec, report=report, booster=booster, card=card)
 
 
 def train_models(data: Loaded, options: TrainOptions) -> list[Trained]:
-    """Score the three models on walk-forward folds and train the final ones (module docstring)."""
+    """Score the four models on walk-forward folds and train the final ones (module docstring)."""
     return [_train_one(spec, data, options) for spec in MODELS]
 
 
