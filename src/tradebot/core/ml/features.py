@@ -15,7 +15,6 @@ warming up, a position without a stop). Prices are quote currency; fractions are
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -146,7 +145,10 @@ class MarketTracker:
         From :meth:`update`: a candle not after the previous one, or with a non-finite price.
     """
 
-    __slots__ = ("_atr", "_atr_fractions", "_last_open_ms", "_macd", "_rsi", "_volumes", "config")
+    __slots__ = (
+        "_atr", "_atr_fractions", "_frac_sum", "_last_open_ms", "_macd", "_rsi", "_vol_sum", "_volumes",
+        "config",
+    )  # fmt: skip
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config if config is not None else FeatureConfig()
@@ -156,6 +158,9 @@ class MarketTracker:
         self._rsi = WilderRsi(c.rsi_period)
         self._atr_fractions: deque[float] = deque(maxlen=c.atr_regime_periods)
         self._volumes: deque[float] = deque(maxlen=c.volume_periods)
+        # running sums of the two windows (O(1) per candle instead of a sum over the window)
+        self._frac_sum = 0.0
+        self._vol_sum = 0.0
         self._last_open_ms: int | None = None
 
     def update(self, candle: Candle, known_ms: int | None = None) -> MarketState:
@@ -184,15 +189,18 @@ class MarketTracker:
         hist = self._macd.update(close)
         rsi = self._rsi.update(close)
         volumes = self._volumes
-        vol_mean = math.fsum(volumes) / len(volumes) if len(volumes) == volumes.maxlen else None
+        full = len(volumes) == volumes.maxlen
+        vol_mean = self._vol_sum / len(volumes) if full else None
+        self._vol_sum += candle.volume - (volumes[0] if full else 0.0)
         volumes.append(candle.volume)
         frac = regime = None
         if atr is not None and close > 0:
             frac = atr_fraction(atr, close)
             fractions = self._atr_fractions
+            self._frac_sum += frac - (fractions[0] if len(fractions) == fractions.maxlen else 0.0)
             fractions.append(frac)
             if len(fractions) == fractions.maxlen:
-                mean = math.fsum(fractions) / len(fractions)
+                mean = self._frac_sum / len(fractions)
                 regime = frac / mean if mean > 0 else None
         close_ms = candle.open_time_ms + candle.timeframe.ms
         return MarketState(
@@ -205,7 +213,7 @@ class MarketTracker:
             atr_regime=regime,
             macd_hist_fraction=hist / close if hist is not None and close > 0 else None,
             rsi=rsi,
-            volume_ratio=candle.volume / vol_mean if vol_mean else None,
+            volume_ratio=candle.volume / vol_mean if vol_mean is not None and vol_mean > 0 else None,
         )
 
 
