@@ -70,6 +70,9 @@ from tradebot.core.domain import (
 )
 from tradebot.errors import ConfigError
 
+#: Ids per query when an update checks that its rows exist (well under SQLite's variable limit).
+_ID_CHUNK = 500
+
 __all__ = ["BatchingWriter", "RunInfo", "SqlEventStore", "WriterQueueFull"]
 
 
@@ -351,17 +354,28 @@ class SqlEventStore:
                 await conn.execute(self._statements[target], one_row_per_key(target, rows))
 
     async def _update(self, conn: AsyncConnection, target: RowUpdate, rows: list[dict[str, Any]]) -> None:
-        # One statement per row, in record order (a later outcome wins), each checked to match its row:
-        # executemany row counts are not reliable on every driver. Outcomes are few (one per trade).
-        stmt = self._statements[target]
+        # Every row must match a stored row of its run: checked first with a count per chunk of ids
+        # (executemany row counts are not reliable on every driver), then one executemany in record
+        # order (a later outcome of the same row wins). A backtest records one outcome per prediction.
+        table = target.table
+        by_run: dict[str, set[Any]] = {}
         for row in rows:
-            result = await conn.execute(stmt, row)
-            if result.rowcount != 1:
+            by_run.setdefault(row["b_run_id"], set()).add(row["b_id"])
+        for run, ids in by_run.items():
+            wanted = sorted(ids, key=str)
+            found: set[Any] = set()
+            for lo in range(0, len(wanted), _ID_CHUNK):
+                chunk = wanted[lo : lo + _ID_CHUNK]
+                query = select(table.c.id).where(table.c.run_id == run, table.c.id.in_(chunk))
+                found.update((await conn.execute(query)).scalars())
+            missing = [i for i in wanted if i not in found]
+            if missing:
                 raise ValueError(
-                    f"SqlEventStore.write: {target.name} of {target.table.name} row "
-                    f"{row['b_id']} of run {row['b_run_id']!r} matched {result.rowcount} rows, not 1 "
-                    f"(its record must be written first, in this batch or before)"
+                    f"SqlEventStore.write: {target.name} of {target.table.name} row {missing[0]} of run "
+                    f"{run!r} matched 0 rows, not 1 (its record must be written first, in this batch or "
+                    f"before; {len(missing)} such row(s))"
                 )
+        await conn.execute(self._statements[target], rows)
 
     async def save_engine_state(
         self, run_id: str, state: dict[str, Any], *, updated_ms: int | None = None
