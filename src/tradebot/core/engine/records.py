@@ -17,6 +17,8 @@ from tradebot.core.domain import (
     CancelOrder,
     EquitySnapshot,
     Fill,
+    MlPositionPrediction,
+    MlPredictionOutcome,
     Order,
     OrderRecord,
     OrderStatus,
@@ -38,7 +40,16 @@ from tradebot.core.management import Action, RiskEvent
 from tradebot.core.portfolio.ledger import Ledger
 
 #: A record for the event store.
-Record: TypeAlias = PositionEvent | OrderRecord | Fill | TradeRecord | EquitySnapshot | StreamSignal
+Record: TypeAlias = (
+    PositionEvent
+    | OrderRecord
+    | Fill
+    | TradeRecord
+    | EquitySnapshot
+    | StreamSignal
+    | MlPositionPrediction
+    | MlPredictionOutcome
+)
 #: What the engine returns: commands for the venue and records for the store, in the order to act on.
 Output: TypeAlias = PlaceOrder | CancelOrder | Record
 
@@ -137,6 +148,7 @@ class RecordBuilder:
                     r_multiple=action.r_multiple,
                     profit_pct=action.profit_pct,
                     amount=self._saved(sym, action),
+                    ml_prediction=action.ml_prediction,
                 )
             )
         return out
@@ -245,6 +257,7 @@ class RecordBuilder:
         r_multiple: float | None = None,
         profit_pct: float | None = None,
         amount: Decimal | None = None,
+        ml_prediction: dict[str, Any] | None = None,
     ) -> PositionEvent:
         """Build the next position event of the run.
 
@@ -267,6 +280,8 @@ class RecordBuilder:
             entry while a position is held.
         amount
             ``amount_saved_or_gained`` in quote currency, where measurable.
+        ml_prediction
+            The model prediction behind the decision (JSON-able), or ``None``.
         """
         self.event_seq += 1
         qty = self.ledger.position(sym)
@@ -294,6 +309,7 @@ class RecordBuilder:
             indicators=indicators or {},
             amount_saved_or_gained=amount,
             client_order_ids=client_order_ids,
+            ml_prediction=ml_prediction,
         )
 
     @staticmethod

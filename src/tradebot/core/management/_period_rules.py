@@ -24,6 +24,8 @@ def run(pm: PositionManager, candle: Candle, vol_avg: float | None) -> list[Acti
     # Apply the period rules in order; stop at the first exit.
     t = candle.open_time_ms + candle.timeframe.ms
     out: list[Action] = []
+    pm._scale_in_signal = None
+    pm._vol_avg = vol_avg
     if candle.high >= pm._half_level:
         pm._reached_half = True
     if pm._trailing:
@@ -102,34 +104,59 @@ def _management_mode(pm: PositionManager, c: Candle, t: int, vol_avg: float | No
 
 
 def _scale_in(pm: PositionManager, c: Candle, t: int, vol_avg: float | None) -> Action | None:
+    reason = scale_in_signal(pm, c, vol_avg)
+    if reason is None:
+        return None
+    if pm.defer_scale_in:
+        # A model judges this add (PositionManager.ml_apply): keep the rule's verdict for its fallback.
+        pm._scale_in_signal = reason
+        return None
+    return apply_scale_in(pm, c, t, reason, vol_avg)
+
+
+def scale_in_allowed(pm: PositionManager, close: float) -> bool:
+    """The scale-in rule's limits without its confirmation: enabled, once, not trailing, with R and
+    m > 0, close >= entry + ``trigger_r`` R and above the average entry, room below the caps."""
     cfg = pm.config.scale_in
     r = pm._risk
-    if not cfg.enabled or pm._scaled_in or pm._trailing or r is None or pm._m <= 0:
+    if not cfg.enabled or pm._scaled_in or pm._trailing or r is None or pm._m <= 0 or pm._exiting:
+        return False
+    if close < pm._entry + cfg.trigger_r * r or close <= pm._avg_entry:
+        return False
+    return min(pm._m + cfg.add_m, cfg.max_total_m, pm.config.max_scale) > pm._m + _EPS
+
+
+def scale_in_signal(pm: PositionManager, c: Candle, vol_avg: float | None) -> str | None:
+    """The rule's reason to add (limits and volume / momentum confirmation), or ``None``."""
+    cfg = pm.config.scale_in
+    if not scale_in_allowed(pm, c.close):
         return None
-    level = pm._entry + cfg.trigger_r * r
     roc = pm._roc.value
-    if c.close < level or c.close <= pm._avg_entry or vol_avg is None or roc is None:
+    if vol_avg is None or roc is None:
         return None
     if c.volume <= cfg.volume_factor * vol_avg or roc <= cfg.min_momentum_fraction:
         return None
+    level = pm._entry + cfg.trigger_r * (pm._risk or 0.0)
+    return (
+        f"close {c.close!r} >= +{cfg.trigger_r} R ({level:.8g}); volume {c.volume!r} > "
+        f"{cfg.volume_factor} x SMA {vol_avg:.8g}; momentum {roc:.6g} > {cfg.min_momentum_fraction}"
+    )
+
+
+def apply_scale_in(
+    pm: PositionManager, c: Candle, t: int, reason: str, vol_avg: float | None
+) -> Action | None:
+    """Add ``add_m`` (capped by ``max_total_m`` and ``max_scale``); ``None`` when there is no room."""
+    cfg = pm.config.scale_in
     before = pm._m
     after = min(before + cfg.add_m, cfg.max_total_m, pm.config.max_scale)
     if after <= before + _EPS:
         return None
     pm._m, pm._scaled_in = after, True
-    reason = (
-        f"close {c.close!r} >= +{cfg.trigger_r} R ({level:.8g}); volume {c.volume!r} > "
-        f"{cfg.volume_factor} x SMA {vol_avg:.8g}; momentum {roc:.6g} > {cfg.min_momentum_fraction}"
-    )
-    return pm._action(
-        _ET.SCALE_IN,
-        t,
-        c.close,
-        reason,
-        before=before,
-        urgent=True,
-        extra={"volume": c.volume, "volume_sma": vol_avg},
-    )
+    extra: dict[str, float] = {"volume": c.volume}
+    if vol_avg is not None:
+        extra["volume_sma"] = vol_avg
+    return pm._action(_ET.SCALE_IN, t, c.close, reason, before=before, urgent=True, extra=extra)
 
 
 def _saved(pm: PositionManager, price: float) -> float | None:

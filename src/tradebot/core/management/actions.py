@@ -42,6 +42,8 @@ class Action:
         stop it pre-empted; else ``None``.
     stop
         The stop after the action (quote currency), or ``None``.
+    ml_prediction
+        The model prediction that caused the action (JSON-able), ``None`` for a rule's action.
     """
 
     event_type: PositionEventType
@@ -56,6 +58,7 @@ class Action:
     urgent: bool = False
     amount_saved_or_gained_per_unit: float | None = None
     stop: float | None = None
+    ml_prediction: dict[str, Any] | None = None
 
     @property
     def is_exit(self) -> bool:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, get_args
 
 from tradebot.core.domain import Timeframe
 from tradebot.core.management import _validate as v
+from tradebot.core.ml.predictor import MlThresholds
 from tradebot.errors import ConfigError
 
 #: Re-entry policies after a forced exit (see ``ManagementConfig.reentry``).
@@ -314,6 +315,85 @@ class IndicatorConfig(_FromDict):
         v.integer("indicators.momentum_h", self.momentum_h, minimum=1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MlConfig(_FromDict):
+    """``[management.ml]``: the learned position management (issue 16), off without ``model``.
+
+    On each rebalance-clock close the engine asks the models about every open position and acts on
+    a recommendation only when its confidence is at least ``min_confidence``; below it the rules
+    decide alone. The risk limits stay above every model decision (the managed targets are clipped
+    by them as any other). See :func:`tradebot.core.ml.predictor.decide` for the order.
+
+    Attributes
+    ----------
+    model
+        Folder of ``tradebot ml train`` (one sub-folder per model with ``model.txt`` and
+        ``card.json``), or ``None`` (default: no model, the rules alone). Loaded by the application.
+    exit_recovery_below
+        Exit a losing position when its recovery probability is below this, in (0, 1) (0.30).
+    take_profit_return_below
+        Take ``take_profit_fraction`` of a winner when its expected further return is below this
+        fraction (0.005 = 0.5 %).
+    trail_return_above
+        Start the trailing stop of a winner now when its expected further return is above this
+        fraction (0.02 = 2 %).
+    scale_in_probability_above
+        Scale in only when the success probability is above this, in (0, 1) (0.70), and the
+        scale-in rule's limits allow it (winner above ``trigger_r``, once, ``max_total_m``).
+    min_confidence
+        Confidence in [0.5, 1] below which the rules decide alone (0.60).
+    take_profit_fraction
+        Share of the position a model take-profit sells, in (0, 1] (0.5); once per position.
+    """
+
+    model: str | None = None
+    exit_recovery_below: float = 0.30
+    take_profit_return_below: float = 0.005
+    trail_return_above: float = 0.02
+    scale_in_probability_above: float = 0.70
+    min_confidence: float = 0.60
+    take_profit_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        p = "ml"
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            v.fail(f"{p}.model", self.model, "be a folder path (a non-empty string) or unset")
+        for name in ("exit_recovery_below", "scale_in_probability_above"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+                v.fail(f"{p}.{name}", value, "be a probability in (0, 1)")
+        for name in ("take_profit_return_below", "trail_return_above"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not -1 < value < 1:
+                v.fail(f"{p}.{name}", value, "be a fraction in (-1, 1) (0.005 = 0.5 %)")
+        if self.take_profit_return_below > self.trail_return_above:
+            v.fail(
+                f"{p}.take_profit_return_below",
+                self.take_profit_return_below,
+                f"be <= trail_return_above {self.trail_return_above!r}",
+            )
+        c = self.min_confidence
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0.5 <= c <= 1:
+            v.fail(f"{p}.min_confidence", c, "be in [0.5, 1]")
+        v.fraction(f"{p}.take_profit_fraction", self.take_profit_fraction)
+
+    @property
+    def enabled(self) -> bool:
+        """True when a model is configured."""
+        return self.model is not None
+
+    def thresholds(self) -> MlThresholds:
+        """Return the decision thresholds for :func:`tradebot.core.ml.predictor.decide`."""
+        return MlThresholds(
+            exit_recovery_below=float(self.exit_recovery_below),
+            take_profit_return_below=float(self.take_profit_return_below),
+            trail_return_above=float(self.trail_return_above),
+            scale_in_probability_above=float(self.scale_in_probability_above),
+            min_confidence=float(self.min_confidence),
+            take_profit_fraction=float(self.take_profit_fraction),
+        )
+
+
 _SECTIONS: dict[str, type[_FromDict]] = {
     "initial_stop": InitialStopConfig,
     "breakeven": BreakevenConfig,
@@ -325,6 +405,7 @@ _SECTIONS: dict[str, type[_FromDict]] = {
     "early_exit": EarlyExitConfig,
     "management_mode": ManagementModeConfig,
     "indicators": IndicatorConfig,
+    "ml": MlConfig,
 }
 
 
@@ -388,6 +469,7 @@ class ManagementConfig:
     early_exit: EarlyExitConfig = field(default_factory=EarlyExitConfig)
     management_mode: ManagementModeConfig = field(default_factory=ManagementModeConfig)
     indicators: IndicatorConfig = field(default_factory=IndicatorConfig)
+    ml: MlConfig = field(default_factory=MlConfig)
 
     def __post_init__(self) -> None:
         v.fraction("fee_rate", self.fee_rate, allow_zero=True)
@@ -452,7 +534,9 @@ class ManagementConfig:
         """No management at all: no stop, no rule; the multiplier stays 1 and nothing is locked."""
         base = cls()
         off = {
-            name: replace(getattr(base, name), enabled=False) for name in _SECTIONS if name != "indicators"
+            name: replace(getattr(base, name), enabled=False)
+            for name in _SECTIONS
+            if name not in ("indicators", "ml")
         }
         return replace(base, reentry_lock=False, **off)
 

@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from tradebot.core.domain import Candle, PositionEventType
-from tradebot.core.management import _bar_rules, _period_rules, _reentry
+from tradebot.core.management import _bar_rules, _ml_rules, _period_rules, _reentry
 from tradebot.core.management._indicators import RateOfChange, RollingMean, RollingMin, SlowEma
 from tradebot.core.management.actions import NO_ACTIONS, Action
 from tradebot.core.management.config import ManagementConfig
@@ -69,8 +69,8 @@ class PositionManager:
     __slots__ = (
         "_atr", "_be_level", "_dry", "_exit_ms", "_half_level", "_in_count", "_ladder_prices",
         "_locked", "_next_up", "_reentry_high", "_regime", "_roc", "_swing", "_trail_level",
-        "_vol_sma", "config",
-        "notional_per_m", "symbol", *(f"_{n}" for n in _POSITION_FIELDS),
+        "_vol_sma", "config", "_scale_in_signal", "_vol_avg", "_ml_took",
+        "defer_scale_in", "notional_per_m", "symbol", *(f"_{n}" for n in _POSITION_FIELDS),
     )  # fmt: skip
 
     # Declared types of the slots (annotations only: no class attributes, so no clash with
@@ -78,6 +78,10 @@ class PositionManager:
     symbol: str
     config: ManagementConfig
     notional_per_m: float | None
+    defer_scale_in: bool
+    _scale_in_signal: str | None
+    _vol_avg: float | None
+    _ml_took: bool
     _vol_sma: RollingMean
     _roc: RateOfChange
     _regime: SlowEma
@@ -127,6 +131,9 @@ class PositionManager:
         self.symbol = symbol
         self.config = config
         self.notional_per_m = None
+        self.defer_scale_in = False
+        self._scale_in_signal = None
+        self._vol_avg = None
         self._vol_sma = RollingMean(config.indicators.volume_sma_h)
         self._roc = RateOfChange(config.indicators.momentum_h)
         self._regime = SlowEma(config.initial_stop.regime_period_h)
@@ -380,6 +387,7 @@ class PositionManager:
         return {
             "symbol": self.symbol,
             "position": {n: getattr(self, f"_{n}") for n in _POSITION_FIELDS},
+            "ml_took": self._ml_took,
             "locked": self._locked,
             "in_count": self._in_count,
             "reentry": {"exit_ms": self._exit_ms, "high": self._reentry_high},
@@ -408,6 +416,7 @@ class PositionManager:
             for n in _POSITION_FIELDS:
                 setattr(self, f"_{n}", data["position"][n])
             self._locked, self._in_count = bool(data["locked"]), data["in_count"]
+            self._ml_took = bool(data.get("ml_took", False))  # absent before the models
             reentry = data.get("reentry") or {}
             self._exit_ms, self._reentry_high = reentry.get("exit_ms"), reentry.get("high")
             self._atr, self._dry = data["atr"], int(data["dry"])
@@ -461,6 +470,7 @@ class PositionManager:
         self._mm_low = None
         self._mm_ref = 0.0
         self._mm_reloads, self._mm_reload_used = 0, 0.0
+        self._ml_took = False
         self._refresh_levels()
 
     def _unlock(self) -> None:
@@ -469,6 +479,25 @@ class PositionManager:
         self._exit_ms = self._reentry_high = None
         if not self._open:
             self._m = 1.0
+
+    def ml_apply(
+        self, action: str, candle: Candle, *, reason: str, take_fraction: float, prediction: dict[str, Any]
+    ) -> list[Action]:
+        """Apply a model recommendation (``tradebot.core.ml.predictor.ML_ACTIONS``) at the close of the
+        rebalance-clock ``candle``, after :meth:`on_period`; see
+        :func:`tradebot.core.management._ml_rules.apply`. Returns the actions, each carrying
+        ``prediction`` as ``ml_prediction`` (a deferred rule scale-in carries none)."""
+        return _ml_rules.apply(
+            self, action, candle, reason=reason, take_fraction=take_fraction, prediction=prediction
+        )
+
+    def ml_options(self, close: float) -> tuple[bool, bool, bool]:
+        """What a model may still do to the open position at ``close``: (scale in, trail, take profit)."""
+        return (
+            _period_rules.scale_in_allowed(self, close),
+            _ml_rules.can_trail(self),
+            _ml_rules.can_take_profit(self),
+        )
 
     def venue_stop_filled(self, *, time_ms: int, stop: float, fill_price: float) -> Action | None:
         """The stop order resting at the venue for this position (at ``stop``, quote currency) filled

@@ -19,7 +19,7 @@ def test_public_surface_is_pinned() -> None:
     assert sorted(mgmt.__all__) == sorted(
         [
             "NO_ACTIONS", "Action", "BlackoutWindow", "BreakevenConfig", "EarlyExitConfig",
-            "IndicatorConfig", "InitialStopConfig", "ManagementConfig", "ManagementModeConfig",
+            "IndicatorConfig", "InitialStopConfig", "ManagementConfig", "ManagementModeConfig", "MlConfig",
             "PositionManager", "ProportionalConfig", "RiskEvent", "RiskLimits", "RiskManager",
             "ScaleInConfig", "TakeProfitConfig", "TimeStopConfig", "TrailingConfig",
         ]
