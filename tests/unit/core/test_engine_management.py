@@ -93,6 +93,7 @@ def make_engine(
     risk: RiskLimits = NO_RISK,
     invest_fraction: float = 0.5,
     band: str = "0.25",
+    predictor: Any = None,
 ) -> Engine:
     config = EngineConfig(
         run_id="t",
@@ -107,7 +108,7 @@ def make_engine(
         management=mgmt,
         risk=risk,
     )
-    return Engine(config, default_instruments(symbols))
+    return Engine(config, default_instruments(symbols), predictor)
 
 
 def bar(symbol: str, open_ms: int, o: float, h: float, lo: float, c: float, v: float = 100.0) -> Candle:

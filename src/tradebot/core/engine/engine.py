@@ -59,6 +59,7 @@ from tradebot.core.domain import (
     stream_id,
     to_decimal,
 )
+from tradebot.core.engine.ml import MlStage
 from tradebot.core.engine.overlay import Overlay
 from tradebot.core.engine.planning import Planning
 from tradebot.core.engine.quiet import QuietReplayer
@@ -67,6 +68,7 @@ from tradebot.core.engine.snapshot import SNAPSHOT_VERSION, check_snapshot
 from tradebot.core.engine.stats import EngineStats
 from tradebot.core.engine.stops import VenueStops
 from tradebot.core.engine.symbols import SymState, flush_extremes, marks_decimal
+from tradebot.core.ml.predictor import Predictor
 from tradebot.core.portfolio.ledger import ApplyResult, Ledger
 from tradebot.core.signals.book import SignalBook
 from tradebot.core.signals.state import book_state, restore_book
@@ -83,14 +85,23 @@ class Engine:
         Frozen engine configuration.
     instruments
         Precision and filters per symbol (must cover every symbol of ``config.assets``).
+    predictor
+        The position-management models (:class:`~tradebot.core.ml.predictor.Predictor`), required
+        when ``config.management.ml.model`` is set (and used only then, with management on).
 
     Raises
     ------
     ValueError
-        If an instrument is missing for a configured symbol.
+        If an instrument is missing for a configured symbol, a model is configured without a
+        predictor, or the predictor's features are not this configuration's.
     """
 
-    def __init__(self, config: EngineConfig, instruments: Mapping[Symbol, Instrument]) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        instruments: Mapping[Symbol, Instrument],
+        predictor: Predictor | None = None,
+    ) -> None:
         missing = [s for s in config.assets if s not in instruments]
         if missing:
             raise ValueError(f"instruments missing for symbols {missing}")
@@ -141,6 +152,25 @@ class Engine:
                 config.run_id, self.instruments, lambda: self._planning.orders, self.records
             )
         self._planning.stops = self._stops
+        #: The learned position management (``[management.ml]`` with a model), else None.
+        self.ml: MlStage | None = None
+        ml_cfg = config.management.ml
+        if ml_cfg.enabled and self._managed:
+            if predictor is None:
+                raise ValueError(f"management.ml.model is {ml_cfg.model!r} but no predictor was given")
+            self.ml = MlStage(
+                predictor,
+                ml_cfg.thresholds(),
+                run_id=config.run_id,
+                symbols=self.symbols,
+                stream_timeframes=tuple(str(sc.timeframe) for sc in config.streams),
+                horizon_ms=predictor.horizon_ms,
+                fee_rate=config.management.fee_rate,
+            )
+            if "scale_in_success" in predictor.models:  # the model judges the rule's adds
+                for mgr in self.overlay.managers.values():
+                    mgr.defer_scale_in = True
+        self._planning.ml = self.ml
         self.last_time_ms = 0
 
     # ------------------------------------------------------------------ inputs
@@ -183,7 +213,10 @@ class Engine:
 
         Returns the streams' state after warm-up (one signal per stream) for the record.
         """
+        candles = list(candles)
         signals = self.book.warm_up(candles)
+        if self.ml is not None:
+            self.ml.warm_up(candles, str(self.config.rebalance_timeframe))
         for sig in signals:
             if sig.state is StreamState.IN:
                 self.stats.on_flip(sig)
@@ -208,6 +241,7 @@ class Engine:
             # instead of replaying every base candle since the run's start
             "book": book_state(self.book),
             **({"stops": self._stops.state()} if self._stops is not None else {}),
+            **({"ml": self.ml.state()} if self.ml is not None else {}),
         }
 
     def restore(self, data: dict[str, Any]) -> bool:
@@ -235,6 +269,8 @@ class Engine:
         self.stats.restore(data["stats"])
         if self._stops is not None and data.get("stops") is not None:
             self._stops.restore(data["stops"])
+        if self.ml is not None and data.get("ml") is not None:
+            self.ml.restore(data["ml"])
         book = data.get("book")
         if book is None:
             return False
@@ -601,12 +637,16 @@ class Engine:
                 self.ledger.set_initial_risk(sym, to_decimal(risk))
             out.append(self.records.fill_event(PositionEventType.ENTRY, sym, fill, before, after))
             out.extend(self._planning.on_actions(sym, actions))
+            if self.ml is not None:
+                self.ml.on_open(sym)
         elif after == 0 and before != 0:
             st.open = False
             self.overlay.on_close(sym, fill.ts_ms)
             out.append(
                 self.records.fill_event(PositionEventType.EXIT, sym, fill, before, after, result.closed)
             )
+            if self.ml is not None:
+                out.extend(self.ml.on_close(sym, fill.ts_ms, float(fill.price)))
         else:
             self.overlay.on_fill(sym, fill, after)
         if result.closed is not None:

@@ -15,12 +15,14 @@ from typing import Any
 from tradebot.core.config import EngineConfig
 from tradebot.core.domain import (
     ZERO,
+    Candle,
     ClientOrderId,
     Instrument,
     Order,
     PositionEventType,
     TradingState,
 )
+from tradebot.core.engine.ml import MlStage
 from tradebot.core.engine.overlay import Overlay
 from tradebot.core.engine.records import Output, RecordBuilder, relabel_plan
 from tradebot.core.engine.snapshot import order_from_state, order_state
@@ -113,6 +115,8 @@ class Planning:
         self.intent_seq = 1
         #: The engine's protective stops at the venue (None when off): overlay actions mark them due.
         self.stops: VenueStops | None = None
+        #: The learned position management (None without a model), run after the period rules.
+        self.ml: MlStage | None = None
 
     # ------------------------------------------------------------------ triggers
     def caught_up(self, due_ms: int) -> bool:
@@ -169,10 +173,19 @@ class Planning:
         out: list[Output] = [snap]
         if self._managed:
             tf = self.config.rebalance_timeframe
+            ml = self.ml
+            closed: dict[str, Candle] = {}
             for sym in self._symbols:
                 candle = self.book.last_closed(sym, tf)
                 if candle is not None and candle.open_time_ms + candle.timeframe.ms == t:
+                    closed[sym] = candle
+                    if ml is not None:
+                        ml.on_clock_candle(sym, candle)
                     out.extend(self.on_actions(sym, self.overlay.on_period(sym, candle, self.book)))
+            if ml is not None and closed:
+                out.extend(
+                    ml.step(snap, self.ledger, self.book, self.overlay.managers, closed, self.on_actions)
+                )
         blackout = self.overlay.risk.in_blackout(t)
         if blackout != self.blackout:
             self.blackout = blackout
