@@ -25,6 +25,7 @@ from tradebot.adapters.feeds.replay import discover, load_candles, load_columns,
 from tradebot.adapters.venues.simulated import SimulatedExchange
 from tradebot.app.backtest.replay import Dispatcher, ReplayStream, replay_into
 from tradebot.app.instruments import default_instruments
+from tradebot.app.ml.runtime import predictor_for
 from tradebot.app.reports.summary import build_run_summary, first_opens
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import (
@@ -36,6 +37,7 @@ from tradebot.core.domain import (
     TradeRecord,
 )
 from tradebot.core.engine import Engine
+from tradebot.core.ml import FeatureConfig
 from tradebot.errors import DataError
 
 if TYPE_CHECKING:  # the store (sqlalchemy) is imported only when a run writes to a database
@@ -136,6 +138,15 @@ def warmup_lookback_bars(settings: Settings) -> int:
     return max(s.slow for s in settings.streams) * 3
 
 
+def ml_lookback_bars(settings: Settings) -> int:
+    """Rebalance-timeframe candles the position models' market features need before the first
+    candle (:attr:`tradebot.core.ml.FeatureConfig.warmup_periods`), 0 without ``[management.ml]``."""
+    ml = settings.management.get("ml")
+    if not isinstance(ml, dict) or not ml.get("model"):
+        return 0
+    return FeatureConfig().warmup_periods
+
+
 def _warmup_timeframes(settings: Settings) -> set[Timeframe]:
     return {Timeframe(s.timeframe) for s in settings.streams} | {Timeframe(settings.rebalance_timeframe)}
 
@@ -185,7 +196,11 @@ def load_data(
     first_open = min(c[0].open_time_ms for c in candles.values())
     warmup: list[Candle] = []
     stream_tfs = warmup_timeframes if warmup_timeframes is not None else _warmup_timeframes(settings)
-    lookback = lookback_bars if lookback_bars is not None else warmup_lookback_bars(settings)
+    lookback = (
+        lookback_bars
+        if lookback_bars is not None
+        else max(warmup_lookback_bars(settings), ml_lookback_bars(settings))
+    )
     for asset, sym in zip(assets, symbols, strict=True):
         for tf in sorted(stream_tfs, key=lambda t: t.ms):
             path = files.get((asset, tf))
@@ -271,7 +286,9 @@ def _prepare(
         if instruments is not None
         else default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
     )
-    engine = Engine(config, chosen)
+    engine = Engine(config, chosen, predictor_for(config))
+    if engine.ml is not None:  # the models' features warm up on the whole lookback, as the dataset's
+        engine.ml.warm_up(data.warmup, settings.rebalance_timeframe)
     warm_signals = list(engine.warm_up(warmup_for(settings, data)))
     exchange = SimulatedExchange(
         instruments=chosen,

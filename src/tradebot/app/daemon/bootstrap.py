@@ -65,9 +65,11 @@ from tradebot.app.daemon.venue_health import VenueHealth, VenueHealthConfig
 from tradebot.app.daemon.venue_router import VenueRouter, build_venue
 from tradebot.app.instruments import default_instruments
 from tradebot.app.logging import bind_run, redact_text, register_secrets
+from tradebot.app.ml.runtime import predictor_for
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
 from tradebot.core.engine import Engine
+from tradebot.core.ml import FeatureConfig
 from tradebot.errors import ConfigError, VenueUnavailable
 
 log = structlog.get_logger("tradebot.daemon")
@@ -305,6 +307,15 @@ async def warm_up(engine: Engine, history: CcxtHistory, settings: Settings, anch
             candles += await history.fetch_candles(
                 sym, tf, anchor_ms - lookback * tf.ms, anchor_ms - tf.ms + 1
             )
+    ml_bars = FeatureConfig().warmup_periods
+    if engine.ml is not None and ml_bars > lookback:  # the models' features need a longer history
+        clock = Timeframe(settings.rebalance_timeframe)
+        older: list[Candle] = []
+        for sym in engine.symbols:
+            older += await history.fetch_candles(
+                sym, clock, anchor_ms - ml_bars * clock.ms, anchor_ms - clock.ms + 1
+            )
+        engine.ml.warm_up(older, settings.rebalance_timeframe)
     return list(engine.warm_up(candles))
 
 
@@ -324,6 +335,12 @@ async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, s
                              history: CcxtHistory, run_id: str) -> tuple[Engine, PaperRouter | VenueRouter]:  # fmt: skip
     """Instruments (defaults for paper, the venue's own otherwise), the engine and the execution side."""
     symbols = tuple(settings.symbols)
+    config = build_engine_config(settings, run_id=run_id, base_timeframe=BASE)
+    predictor = predictor_for(config)  # a model that does not match refuses the start (exit 2)
+    if predictor is not None:
+        log.info("ml_model_loaded", model=config.management.ml.model, name=predictor.name,
+                 version=predictor.version, card_sha256=getattr(predictor, "card_sha256", None),
+                 features=len(predictor.features), outputs=sorted(predictor.models))  # fmt: skip
     venue = None if settings.mode == "paper" else build_venue(settings, endpoints, stack)
     if venue is None:
         instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
@@ -331,7 +348,7 @@ async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, s
         instruments = await venue.load_instruments(symbols)
     log.info("markets_loaded", symbols=list(symbols), source=history.exchange.id,
              execution="paper" if venue is None else venue.name)  # fmt: skip
-    engine = Engine(build_engine_config(settings, run_id=run_id, base_timeframe=BASE), instruments)
+    engine = Engine(config, instruments, predictor)
     if venue is None:
         balances = (
             {settings.quote: settings.backtest.initial_cash}

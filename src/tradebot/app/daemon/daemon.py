@@ -383,7 +383,9 @@ class Daemon:
         assert c is not None and spec is not None and isinstance(c.router, VenueRouter)
         self._speculation = None
         candle = spec.candle
-        engine = Engine(c.engine.config, {Symbol(s): i for s, i in c.engine.instruments.items()})
+        old = c.engine
+        predictor = old.ml.predictor if old.ml is not None else None
+        engine = Engine(old.config, {Symbol(s): i for s, i in old.instruments.items()}, predictor)
         engine.restore(spec.engine)
         c.engine = engine
         c.router.rebind(engine)
