@@ -70,6 +70,7 @@ from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import Candle, Instrument, Symbol, Timeframe, floor_time, to_decimal
 from tradebot.core.engine import Engine
 from tradebot.core.ml import FeatureConfig
+from tradebot.core.ml.predictor import Predictor
 from tradebot.errors import ConfigError, VenueUnavailable
 
 log = structlog.get_logger("tradebot.daemon")
@@ -330,17 +331,32 @@ async def prime(engine: Engine, history: CcxtHistory, since_ms: int, last_open: 
     return len(candles)
 
 
-async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack,
-                             store: ResilientStore, clock: LiveClock, state: dict[str, Any] | None,
-                             history: CcxtHistory, run_id: str) -> tuple[Engine, PaperRouter | VenueRouter]:  # fmt: skip
-    """Instruments (defaults for paper, the venue's own otherwise), the engine and the execution side."""
-    symbols = tuple(settings.symbols)
+def load_model(settings: Settings, run_id: str) -> Predictor | None:
+    """The model of ``[management.ml]`` (``None`` without one), loaded before the database or any
+    venue is touched, and its card's SHA-256 logged (``ml_model_loaded``).
+
+    Raises
+    ------
+    ModelError
+        A missing, corrupt or mismatched model (a ``ConfigError``: the daemon exits with code 2,
+        the message naming the file and the mismatch).
+    """
     config = build_engine_config(settings, run_id=run_id, base_timeframe=BASE)
-    predictor = predictor_for(config)  # a model that does not match refuses the start (exit 2)
+    predictor = predictor_for(config)
     if predictor is not None:
         log.info("ml_model_loaded", model=config.management.ml.model, name=predictor.name,
                  version=predictor.version, card_sha256=getattr(predictor, "card_sha256", None),
                  features=len(predictor.features), outputs=sorted(predictor.models))  # fmt: skip
+    return predictor
+
+
+async def _engine_and_router(settings: Settings, endpoints: ResolvedEndpoints, stack: AsyncExitStack,
+                             store: ResilientStore, clock: LiveClock, state: dict[str, Any] | None,
+                             history: CcxtHistory, run_id: str,
+                             predictor: Predictor | None) -> tuple[Engine, PaperRouter | VenueRouter]:  # fmt: skip
+    """Instruments (defaults for paper, the venue's own otherwise), the engine and the execution side."""
+    symbols = tuple(settings.symbols)
+    config = build_engine_config(settings, run_id=run_id, base_timeframe=BASE)
     venue = None if settings.mode == "paper" else build_venue(settings, endpoints, stack)
     if venue is None:
         instruments = default_instruments(symbols, taker_fee=settings.backtest.taker_fee)
@@ -393,7 +409,8 @@ async def bootstrap(
     Raises
     ------
     ConfigError
-        Interlock refusal, schema not at head, unknown symbols, unsupported mode.
+        Interlock refusal, a model that does not match (ModelError), schema not at head, unknown
+        symbols, unsupported mode.
     VenueError
         The market-data venue is unreachable.
     """
@@ -402,6 +419,7 @@ async def bootstrap(
     run_id = resolve_run_id(settings, options)
     bind_run(run_id=run_id, mode=settings.mode, venue=settings.venue)
     log.info("daemon_starting", version=__version__, **endpoints.log_fields())
+    predictor = load_model(settings, run_id)  # a model that does not match refuses the start (exit 2)
     clock = options.clock or LiveClock()
     # From here on a database outage pauses the daemon instead of stopping it (resilient.py)
     store = ResilientStore(
@@ -417,7 +435,7 @@ async def bootstrap(
     await load_markets(history, symbols)
     state = await store.load_engine_state(run_id)
     engine, router = await _engine_and_router(
-        settings, endpoints, stack, store, clock, state, history, run_id
+        settings, endpoints, stack, store, clock, state, history, run_id, predictor
     )
     if state is not None:
         anchor = int(state["daemon"]["anchor_ms"])
