@@ -1,4 +1,4 @@
-"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | ml dataset | ml train | …``.
+"""Command line: ``tradebot backtest | db upgrade | events | exchange-sim | ml dataset | ml train | ml evaluate | …``.
 
 Thin: parse → load settings → call an app function → print. Errors that a user can fix
 (:class:`ConfigError`, :class:`DataError`) are printed as one clear message with exit code 2.
@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
             "train", help="walk-forward scored LightGBM models from a dataset, saved with their cards"
         )
     )
+    from tradebot.app.ml.evaluate_args import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(
+        mlsub.add_parser(
+            "evaluate", help="score trained models on another dataset against their train base rates"
+        )
+    )
 
     run = sub.add_parser("run", help="run the trading daemon (TRADEBOT_MODE paper | testnet | live)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
@@ -303,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from tradebot.app.ml.command import cmd_ml_train
 
                 return cmd_ml_train(args)
+            if args.ml_command == "evaluate":
+                from tradebot.app.ml.command import cmd_ml_evaluate
+
+                return cmd_ml_evaluate(args)
             from tradebot.app.ml.command import cmd_ml_dataset
 
             return cmd_ml_dataset(args)

@@ -16,7 +16,7 @@ from tradebot.app.settings import load_settings
 from tradebot.core.domain import Timeframe
 from tradebot.errors import ConfigError
 
-__all__ = ["cmd_ml_dataset"]
+__all__ = ["cmd_ml_dataset", "cmd_ml_evaluate", "cmd_ml_train"]
 
 
 class _Bar:
@@ -136,4 +136,37 @@ def cmd_ml_train(args: Any) -> int:
         f"models, cards and report: {out}   ({len(data.times):,} rows, {options.folds} folds, "
         f"seed {options.seed}, {time.perf_counter() - started:.1f} s)"
     )
+    return 0
+
+
+def cmd_ml_evaluate(args: Any) -> int:
+    """``tradebot ml evaluate``: score a model folder on a dataset (normally of later candles than its
+    training) against the base rates of its train rows; print a table per model and write the JSON
+    (``--out``, default ``<--model>/evaluation-<dataset name>.json``).
+
+    Raises
+    ------
+    ConfigError
+        For a bad ``--dataset`` (missing, not Parquet, no or mismatched manifest, no row with a
+        complete horizon) or ``--out``; a :class:`~tradebot.app.ml.model.ModelError` for a bad
+        ``--model`` folder or one whose features are not the dataset's.
+    """
+    from tradebot.app.ml.evaluate import evaluate_models
+    from tradebot.app.ml.evaluate_report import render_evaluation
+    from tradebot.app.ml.files import write_json_atomic
+    from tradebot.app.ml.train import load_dataset
+
+    folder: Path = args.model
+    out: Path = args.out or folder / f"evaluation-{args.dataset.stem}.json"
+    if out.suffix != ".json" or out.is_dir():
+        raise ConfigError(f"--out must name a .json file, was {str(out)!r}")
+    data = load_dataset(args.dataset)
+    if len(data.times) == 0:
+        raise ConfigError(f"--dataset: {str(args.dataset)!r} has no row with a complete horizon")
+    evaluation = evaluate_models(folder, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, evaluation.report)
+    console = Console(width=max(120, Console().width))
+    render_evaluation(evaluation.report, console)
+    console.print(f"evaluation: {out}   ({len(data.times):,} rows of {args.dataset})")
     return 0

@@ -21,7 +21,10 @@ The final models train on all the rows (same parameters and rounds); a final cla
 scaling is fitted on the pooled out-of-fold raw scores of the fold models, which no tree saw in
 training. LightGBM runs with ``deterministic=True``, one thread and the seed, so the same dataset and
 seed give byte-identical model files. Models are saved in LightGBM's text format (never a pickle)
-with a ``card.json`` (read back by :func:`tradebot.app.ml.model.load_predictor`).
+with a ``card.json`` (read back by :func:`tradebot.app.ml.model.load_predictor`). A card's
+``label_stats`` sums up the labels the final model was trained on (rows, mean; a regressor's median
+too): the base that ``tradebot ml evaluate`` (:mod:`tradebot.app.ml.evaluate`) scores a later,
+out-of-sample dataset against.
 
 The ``additional_return`` card also holds a *conditional table* (:func:`conditional_table`): the
 distribution of the realized label given the prediction, from the pooled out-of-fold (prediction,
@@ -304,6 +307,16 @@ def conditional_table(pred: npt.ArrayLike, actual: npt.ArrayLike) -> dict[str, A
     }
 
 
+def _label_stats(spec: ModelSpec, y: npt.NDArray[np.float64]) -> dict[str, Any]:
+    """The labels the final model was trained on, summed up for a later out-of-sample test: their
+    count and mean (a classifier's base rate), and a regressor's median (its base prediction); in the
+    label's unit (a fraction for ``additional_return``, ms for ``time_to_best_ms``)."""
+    stats: dict[str, Any] = {"rows": len(y), "mean": float(np.mean(y))}
+    if spec.kind == "regressor":
+        stats["median"] = float(np.median(y))
+    return stats
+
+
 def _train_one(spec: ModelSpec, data: Loaded, options: TrainOptions) -> Trained:
     y_all = data.labels[spec.label]
     rows = np.flatnonzero(~np.isnan(y_all))
@@ -408,6 +421,7 @@ def _train_one(spec: ModelSpec, data: Loaded, options: TrainOptions) -> Trained:
     if spec.conditional and oof_p:
         card["conditional"] = conditional_table(np.concatenate(oof_p), np.concatenate(oof_y))
     card["train_window"] = {"start_ms": int(t.min()), "end_ms": int(e.max()), "rows": len(rows)}
+    card["label_stats"] = _label_stats(spec, y)
     return Trained(spec=spec, report=report, booster=booster, card=card)
 
 
