@@ -75,7 +75,7 @@ def _symbols(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _study_arguments(p: argparse.ArgumentParser, *, study: bool) -> None:
+def _study_arguments(p: argparse.ArgumentParser, *, study: bool, space_required: bool = True) -> None:
     # Flags shared by `optimize` and `walkforward` (optuna is imported only when one runs).
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="candle folder (default data/sample)")
     p.add_argument("--timeframe", help="base timeframe (default: finest available)")
@@ -83,7 +83,11 @@ def _study_arguments(p: argparse.ArgumentParser, *, study: bool) -> None:
     p.add_argument("--start", type=_utc_ms, help="first UTC date of the window")
     p.add_argument("--end", type=_utc_ms, help="end UTC date (exclusive)")
     p.add_argument(
-        "--space", type=Path, required=True, help="search space TOML, e.g. config/spaces/example.toml"
+        "--space",
+        type=Path,
+        required=space_required,
+        help="search space TOML, e.g. config/spaces/example.toml"
+        + ("" if space_required else " (optional with --ml: the configuration as it is)"),
     )
     p.add_argument("--config", type=Path, help="base config (default: the space's [base] config)")
     p.add_argument(
@@ -177,8 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     wf = sub.add_parser(
         "walkforward", help="optimise on rolling train windows, test each choice on the window after it"
     )
-    _study_arguments(wf, study=True)
+    _study_arguments(wf, study=True, space_required=False)
     wf.set_defaults(study="walkforward")
+    wf.add_argument(
+        "--ml",
+        action="store_true",
+        help="also train the position models on each train window and test them on the window after "
+        "it (the rules alone vs the rules with the fold's models)",
+    )
+    wf.add_argument(
+        "--ml-horizon",
+        type=int,
+        default=24,
+        help="with --ml: label horizon in rebalance periods (default 24)",
+    )
+    wf.add_argument(
+        "--ml-folds", type=int, default=4, help="with --ml: inner folds of each training report (default 4)"
+    )
     wf.add_argument("--train", default="12M", help="train window: 30D, 12M, 1Y, 2W, 36h (default 12M)")
     wf.add_argument("--test", default="3M", help="test window after each train window (default 3M)")
     wf.add_argument("--step", help="move between folds, at least --test (default: --test)")

@@ -8,18 +8,24 @@ parameters are back-tested on the test window. The folds' test runs are stitched
 out-of-sample (OOS) run and set beside the default configuration and buy-and-hold over the same
 period, with the Deflated Sharpe Ratio and the Probability of Backtest Overfitting over the trials
 (:mod:`tradebot.app.research.wf_stats`). Re-running the command continues unfinished fold studies.
+Without ``--space`` (allowed with ``--ml``) nothing is searched: every fold runs the configuration.
 
-Outputs in ``--out``: ``walkforward.json``, ``walkforward.png`` (OOS equity vs buy-and-hold) and the
-tables on the console.
+With ``--ml``, each fold also trains the position models on its train window and tests them on the
+window after it — their metrics against the base rates, and the test window back-tested with the
+rules alone and with the fold's models, stitched like the OOS run (:mod:`.wf_ml`).
+
+Outputs in ``--out``: ``walkforward.json``, ``walkforward.png`` (OOS equity vs buy-and-hold), with
+``--ml`` ``walkforward_ml.png`` and ``fold<k>/`` (datasets, models, test evaluation), and the tables
+on the console.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from tradebot.app.backtest.backtest import (
@@ -28,11 +34,13 @@ from tradebot.app.backtest.backtest import (
     backtest_loaded,
     load_data,
 )
+from tradebot.app.ml.evaluate import Evaluation
 from tradebot.app.reports.report import write_summary_json
 from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.research.optimize import run_study, spec_from_args
 from tradebot.app.research.space import SearchSpace, load_space
 from tradebot.app.research.study import StudySpec, best_trial, daily_returns, spec_settings
+from tradebot.app.research.wf_ml import MlOptions, check_ml_settings, ml_fold, pooled, rules_overrides
 from tradebot.app.research.wf_report import render_report
 from tradebot.app.research.wf_stats import FoldRun, fold_overfitting, overall_overfitting, stitch
 from tradebot.app.settings import Settings
@@ -40,7 +48,22 @@ from tradebot.core.domain import ms_to_datetime
 from tradebot.core.research.folds import Fold, make_folds, parse_duration
 from tradebot.errors import ConfigError, DataError
 
-__all__ = ["cmd_walkforward", "data_span", "run_walkforward"]
+__all__ = ["WalkForwardResult", "cmd_walkforward", "data_span", "run_walkforward"]
+
+
+EquityCurve = list[tuple[int, Any]]
+
+
+@dataclass(slots=True, kw_only=True)
+class WalkForwardResult:
+    """A walk-forward's report and curves ``[(time ms UTC, equity quote)]``: the stitched OOS run,
+    buy-and-hold over the OOS period (``None`` without a benchmark) and, with ``--ml``, the stitched
+    OOS run with the fold models."""
+
+    report: dict[str, Any]
+    oos_curve: EquityCurve
+    buy_and_hold_curve: EquityCurve | None
+    ml_curve: EquityCurve | None = None
 
 
 def _day(ms: int) -> str:
@@ -97,68 +120,103 @@ def _fold_run(result: BacktestResult) -> FoldRun:
 
 
 def run_walkforward(
-    spec: StudySpec, folds: list[Fold], jobs: int, console: Console
-) -> tuple[dict[str, Any], list[tuple[int, Any]], list[tuple[int, Any]] | None]:
-    """Run every fold's study and test run, then the OOS comparison.
+    spec: StudySpec, folds: list[Fold], jobs: int, console: Console, ml: MlOptions | None = None
+) -> WalkForwardResult:
+    """Run every fold's study (when the space has parameters) and test run, then the OOS comparison;
+    with ``ml``, also train the position models on each train window and test them on the window
+    after it (:mod:`tradebot.app.research.wf_ml`).
 
     Returns
     -------
-    (report, oos_curve, buy_and_hold_curve)
-        The ``walkforward.json`` document (see :func:`cmd_walkforward`), the stitched OOS curve and
-        the buy-and-hold curve over the same period (``None`` without a benchmark).
+    WalkForwardResult
+        The ``walkforward.json`` document (see :func:`cmd_walkforward`) and the curves.
 
     Raises
     ------
     ConfigError, DataError
         From the storage, the space or the data.
     """
+    searched = bool(spec.space.params)
     fold_docs: list[dict[str, Any]] = []
     runs: list[FoldRun] = []
+    ml_runs: list[FoldRun] = []
+    evaluations: list[Evaluation] = []
     for fold in folds:
         name = f"{spec.study_name}-fold{fold.index}"
-        fold_spec = replace(
-            spec,
-            study_name=name,
-            start_ms=fold.train_start_ms,
-            end_ms=fold.train_end_ms,
-            seed=None if spec.seed is None else spec.seed + 1000 * fold.index,
-        )
         console.print(
             f"fold {fold.index + 1}/{len(folds)}: train {_day(fold.train_start_ms)} → "
-            f"{_day(fold.train_end_ms)}, test → {_day(fold.test_end_ms)} (study {name!r})"
+            f"{_day(fold.train_end_ms)}, test → {_day(fold.test_end_ms)}"
+            + (f" (study {name!r})" if searched else "")
         )
-        study = run_study(fold_spec, jobs, console, f"fold {fold.index + 1}/{len(folds)}")
-        best = best_trial(study)
+        best: FrozenTrial | None = None
+        trials: list[FrozenTrial] = []
+        n_failed = 0
+        if searched:
+            fold_spec = replace(
+                spec,
+                study_name=name,
+                start_ms=fold.train_start_ms,
+                end_ms=fold.train_end_ms,
+                seed=None if spec.seed is None else spec.seed + 1000 * fold.index,
+            )
+            study = run_study(fold_spec, jobs, console, f"fold {fold.index + 1}/{len(folds)}")
+            best = best_trial(study)
+            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            n_failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         params = dict(best.params) if best is not None else None
-        settings = spec_settings(spec, params or {})
+        ml_fold_result = None if ml is None else ml_fold(spec, fold, params, ml, console)
+        if ml_fold_result is not None:
+            settings = ml_fold_result.rules_settings
+        else:
+            settings = spec_settings(spec, params or {})
         test = _backtest(spec, settings, fold.test_start_ms, fold.test_end_ms, f"fold {fold.index} OOS")
         runs.append(_fold_run(test))
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         bench = test.summary.get("buy_and_hold") or {}
-        fold_docs.append(
-            {
-                "index": fold.index,
-                "study": name,
-                "train_start_ms": fold.train_start_ms,
-                "train_end_ms": fold.train_end_ms,
-                "test_start_ms": fold.test_start_ms,
-                "test_end_ms": fold.test_end_ms,
-                "n_trials": len(trials),
-                "n_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
-                "chosen_trial": None if best is None else best.number,
-                "params": params,
-                "chosen": "best feasible trial" if best is not None else "default (no feasible trial)",
-                "objective_values": None if best is None else best.values,
-                "in_sample": None if best is None else best.user_attrs["summary"]["overall"],
-                "out_of_sample": test.summary["overall"],
-                "buy_and_hold_test": {k: bench.get(k) for k in ("total_return", "max_drawdown", "sharpe")},
-                "overfitting": fold_overfitting(trials, None if best is None else best.number),
+        if not searched:
+            chosen = "the configuration (no --space)"
+        else:
+            chosen = "best feasible trial" if best is not None else "default (no feasible trial)"
+        doc: dict[str, Any] = {
+            "index": fold.index,
+            "study": name if searched else None,
+            "train_start_ms": fold.train_start_ms,
+            "train_end_ms": fold.train_end_ms,
+            "test_start_ms": fold.test_start_ms,
+            "test_end_ms": fold.test_end_ms,
+            "n_trials": len(trials),
+            "n_failed": n_failed,
+            "chosen_trial": None if best is None else best.number,
+            "params": params,
+            "chosen": chosen,
+            "objective_values": None if best is None else best.values,
+            "in_sample": None if best is None else best.user_attrs["summary"]["overall"],
+            "out_of_sample": test.summary["overall"],
+            "buy_and_hold_test": {k: bench.get(k) for k in ("total_return", "max_drawdown", "sharpe")},
+            "overfitting": fold_overfitting(trials, None if best is None else best.number),
+        }
+        if ml_fold_result is not None:
+            with_model = ml_fold_result.ml_settings
+            ml_test = (
+                test
+                if with_model is None
+                else _backtest(
+                    spec, with_model, fold.test_start_ms, fold.test_end_ms, f"fold {fold.index} OOS + ML"
+                )
+            )
+            ml_runs.append(_fold_run(ml_test))
+            if ml_fold_result.evaluation is not None:
+                evaluations.append(ml_fold_result.evaluation)
+            doc["ml"] = {
+                **ml_fold_result.doc,
+                "model_used": with_model is not None,
+                "out_of_sample": ml_test.summary["overall"],
             }
-        )
+        fold_docs.append(doc)
     oos_curve, oos_overall = stitch(runs)
     oos_start, oos_end = folds[0].test_start_ms, folds[-1].test_end_ms
     console.print(f"default configuration over the OOS period {_day(oos_start)} → {_day(oos_end)}")
-    default = _backtest(spec, spec_settings(spec, {}), oos_start, oos_end, "default")
+    default_settings = spec_settings(spec, rules_overrides(None) if ml is not None else {})
+    default = _backtest(spec, default_settings, oos_start, oos_end, "default")
     bh_curve = buy_and_hold_curve_of(default.engine, default.summary)
     dsr, pbo = overall_overfitting(list(daily_returns(oos_curve).values()), fold_docs)
     report: dict[str, Any] = {
@@ -166,8 +224,8 @@ def run_walkforward(
         "final_equity": oos_overall["final_equity"],
         "quote": default.summary["run"]["quote"],
         "base_config": None if spec.space.base_config is None else str(spec.space.base_config),
-        "objectives": list(spec.objectives),
-        "trials_per_fold": spec.n_trials,
+        "objectives": list(spec.objectives) if searched else [],
+        "trials_per_fold": spec.n_trials if searched else 0,
         "oos_start_ms": oos_start,
         "oos_end_ms": oos_end,
         "folds": fold_docs,
@@ -177,7 +235,19 @@ def run_walkforward(
         "deflated_sharpe": dsr,
         "pbo": pbo,
     }
-    return report, oos_curve, bh_curve
+    ml_curve: EquityCurve | None = None
+    if ml is not None:
+        ml_curve, ml_overall = stitch(ml_runs)
+        report["ml"] = {
+            "horizon_periods": ml.horizon_periods,
+            "inner_folds": ml.inner_folds,
+            "seed": ml.seed,
+            "oos": ml_overall,
+            "test": pooled(evaluations),
+        }
+    return WalkForwardResult(
+        report=report, oos_curve=oos_curve, buy_and_hold_curve=bh_curve, ml_curve=ml_curve
+    )
 
 
 def _folds(args: Any, spec: StudySpec) -> list[Fold]:
@@ -208,40 +278,89 @@ def cmd_walkforward(args: Any) -> int:
     ``in_sample`` and ``out_of_sample`` measure tables, ``buy_and_hold_test``, ``overfitting``),
     ``oos`` (the stitched out-of-sample measures), ``default`` (the base configuration over the OOS
     period) and ``buy_and_hold`` (equal-weight buy-and-hold over it) — those three with the keys of
-    a backtest summary's ``overall`` — ``deflated_sharpe`` and ``pbo``.
+    a backtest summary's ``overall`` — ``deflated_sharpe`` and ``pbo``. With ``--ml`` each fold has
+    ``ml`` (``train_rows``, ``inner_cv``, ``test`` — per model its test rows, metrics against the
+    base and ``beats_base`` —, ``model_used`` and ``out_of_sample`` of the run with the models), and
+    the report ``ml``: ``oos`` (the stitched runs with the fold models) and ``test`` (the test
+    predictions of all folds pooled per model); ``oos`` is then the rules alone (model off).
 
     Raises
     ------
     ConfigError, DataError
-        For bad input (exit 2 in the CLI): durations, folds longer than the data, the space, the
-        storage, an objective; nothing is recorded complete before these checks pass.
+        For bad input (exit 2 in the CLI): neither ``--space`` nor ``--ml``, durations, folds longer
+        than the data, the space, the storage, an objective, ``--ml-horizon``/``--ml-folds``, ``--ml``
+        with management off; nothing is recorded complete before these checks pass.
     """
     from tradebot.app.logging import configure_logging
 
     configure_logging(level="warning")
     console = Console(width=max(170, Console().width))
-    space: SearchSpace = load_space(args.space, base_config=args.config)
+    if args.space is None and not args.ml:
+        raise ConfigError(
+            "walkforward needs --space (search parameters per fold), --ml (train the position models "
+            "per fold) or both"
+        )
+    if args.space is not None:
+        space: SearchSpace = load_space(args.space, base_config=args.config)
+    else:
+        space = SearchSpace(params=(), base_config=None if args.config is None else Path(args.config))
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out must be a folder, was the file {str(out)!r}")
     storage_url = args.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     spec = spec_from_args(args, space, storage_url, args.study)
+    ml = _ml_options(args, spec, out, console)
     try:
         folds = _folds(args, spec)
     except DataError as exc:
         raise DataError(f"walkforward: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
-    report, oos_curve, bh_curve = run_walkforward(spec, folds, args.jobs, console)
+    result = run_walkforward(spec, folds, args.jobs, console, ml)
+    report = result.report
     render_report(report, console)
     write_summary_json(report, out / "walkforward.json")
     from tradebot.app.reports.chart import write_equity_chart  # matplotlib only when a chart is drawn
 
+    quote = str(report["quote"])
     write_equity_chart(
-        oos_curve,
+        result.oos_curve,
         out / "walkforward.png",
-        benchmark_curve=bh_curve,
+        benchmark_curve=result.buy_and_hold_curve,
         title=f"walk-forward OOS ({len(folds)} folds) vs buy-and-hold",
-        quote=str(report["quote"]),
+        quote=quote,
     )
-    console.print(f"report: {out / 'walkforward.json'}   chart: {out / 'walkforward.png'}")
+    charts = str(out / "walkforward.png")
+    if result.ml_curve is not None:
+        write_equity_chart(
+            result.ml_curve,
+            out / "walkforward_ml.png",
+            benchmark_curve=result.buy_and_hold_curve,
+            title=f"walk-forward OOS with the fold models ({len(folds)} folds) vs buy-and-hold",
+            quote=quote,
+        )
+        charts += f", {out / 'walkforward_ml.png'}"
+    console.print(f"report: {out / 'walkforward.json'}   charts: {charts}")
     return 0
+
+
+def _ml_options(args: Any, spec: StudySpec, out: Path, console: Console) -> MlOptions | None:
+    # --ml's options, checked before any fold runs; without --ml, a warning when the configuration
+    # names a model (trained on who knows which candles: its test windows may be in-sample for it).
+    settings = spec_settings(spec, {})
+    if not args.ml:
+        if (settings.management.get("ml") or {}).get("model"):
+            console.print(
+                "[yellow]warning:[/yellow] the configuration names a model ([management.ml] model); "
+                "it was not trained per fold, so the test windows may be in its training data — "
+                "use --ml to train and test the models fold by fold"
+            )
+        return None
+    horizon, inner = args.ml_horizon, args.ml_folds
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ConfigError(
+            f"--ml-horizon must be an integer number of rebalance periods >= 1, was {horizon!r}"
+        )
+    if isinstance(inner, bool) or not isinstance(inner, int) or inner < 2:
+        raise ConfigError(f"--ml-folds must be an integer >= 2, was {inner!r}")
+    check_ml_settings(settings)
+    return MlOptions(out=out, horizon_periods=horizon, inner_folds=inner, seed=args.seed)

@@ -14,9 +14,9 @@ from tradebot.app.reports.tables import format_value, render_comparison
 __all__ = ["render_report"]
 
 
-def _params(params: Mapping[str, Any] | None) -> str:
+def _params(params: Mapping[str, Any] | None, chosen: str | None = None) -> str:
     if params is None:
-        return "default (no feasible trial)"
+        return chosen or "default (no feasible trial)"
     return "\n".join(f"{k}={_short(v)}" for k, v in params.items())
 
 
@@ -56,16 +56,22 @@ def render_report(report: Mapping[str, Any], console: Console) -> None:
             format_value(f.get("buy_and_hold_test", {}).get("total_return"), "frac"),
             _stat(ov.get("deflated_sharpe")),
             _stat(ov.get("pbo")),
-            _params(f.get("params")),
+            _params(f.get("params"), f.get("chosen")),
         )
     console.print(table)
     run = {"quote": report.get("quote", "quote")}
     base = Path(report["base_config"]).name if report.get("base_config") else "built-in defaults"
     bench = {"buy_and_hold": report["buy_and_hold"]} if report.get("buy_and_hold") is not None else {}
+    ml = report.get("ml")
     columns: list[tuple[str, Mapping[str, Any]]] = [
-        ("walk-forward OOS", {"overall": report["oos"], "run": run, **bench}),
-        (f"default: {base}", {"overall": report["default"], "run": run}),
+        ("walk-forward OOS" + (" (rules)" if ml else ""), {"overall": report["oos"], "run": run, **bench}),
     ]
+    if ml:
+        columns.append(("walk-forward OOS + ML", {"overall": ml["oos"], "run": run}))
+    label = f"default: {base}" + (" (model off)" if ml else "")
+    columns.append((label, {"overall": report["default"], "run": run}))
+    if ml:
+        _render_ml(report, console)
     console.print(
         f"out-of-sample period {format_value(report['oos_start_ms'], 'time')} → "
         f"{format_value(report['oos_end_ms'], 'time')} UTC"
@@ -80,3 +86,79 @@ def render_report(report: Mapping[str, Any], console: Console) -> None:
     console.print(
         f"Probability of Backtest Overfitting (mean of {len(pbo.get('per_fold', []))} folds, CSCV): {_stat(pbo)}"
     )
+
+
+def _metric_cells(entry: Mapping[str, Any]) -> list[str]:
+    # [score, base score, base, beats] of one model's test entry: AUC & Brier for a classifier, MAE for
+    # a regressor (time_to_best in hours).
+    m = entry.get("metrics")
+    if not m:
+        return ["-", "-", "-", "-", "not scored"]
+    if "auc" in m:
+        auc = "-" if m.get("auc") is None else f"{m['auc']:.3f}"
+        return [
+            f"AUC {auc}",
+            f"Brier {m['brier']:.4f}",
+            f"{m['base_brier']:.4f}",
+            f"rate {m['base_rate']:.3f}",
+            "yes" if entry.get("beats_base") else "NO",
+        ]
+    hours = entry.get("label") == "time_to_best"
+    scale, unit = (3_600_000.0, " h") if hours else (1.0, "")
+    digits = 2 if hours else 5
+    return [
+        "",
+        f"MAE {m['mae'] / scale:.{digits}f}{unit}",
+        f"{m['base_mae'] / scale:.{digits}f}{unit}",
+        f"median {m['base_median'] / scale:.{digits}f}{unit}",
+        "yes" if entry.get("beats_base") else "NO",
+    ]
+
+
+def _render_ml(report: Mapping[str, Any], console: Console) -> None:
+    # The fold models on their test windows: one row per fold and model, then the pooled rows.
+    ml = report["ml"]
+    table = Table(
+        title=f"Position models on each fold's test window (horizon {ml['horizon_periods']} periods; "
+        "base = the train rows' rate / median)",
+        title_justify="left",
+    )
+    for name in (
+        "fold",
+        "model",
+        "train rows",
+        "test rows",
+        "AUC",
+        "score",
+        "base score",
+        "base",
+        "beats base",
+    ):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for f in report["folds"]:
+        doc = f.get("ml") or {}
+        tests: Mapping[str, Any] = doc.get("test") or {}
+        if not tests:
+            table.add_row(
+                str(f["index"]), f"skipped: {doc.get('skipped', '')}", str(doc.get("train_rows", ""))
+            )
+            continue
+        for name, entry in tests.items():
+            table.add_row(
+                str(f["index"]),
+                name,
+                f"{doc.get('train_rows', 0):,}",
+                f"{entry.get('rows', 0):,}",
+                *_metric_cells({**entry, "label": name}),
+            )
+    pooled: Mapping[str, Any] = (ml.get("test") or {}).get("models") or {}
+    for name, entry in pooled.items():
+        table.add_row(
+            "all",
+            name,
+            "",
+            f"{entry.get('rows', 0):,}",
+            *_metric_cells({**entry, "label": name}),
+            style="bold",
+        )
+    console.print(table)
