@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from lightgbm.basic import LightGBMError
 
+from tradebot.app.ml.fast_predict import RowPredictor
 from tradebot.core.ml import Platt, feature_names
 from tradebot.core.ml.predictor import MlThresholds, PositionPrediction
 from tradebot.errors import ConfigError
@@ -135,6 +136,7 @@ class _Model:
     booster: lgb.Booster
     platt: Platt | None  # classifiers
     conditional: _Conditional | None  # additional_return, when its card has the table
+    rows: RowPredictor  # raw scores (classifiers) or values, row by row
 
 
 class LightGbmPredictor:
@@ -232,10 +234,9 @@ class LightGbmPredictor:
         above: list[float | None] = [None] * len(rows)
         for m in self._models:
             if m.platt is not None:
-                raw: list[float] = np.asarray(m.booster.predict(x, raw_score=True, num_threads=1)).tolist()
-                values[m.name] = [_platt(m.platt, r) for r in raw]
+                values[m.name] = [_platt(m.platt, r) for r in m.rows(x)]
                 continue
-            pred: list[float] = np.asarray(m.booster.predict(x, num_threads=1)).tolist()
+            pred = m.rows(x)
             if m.name == "time_to_best":
                 pred = [max(v, 0.0) for v in pred]
             values[m.name] = pred
@@ -405,7 +406,8 @@ def _load_one(sub: Path, name: str, expected: tuple[str, ...]) -> tuple[_Model, 
         if not (math.isfinite(platt.a) and math.isfinite(platt.b)):
             raise ModelError(f"{where}: Platt calibration a={platt.a}, b={platt.b} is not finite")
     conditional = _conditional(card, where) if name == "additional_return" else None
-    return _Model(name, kind, booster, platt, conditional), card, card_bytes
+    rows = RowPredictor(booster, raw_score=platt is not None)
+    return _Model(name, kind, booster, platt, conditional, rows), card, card_bytes
 
 
 def _one_run(folder: Path, cards: Mapping[str, dict[str, Any]]) -> int:
