@@ -2,10 +2,10 @@
 
 The engine calls :meth:`tradebot.app.ml.model.LightGbmPredictor.predict` once per rebalance-clock
 close (hourly) with one feature row per open position (1 to 3). This prints, for 1 and 3 rows, the
-µs per call of LightGBM's ``Booster.predict`` for one model (as the predictor calls it, and with the
+µs per call of LightGBM's ``Booster.predict`` for one model (with ``num_threads=1``, and with the
 default parameters), of the whole predictor (all the folder's models, Platt scaling and the
-conditional confidences included) and, for reference only, of LightGBM's C single-row API
-(``LGBM_BoosterPredictForMatSingleRowFast``, which the predictor does not use). Best of
+conditional confidences included) and of one model through LightGBM's C single-row API
+(``LGBM_BoosterPredictForMatSingleRowFast``, which the predictor uses row by row). Best of
 ``--repeat`` runs of ``--calls`` calls each.
 
 Without ``--model`` it first trains the four models with ``tradebot ml train``'s code and defaults

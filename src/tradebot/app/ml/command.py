@@ -107,7 +107,7 @@ def cmd_ml_dataset(args: Any) -> int:
 
 
 def cmd_ml_train(args: Any) -> int:
-    """``tradebot ml train``: walk-forward score the three models, train them on all rows, write the
+    """``tradebot ml train``: walk-forward score the four models, train them on all rows, write the
     model files, their cards and ``report.json``; print the tables and whether each beats its base.
 
     Raises

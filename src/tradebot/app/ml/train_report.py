@@ -17,6 +17,13 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _err(name: str, x: float | None) -> str:
+    # A regressor's error or median: hours for time_to_best (its label is in ms), else a fraction.
+    if x is None:
+        return "-"
+    return f"{x / 3_600_000:.2f} h" if name == "time_to_best" else f"{x:.5f}"
+
+
 def _day(ms: int | None) -> str:
     return "-" if ms is None else ms_to_datetime(ms).strftime("%Y-%m-%d")
 
@@ -36,7 +43,7 @@ def verdict(name: str, model: dict[str, Any]) -> str:
     else:
         skill = 1.0 - pooled["mae"] / pooled["base_mae"] if pooled["base_mae"] else 0.0
         nums = (
-            f"MAE {_f(pooled['mae'], 5)} vs base (train median) {_f(pooled['base_mae'], 5)}, "
+            f"MAE {_err(name, pooled['mae'])} vs base (train median) {_err(name, pooled['base_mae'])}, "
             f"skill {skill * 100:+.1f} %"
         )
     if model["beats_base"]:
@@ -70,7 +77,9 @@ def render_report(report: dict[str, Any], console: Console) -> None:
             if clf:
                 t.add_row(*head, _f(m["auc"]), _f(m["brier"], 4), _f(m["base_brier"], 4), _f(m["base_rate"]))
             else:
-                t.add_row(*head, _f(m["mae"], 5), _f(m["base_mae"], 5), _f(m["base_median"], 5))
+                t.add_row(
+                    *head, _err(name, m["mae"]), _err(name, m["base_mae"]), _err(name, m["base_median"])
+                )
         pooled = model.get("pooled")
         if pooled:
             if clf:
@@ -81,8 +90,8 @@ def render_report(report: dict[str, Any], console: Console) -> None:
                 )  # fmt: skip
             else:
                 t.add_row(
-                    "all", "", f"{pooled['test_rows']:,}", "", "pooled out-of-fold", _f(pooled["mae"], 5),
-                    _f(pooled["base_mae"], 5), "", style="bold",
+                    "all", "", f"{pooled['test_rows']:,}", "", "pooled out-of-fold", _err(name, pooled["mae"]),
+                    _err(name, pooled["base_mae"]), "", style="bold",
                 )  # fmt: skip
         console.print(t)
         if clf and model.get("calibration"):
