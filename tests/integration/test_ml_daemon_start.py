@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,9 @@ from typing import Any
 
 import pytest
 from test_ml_backtest import ml_config, trained  # noqa: F401  (the module fixture: dataset + models)
+from test_start_errors import _closed_port
 
 TRADEBOT = str(Path(sys.executable).parent / "tradebot")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(tmp_path: Path, config: Path) -> tuple[int, list[dict[str, Any]], str]:

@@ -8,40 +8,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tradebot.app.ml.train_report import _f
+from tradebot.app.ml.train_report import _f, regressor_scale, score_line
 
 __all__ = ["render_evaluation", "verdict"]
 
-_HOUR_MS = 3_600_000
-
-
-def _regressor_scale(name: str) -> tuple[float, str, int]:
-    """Divisor, unit and digits a regressor's numbers are shown in: ``time_to_best`` in hours."""
-    return (_HOUR_MS, " h", 2) if name == "time_to_best" else (1.0, "", 5)
-
 
 def verdict(name: str, entry: dict[str, Any]) -> str:
-    """One line: whether the model beats its train base on the dataset, with the numbers and its skill
-    (``1 − score / base score`` for the Brier score or the MAE; > 0 is better)."""
-    m = entry.get("metrics")
-    if not m:
-        return f"{name}: NOT SCORED (no row of the dataset has its label)"
-    if entry["kind"] == "classifier":
-        skill = 1.0 - m["brier"] / m["base_brier"] if m["base_brier"] else 0.0
-        nums = (
-            f"AUC {_f(m['auc'])} vs 0.5, Brier {_f(m['brier'], 4)} vs base (train rate "
-            f"{_f(m['base_rate'])}) {_f(m['base_brier'], 4)}, skill {skill * 100:+.1f} %"
-        )
-    else:
-        div, unit, digits = _regressor_scale(name)
-        skill = 1.0 - m["mae"] / m["base_mae"] if m["base_mae"] else 0.0
-        nums = (
-            f"MAE {_f(m['mae'] / div, digits)}{unit} vs base (train median) "
-            f"{_f(m['base_mae'] / div, digits)}{unit}, skill {skill * 100:+.1f} %"
-        )
-    if entry["beats_base"]:
-        return f"{name}: beats its base rate ({nums})"
-    return f"{name}: DOES NOT BEAT its base rate ({nums})"
+    """One line: whether the model beats its train base on the dataset (:func:`score_line`)."""
+    return score_line(
+        name,
+        entry["kind"],
+        entry.get("metrics"),
+        bool(entry["beats_base"]),
+        not_scored="no row of the dataset has its label",
+    )
 
 
 def render_evaluation(report: dict[str, Any], console: Console) -> None:
@@ -49,7 +29,7 @@ def render_evaluation(report: dict[str, Any], console: Console) -> None:
     warnings when the rows overlap the training, and a verdict."""
     for name, e in report["models"].items():
         clf = e["kind"] == "classifier"
-        div, unit, digits = _regressor_scale(name)
+        div, unit, digits = regressor_scale(name)
         t = Table(title=f"{name} ({e['kind']}; label {e['label']}; base from card {e['base_source']})")
         cols = ["rows", "positions"]
         if clf:

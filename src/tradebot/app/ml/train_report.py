@@ -10,45 +10,64 @@ from rich.table import Table
 
 from tradebot.core.domain import ms_to_datetime
 
-__all__ = ["render_report", "verdict"]
+__all__ = ["regressor_scale", "render_report", "score_line", "verdict"]
 
 
 def _f(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def regressor_scale(name: str) -> tuple[float, str, int]:
+    """Divisor, unit and digits a regressor's numbers are shown in: ``time_to_best`` (ms) in hours."""
+    return (3_600_000.0, " h", 2) if name == "time_to_best" else (1.0, "", 5)
+
+
 def _err(name: str, x: float | None) -> str:
-    # A regressor's error or median: hours for time_to_best (its label is in ms), else a fraction.
+    # A regressor's error or median in its display unit.
     if x is None:
         return "-"
-    return f"{x / 3_600_000:.2f} h" if name == "time_to_best" else f"{x:.5f}"
+    div, unit, digits = regressor_scale(name)
+    return f"{x / div:.{digits}f}{unit}"
 
 
 def _day(ms: int | None) -> str:
     return "-" if ms is None else ms_to_datetime(ms).strftime("%Y-%m-%d")
 
 
-def verdict(name: str, model: dict[str, Any]) -> str:
-    """One line: whether ``model`` beats its base rate on the pooled out-of-fold rows, with the numbers
-    and its skill (``1 − score / base score`` for the Brier score or the MAE; > 0 is better)."""
-    pooled = model.get("pooled")
-    if not pooled:
-        return f"{name}: NOT SCORED (no fold had enough train rows)"
-    if model["kind"] == "classifier":
-        skill = 1.0 - pooled["brier"] / pooled["base_brier"] if pooled["base_brier"] else 0.0
+def score_line(name: str, kind: str, m: dict[str, Any] | None, beats: bool, *, not_scored: str) -> str:
+    """One line: whether a model beats its base on the rows of ``m`` (its metrics: ``auc``,
+    ``brier``, ``base_brier`` and, if known, ``base_rate``; or ``mae``, ``base_mae``), with the
+    numbers and its skill (``1 − score / base score`` for the Brier score or the MAE; > 0 is better).
+    ``not_scored`` says why when ``m`` is empty."""
+    if not m:
+        return f"{name}: NOT SCORED ({not_scored})"
+    if kind == "classifier":
+        skill = 1.0 - m["brier"] / m["base_brier"] if m["base_brier"] else 0.0
+        rate = f" (train rate {_f(m['base_rate'])})" if m.get("base_rate") is not None else ""
         nums = (
-            f"AUC {_f(pooled['auc'])} vs 0.5, Brier {_f(pooled['brier'], 4)} vs base "
-            f"{_f(pooled['base_brier'], 4)}, skill {skill * 100:+.1f} %"
+            f"AUC {_f(m['auc'])} vs 0.5, Brier {_f(m['brier'], 4)} vs base{rate} "
+            f"{_f(m['base_brier'], 4)}, skill {skill * 100:+.1f} %"
         )
     else:
-        skill = 1.0 - pooled["mae"] / pooled["base_mae"] if pooled["base_mae"] else 0.0
+        skill = 1.0 - m["mae"] / m["base_mae"] if m["base_mae"] else 0.0
         nums = (
-            f"MAE {_err(name, pooled['mae'])} vs base (train median) {_err(name, pooled['base_mae'])}, "
+            f"MAE {_err(name, m['mae'])} vs base (train median) {_err(name, m['base_mae'])}, "
             f"skill {skill * 100:+.1f} %"
         )
-    if model["beats_base"]:
+    if beats:
         return f"{name}: beats its base rate ({nums})"
     return f"{name}: DOES NOT BEAT its base rate ({nums})"
+
+
+def verdict(name: str, model: dict[str, Any]) -> str:
+    """:func:`score_line` of a trained model on its pooled out-of-fold rows."""
+    return score_line(
+        name,
+        model["kind"],
+        model.get("pooled"),
+        bool(model["beats_base"]),
+        not_scored="no fold had enough train rows",
+    )
 
 
 def render_report(report: dict[str, Any], console: Console) -> None:

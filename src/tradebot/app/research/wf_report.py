@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tradebot.app.ml.train_report import regressor_scale
 from tradebot.app.reports.tables import format_value, render_comparison
 
 __all__ = ["render_report"]
@@ -103,9 +104,7 @@ def _metric_cells(entry: Mapping[str, Any]) -> list[str]:
             f"rate {m['base_rate']:.3f}",
             "yes" if entry.get("beats_base") else "NO",
         ]
-    hours = entry.get("label") == "time_to_best"
-    scale, unit = (3_600_000.0, " h") if hours else (1.0, "")
-    digits = 2 if hours else 5
+    scale, unit, digits = regressor_scale(str(entry.get("label")))
     return [
         "",
         f"MAE {m['mae'] / scale:.{digits}f}{unit}",
