@@ -136,6 +136,27 @@ def test_the_fold_models_do_not_depend_on_the_test_window(
     assert report2["folds"][0]["ml"]["test"] != report["folds"][0]["ml"]["test"]  # the test did change
 
 
+def test_with_a_space_the_studies_run_without_the_configured_model(tmp_path: Path) -> None:
+    # config/managed_ml.toml names out/ml/models, which does not exist here: the fold's study, its
+    # datasets and its rules arm must not load it (before the fix every trial failed on it).
+    space = tmp_path / "space.toml"
+    space.write_text(
+        f'[base]\nconfig = "{MANAGED_ML}"\n\n[params."planner.band_fraction"]\nlow = 0.02\nhigh = 0.08\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "wf"
+    code, stdout, stderr = _cli(
+        "walkforward", *ARGS, "--ml", "--space", str(space), "--trials", "2", "--out", str(out)
+    )
+    assert code == 0, stderr[-3000:] + stdout[-3000:]
+    report = json.loads((out / "walkforward.json").read_text(encoding="utf-8"))
+    (fold,) = report["folds"]
+    assert fold["n_trials"] == 2 and fold["n_failed"] == 0
+    assert set(fold["params"]) == {"planner.band_fraction"}
+    assert fold["ml"]["model_used"] is True
+    assert (out / "fold0" / "models" / "recovered" / "model.txt").is_file()
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [

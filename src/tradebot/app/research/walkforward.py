@@ -310,6 +310,8 @@ def cmd_walkforward(args: Any) -> int:
     storage_url = args.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     spec = spec_from_args(args, space, storage_url, args.study)
     ml = _ml_options(args, spec, out, console)
+    if ml is not None:  # the studies, the datasets and the rules arm run without the configured model
+        spec = replace(spec, extra_overrides={**spec.extra_overrides, **rules_overrides(None)})
     try:
         folds = _folds(args, spec)
     except DataError as exc:
