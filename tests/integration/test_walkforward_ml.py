@@ -171,3 +171,25 @@ def test_bad_ml_input_exits_2_naming_it(extra: tuple[str, ...], needle: str, tmp
     assert code == 2, stdout + stderr
     assert needle in stderr + stdout
     assert not (tmp_path / "o").exists()
+
+
+def test_optimize_warns_that_its_trials_use_the_configured_model(
+    ran: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
+    models = ran[0] / "fold0" / "models"
+    config = tmp_path / "ml.toml"
+    config.write_text(
+        MANAGED_ML.read_text(encoding="utf-8").replace('model = "out/ml/models"', f'model = "{models}"'),
+        encoding="utf-8",
+    )
+    space = tmp_path / "space.toml"
+    space.write_text(
+        f'[base]\nconfig = "{config}"\n\n[params."planner.band_fraction"]\nlow = 0.02\nhigh = 0.08\n',
+        encoding="utf-8",
+    )
+    code, stdout, stderr = _cli(
+        "optimize", "--data", str(SAMPLE), "--timeframe", "1m", "--space", str(space), "--trials", "1",
+        "--out", str(tmp_path / "opt"),
+    )  # fmt: skip
+    assert code == 0, stderr[-3000:] + stdout[-3000:]
+    assert "the configuration names a model" in stdout and str(models) in stdout.replace("\n", "")

@@ -34,6 +34,7 @@ from tradebot.app.research.space import SearchSpace, load_space
 from tradebot.app.research.study import (
     StudySpec,
     best_trial,
+    configured_model,
     finished_count,
     load_or_create,
     open_storage,
@@ -260,6 +261,13 @@ def cmd_optimize(args: Any) -> int:
     out.mkdir(parents=True, exist_ok=True)
     storage_url = args.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     spec = spec_from_args(args, space, storage_url, args.study)
+    model = configured_model(spec)
+    if model is not None:
+        console.print(
+            f"[yellow]warning:[/yellow] the configuration names a model ([management.ml] model = "
+            f"{model!r}): every trial uses it; if it was trained on candles of this window the "
+            "trials are in-sample for it"
+        )
     study = run_study(spec, args.jobs, console, f"optimize {args.study}")
     trials = study.get_trials(deepcopy=False)
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)

@@ -202,6 +202,19 @@ def spec_settings(spec: StudySpec, params: Mapping[str, object]) -> Settings:
     return with_symbols(settings, spec.symbols)
 
 
+def configured_model(spec: StudySpec) -> str | None:
+    """The ``[management.ml] model`` folder the study's base configuration names (``None``: none).
+
+    Raises
+    ------
+    ConfigError
+        For a value the settings refuse.
+    """
+    ml = spec_settings(spec, {}).management.get("ml") or {}
+    model = ml.get("model") if isinstance(ml, dict) else None
+    return None if model is None else str(model)
+
+
 class TrialRunner:
     """Run trials of one study on candles loaded once (per process).
 

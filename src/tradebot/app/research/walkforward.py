@@ -39,7 +39,13 @@ from tradebot.app.reports.report import write_summary_json
 from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.research.optimize import run_study, spec_from_args
 from tradebot.app.research.space import SearchSpace, load_space
-from tradebot.app.research.study import StudySpec, best_trial, daily_returns, spec_settings
+from tradebot.app.research.study import (
+    StudySpec,
+    best_trial,
+    configured_model,
+    daily_returns,
+    spec_settings,
+)
 from tradebot.app.research.wf_ml import MlOptions, check_ml_settings, ml_fold, pooled, rules_overrides
 from tradebot.app.research.wf_report import render_report
 from tradebot.app.research.wf_stats import FoldRun, fold_overfitting, overall_overfitting, stitch
@@ -348,9 +354,8 @@ def cmd_walkforward(args: Any) -> int:
 def _ml_options(args: Any, spec: StudySpec, out: Path, console: Console) -> MlOptions | None:
     # --ml's options, checked before any fold runs; without --ml, a warning when the configuration
     # names a model (trained on who knows which candles: its test windows may be in-sample for it).
-    settings = spec_settings(spec, {})
     if not args.ml:
-        if (settings.management.get("ml") or {}).get("model"):
+        if configured_model(spec) is not None:
             console.print(
                 "[yellow]warning:[/yellow] the configuration names a model ([management.ml] model); "
                 "it was not trained per fold, so the test windows may be in its training data — "
@@ -364,5 +369,5 @@ def _ml_options(args: Any, spec: StudySpec, out: Path, console: Console) -> MlOp
         )
     if isinstance(inner, bool) or not isinstance(inner, int) or inner < 2:
         raise ConfigError(f"--ml-folds must be an integer >= 2, was {inner!r}")
-    check_ml_settings(settings)
+    check_ml_settings(spec_settings(spec, {}))
     return MlOptions(out=out, horizon_periods=horizon, inner_folds=inner, seed=args.seed)
