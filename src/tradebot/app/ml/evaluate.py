@@ -35,13 +35,12 @@ import numpy.typing as npt
 
 from tradebot.app.ml.model import (
     CARD_FILE,
-    MODEL_FILE,
     MODEL_KINDS,
     ModelError,
     _feature_mismatch,
-    _load_one,
     _Model,
-    _one_run,
+    load_folder,
+    model_values,
 )
 from tradebot.app.ml.train import MODELS, Loaded, _classifier_metrics, _regressor_metrics
 from tradebot.core.ml import brier, calibration_table, mae
@@ -107,24 +106,13 @@ def _check_features(sub: Path, data: Loaded) -> None:
 
 
 def _load_models(folder: Path, data: Loaded) -> dict[str, tuple[_Model, dict[str, Any]]]:
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise ModelError(f"model folder {str(folder)!r} {what}")
-    loaded: dict[str, tuple[_Model, dict[str, Any]]] = {}
+    # Each card's features against the dataset's first (naming the dataset), then load_predictor's
+    # checks of the whole folder.
     for name in MODEL_KINDS:
-        sub = folder / name
-        if not sub.exists():
-            continue
-        _check_features(sub, data)
-        model, card, _raw = _load_one(sub, name, tuple(data.features))
-        loaded[name] = (model, card)
-    if not loaded:
-        raise ModelError(
-            f"model folder {str(folder)!r} has no model (expected one of {', '.join(MODEL_KINDS)}, "
-            f"each a folder with {CARD_FILE} and {MODEL_FILE})"
-        )
-    _one_run(folder, {name: card for name, (_m, card) in loaded.items()})
-    return loaded
+        if (folder / name).exists():
+            _check_features(folder / name, data)
+    models, cards, _bytes, _horizon = load_folder(folder, tuple(data.features))
+    return {m.name: (m, cards[m.name]) for m in models}
 
 
 def _finite(value: object) -> bool:
@@ -156,15 +144,9 @@ def _base(model: _Model, card: dict[str, Any], where: str) -> tuple[float, str]:
 
 
 def _predict(model: _Model, x: FloatArray) -> FloatArray:
-    """The predictions of ``model`` for the rows ``x`` (shape ``(n, features)``), as
+    """The predictions of ``model`` for the rows ``x`` (shape ``(n, features)``), exactly as
     :meth:`~tradebot.app.ml.model.LightGbmPredictor.predict` gives them."""
-    if len(x) == 0:
-        return np.empty(0, dtype=np.float64)
-    if model.platt is not None:
-        raw = np.asarray(model.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
-        return model.platt(raw)
-    pred = np.asarray(model.booster.predict(x, num_threads=1), dtype=np.float64)
-    return np.maximum(pred, 0.0) if model.name == "time_to_best" else pred
+    return np.asarray(model_values(model, x), dtype=np.float64)
 
 
 def _score(kind: str, y: FloatArray, p: FloatArray, base: FloatArray) -> dict[str, Any]:

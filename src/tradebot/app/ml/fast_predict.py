@@ -120,6 +120,8 @@ class RowPredictor:
         """
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"feature matrix must have {self.n_features} columns, was shape {x.shape}")
+        if x.shape[0] == 0:
+            return []
         if not self.fast:
             return self._batch(x)
         x = np.ascontiguousarray(x, dtype=np.float64)

@@ -233,12 +233,7 @@ class LightGbmPredictor:
         below: list[float | None] = [None] * len(rows)
         above: list[float | None] = [None] * len(rows)
         for m in self._models:
-            if m.platt is not None:
-                values[m.name] = [_platt(m.platt, r) for r in m.rows(x)]
-                continue
-            pred = m.rows(x)
-            if m.name == "time_to_best":
-                pred = [max(v, 0.0) for v in pred]
+            pred = model_values(m, x)
             values[m.name] = pred
             if m.conditional is not None:
                 t = self.thresholds
@@ -260,6 +255,17 @@ class LightGbmPredictor:
             )
             for i in range(len(rows))
         ]
+
+
+def model_values(m: _Model, x: FloatArray) -> list[float]:
+    """One model's outputs for the rows ``x`` (shape ``(n, features)``, NaN = missing): a classifier's
+    calibrated probability (its raw score through the card's Platt scaling), a regressor's prediction
+    (``time_to_best`` at least 0), in the label's unit."""
+    if m.platt is not None:
+        platt = m.platt
+        return [_platt(platt, r) for r in m.rows(x)]
+    pred = m.rows(x)
+    return [max(v, 0.0) for v in pred] if m.name == "time_to_best" else pred
 
 
 def _platt(platt: Platt, raw: float) -> float:
@@ -436,6 +442,40 @@ def _one_run(folder: Path, cards: Mapping[str, dict[str, Any]]) -> int:
     return next(iter(horizons.values()))
 
 
+def load_folder(
+    folder: Path, expected: tuple[str, ...]
+) -> tuple[list[_Model], dict[str, dict[str, Any]], dict[str, bytes], int]:
+    """Load and check every model of a ``tradebot ml train`` folder (:func:`load_predictor`'s checks)
+    against the feature names ``expected``; return ``(models, cards, card bytes, horizon ms)``, the
+    models in :data:`MODEL_KINDS` order, cards and bytes by model name.
+
+    Raises
+    ------
+    ModelError
+        As :func:`load_predictor`.
+    """
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ModelError(f"model folder {str(folder)!r} {what}")
+    models: list[_Model] = []
+    cards: dict[str, dict[str, Any]] = {}
+    card_bytes: dict[str, bytes] = {}
+    for model_name in MODEL_KINDS:
+        sub = folder / model_name
+        if not sub.exists():
+            continue
+        model, card, raw = _load_one(sub, model_name, expected)
+        models.append(model)
+        cards[model_name] = card
+        card_bytes[model_name] = raw
+    if not models:
+        raise ModelError(
+            f"model folder {str(folder)!r} has no model (expected one of {', '.join(MODEL_KINDS)}, "
+            f"each a folder with {CARD_FILE} and {MODEL_FILE})"
+        )
+    return models, cards, card_bytes, _one_run(folder, cards)
+
+
 def load_predictor(
     folder: Path,
     *,
@@ -476,27 +516,8 @@ def load_predictor(
         an int > 0, or the cards are of different datasets or horizons (a folder mixing training
         runs).
     """
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise ModelError(f"model folder {str(folder)!r} {what}")
     expected = feature_names(stream_timeframes)
-    models: list[_Model] = []
-    cards: dict[str, dict[str, Any]] = {}
-    card_bytes: dict[str, bytes] = {}
-    for model_name in MODEL_KINDS:
-        sub = folder / model_name
-        if not sub.exists():
-            continue
-        model, card, raw = _load_one(sub, model_name, expected)
-        models.append(model)
-        cards[model_name] = card
-        card_bytes[model_name] = raw
-    if not models:
-        raise ModelError(
-            f"model folder {str(folder)!r} has no model (expected one of {', '.join(MODEL_KINDS)}, "
-            f"each a folder with {CARD_FILE} and {MODEL_FILE})"
-        )
-    horizon_ms = _one_run(folder, cards)
+    models, cards, card_bytes, horizon_ms = load_folder(folder, expected)
     h = hashlib.sha256()
     for model_name in sorted(card_bytes):
         raw = card_bytes[model_name]
