@@ -49,6 +49,7 @@ from tradebot.core.ml import (
     StreamReading,
     feature_names,
     position_features,
+    recovery_level,
 )
 from tradebot.core.ml.predictor import MlThresholds, PositionPrediction, Predictor, decide
 from tradebot.core.portfolio.ledger import Ledger
@@ -276,8 +277,7 @@ class MlStage:
         candle: Candle,
         on_actions: Callable[[str, Sequence[Action]], list[Any]],
     ) -> list[Any]:
-        fee = self.fee_rate
-        level = state.avg_entry * (1 + 2 * fee)
+        level = recovery_level(state.avg_entry, self.fee_rate)
         losing = state.mark < level
         can_scale_in, can_trail, can_take = mgr.ml_options(state.mark)
         decision = decide(
@@ -309,17 +309,14 @@ class MlStage:
             prediction=summary,
         )
         out: list[Any] = on_actions(sym, actions) if actions else []
-        caused = [a for a in actions if a.ml_prediction is not None]
-        event_id = None
-        if caused:
-            for rec in out:
-                if getattr(rec, "ml_prediction", None) is not None:
-                    event_id = rec.event_id
-                    break
-        if caused:
-            taken = caused[0].event_type.value
-        else:  # nothing, or the rule's own deferred scale-in
-            taken = f"rule {actions[0].event_type.value}" if actions else "none"
+        # ml_apply attaches the prediction to all its actions, or to none (the rule's deferred add)
+        event_id = next((r.event_id for r in out if getattr(r, "ml_prediction", None) is not None), None)
+        if not actions:
+            taken = "none"
+        elif actions[0].ml_prediction is not None:
+            taken = actions[0].event_type.value
+        else:
+            taken = f"rule {actions[0].event_type.value}"
         record = MlPositionPrediction(
             prediction_id=pid,
             model_name=self.predictor.name,
@@ -411,7 +408,7 @@ class MlStage:
             "trackers": {s: _slots_state(t) for s, t in self.trackers.items()},
             "market": {s: asdict(m) if m is not None else None for s, m in self.market.items()},
             "entry_volume": dict(self.entry_volume),
-            "pending": {s: [_pending_state(p) for p in ps] for s, ps in self.pending.items()},
+            "pending": {s: [asdict(p) for p in ps] for s, ps in self.pending.items()},
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -431,10 +428,6 @@ class MlStage:
             self.pending = {s: [_Pending(**p) for p in ps] for s, ps in data["pending"].items()}
         except KeyError as e:
             raise ValueError(f"ml state misses field {e.args[0]!r}") from None
-
-
-def _pending_state(p: _Pending) -> dict[str, Any]:
-    return {name: getattr(p, name) for name in _Pending.__slots__}
 
 
 def _slots(obj: object) -> list[str]:

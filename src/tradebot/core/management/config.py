@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import Field, dataclass, field, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, get_args
 
 from tradebot.core.domain import Timeframe
@@ -315,6 +315,9 @@ class IndicatorConfig(_FromDict):
         v.integer("indicators.momentum_h", self.momentum_h, minimum=1)
 
 
+_SEED_THRESHOLDS = MlThresholds()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MlConfig(_FromDict):
     """``[management.ml]``: the learned position management (issue 16), off without ``model``.
@@ -347,12 +350,13 @@ class MlConfig(_FromDict):
     """
 
     model: str | None = None
-    exit_recovery_below: float = 0.30
-    take_profit_return_below: float = 0.005
-    trail_return_above: float = 0.02
-    scale_in_probability_above: float = 0.70
-    min_confidence: float = 0.60
-    take_profit_fraction: float = 0.5
+    # the seed's thresholds: MlThresholds' defaults, one source for both
+    exit_recovery_below: float = _SEED_THRESHOLDS.exit_recovery_below
+    take_profit_return_below: float = _SEED_THRESHOLDS.take_profit_return_below
+    trail_return_above: float = _SEED_THRESHOLDS.trail_return_above
+    scale_in_probability_above: float = _SEED_THRESHOLDS.scale_in_probability_above
+    min_confidence: float = _SEED_THRESHOLDS.min_confidence
+    take_profit_fraction: float = _SEED_THRESHOLDS.take_profit_fraction
 
     def __post_init__(self) -> None:
         p = "ml"
@@ -384,14 +388,7 @@ class MlConfig(_FromDict):
 
     def thresholds(self) -> MlThresholds:
         """Return the decision thresholds for :func:`tradebot.core.ml.predictor.decide`."""
-        return MlThresholds(
-            exit_recovery_below=float(self.exit_recovery_below),
-            take_profit_return_below=float(self.take_profit_return_below),
-            trail_return_above=float(self.trail_return_above),
-            scale_in_probability_above=float(self.scale_in_probability_above),
-            min_confidence=float(self.min_confidence),
-            take_profit_fraction=float(self.take_profit_fraction),
-        )
+        return MlThresholds(**{f.name: float(getattr(self, f.name)) for f in fields(MlThresholds)})
 
 
 _SECTIONS: dict[str, type[_FromDict]] = {

@@ -32,6 +32,7 @@ from tradebot.core.ml.labels import (
     LabelConfig,
     Labels,
     position_labels,
+    recovery_level,
 )
 
 __all__ = [
@@ -56,5 +57,6 @@ __all__ = [
     "position_features",
     "position_labels",
     "purged_walk_forward",
+    "recovery_level",
     "roc_auc",
 ]

@@ -38,7 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LABEL_DEFINITIONS", "LABEL_NAMES", "CandleArrays", "LabelConfig", "Labels", "position_labels"]
+__all__ = [
+    "LABEL_DEFINITIONS",
+    "LABEL_NAMES",
+    "CandleArrays",
+    "LabelConfig",
+    "Labels",
+    "position_labels",
+    "recovery_level",
+]
 
 #: Label columns, in order, with their units.
 LABEL_DEFINITIONS: dict[str, str] = {
@@ -130,6 +138,13 @@ class Labels:
 _INCOMPLETE = Labels(horizon_complete=False)
 
 
+def recovery_level(avg_entry: float, fee_fraction: float) -> float:
+    """The price a losing position must reach to have recovered: its average entry plus round-trip
+    fees, ``avg_entry × (1 + 2 fee)`` (quote currency; ``fee_fraction`` a fraction, 0.001 = 0.1 %).
+    A row is *losing* while its mark is below it."""
+    return avg_entry * (1 + 2 * fee_fraction)
+
+
 def position_labels(
     candles: CandleArrays,
     *,
@@ -176,7 +191,7 @@ def position_labels(
     f, s = config.fee_fraction, config.slippage_fraction
     stop_at = _first(low <= stop) if stop is not None else None
     recovered = None
-    target = avg_entry * (1 + 2 * f)
+    target = recovery_level(avg_entry, f)
     if mark < target:
         up = _first(high >= target)
         recovered = up is not None and (stop_at is None or up < stop_at)
