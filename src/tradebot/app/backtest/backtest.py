@@ -25,7 +25,7 @@ from tradebot.adapters.feeds.replay import discover, load_candles, load_columns,
 from tradebot.adapters.venues.simulated import SimulatedExchange
 from tradebot.app.backtest.replay import Dispatcher, ReplayStream, replay_into
 from tradebot.app.instruments import default_instruments
-from tradebot.app.ml.runtime import predictor_for
+from tradebot.app.ml.runtime import model_folder, predictor_for
 from tradebot.app.reports.summary import build_run_summary, first_opens
 from tradebot.app.settings import Settings, build_engine_config, redacted_dump
 from tradebot.core.domain import (
@@ -141,10 +141,7 @@ def warmup_lookback_bars(settings: Settings) -> int:
 def ml_lookback_bars(settings: Settings) -> int:
     """Rebalance-timeframe candles the position models' market features need before the first
     candle (:attr:`tradebot.core.ml.FeatureConfig.warmup_periods`), 0 without ``[management.ml]``."""
-    ml = settings.management.get("ml")
-    if not isinstance(ml, dict) or not ml.get("model"):
-        return 0
-    return FeatureConfig().warmup_periods
+    return FeatureConfig().warmup_periods if model_folder(settings) else 0
 
 
 def _warmup_timeframes(settings: Settings) -> set[Timeframe]:

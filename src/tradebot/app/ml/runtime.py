@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tradebot.app.settings import Settings
 from tradebot.core.config import EngineConfig
 from tradebot.core.ml.predictor import Predictor
 
-__all__ = ["predictor_for"]
+__all__ = ["model_folder", "predictor_for"]
+
+
+def model_folder(settings: Settings) -> str | None:
+    """The ``[management.ml] model`` folder the settings name, unchecked (``None``: no model)."""
+    ml = settings.management.get("ml")
+    model = ml.get("model") if isinstance(ml, dict) else None
+    return None if model is None else str(model)
 
 
 def predictor_for(config: EngineConfig) -> Predictor | None:

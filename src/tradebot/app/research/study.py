@@ -36,6 +36,7 @@ from tradebot.app.backtest.backtest import (
     load_data,
     with_symbols,
 )
+from tradebot.app.ml.runtime import model_folder
 from tradebot.app.research.space import CategoricalParam, IntParam, SearchSpace, settings_for, suggest
 from tradebot.app.settings import Settings, load_settings
 from tradebot.core.domain import Timeframe
@@ -210,9 +211,7 @@ def configured_model(spec: StudySpec) -> str | None:
     ConfigError
         For a value the settings refuse.
     """
-    ml = spec_settings(spec, {}).management.get("ml") or {}
-    model = ml.get("model") if isinstance(ml, dict) else None
-    return None if model is None else str(model)
+    return model_folder(spec_settings(spec, {}))
 
 
 class TrialRunner:
