@@ -34,7 +34,7 @@ from tradebot.app.backtest.backtest import (
     backtest_loaded,
     load_data,
 )
-from tradebot.app.ml.evaluate import Evaluation
+from tradebot.app.ml.evaluate import Evaluation, pooled_report
 from tradebot.app.reports.report import write_summary_json
 from tradebot.app.reports.summary import buy_and_hold_curve_of
 from tradebot.app.research.optimize import run_study, spec_from_args
@@ -46,7 +46,7 @@ from tradebot.app.research.study import (
     daily_returns,
     spec_settings,
 )
-from tradebot.app.research.wf_ml import MlOptions, check_ml_settings, ml_fold, pooled, rules_overrides
+from tradebot.app.research.wf_ml import MlOptions, check_ml_settings, ml_fold, rules_overrides
 from tradebot.app.research.wf_report import render_report
 from tradebot.app.research.wf_stats import FoldRun, fold_overfitting, overall_overfitting, stitch
 from tradebot.app.settings import Settings
@@ -249,7 +249,7 @@ def run_walkforward(
             "inner_folds": ml.inner_folds,
             "seed": ml.seed,
             "oos": ml_overall,
-            "test": pooled(evaluations),
+            "test": pooled_report(evaluations) if evaluations else None,
         }
     return WalkForwardResult(
         report=report, oos_curve=oos_curve, buy_and_hold_curve=bh_curve, ml_curve=ml_curve

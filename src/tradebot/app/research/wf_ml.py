@@ -31,8 +31,8 @@ from typing import Any
 from rich.console import Console
 
 from tradebot.app.ml.dataset import DatasetOptions, build_dataset
-from tradebot.app.ml.evaluate import Evaluation, evaluate_models, pooled_report
-from tradebot.app.ml.files import write_dataset
+from tradebot.app.ml.evaluate import Evaluation, evaluate_models
+from tradebot.app.ml.files import write_dataset, write_json_atomic
 from tradebot.app.ml.train import TrainOptions, load_dataset, train_models, write_models
 from tradebot.app.research.study import StudySpec, spec_settings
 from tradebot.app.settings import Settings, build_engine_config
@@ -142,15 +142,8 @@ def ml_fold(
         folder / "test.parquet",
     )
     evaluation = evaluate_models(models, load_dataset(test_file))
-    from tradebot.app.ml.files import write_json_atomic
-
     write_json_atomic(models / "evaluation-test.json", evaluation.report)
     doc["test_rows"] = evaluation.report.get("rows")
     doc["test"] = evaluation.report["models"]
     ml_settings = spec_settings(spec, {**(params or {}), "management.ml.model": str(models)})
     return MlFoldResult(doc=doc, evaluation=evaluation, rules_settings=rules, ml_settings=ml_settings)
-
-
-def pooled(evaluations: list[Evaluation]) -> dict[str, Any] | None:
-    """The test predictions of every fold pooled per model (``None`` without any)."""
-    return pooled_report(evaluations) if evaluations else None
